@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/floodgate/floodgate/admin"
+	"github.com/floodgate/floodgate/configs"
+	"github.com/floodgate/floodgate/gateway"
+	"github.com/floodgate/floodgate/gateway/config"
+
+	_ "github.com/floodgate/floodgate/filters/all" // the built-in filters register themselves
+)
+
+func init() {
+	register(command{name: "gateway", summary: "serve traffic through the filter chain", run: runGateway})
+}
+
+const gatewayExamples = `  floodgate gateway                              # the embedded demo configuration (configs/demo.yaml)
+  floodgate gateway -config configs/demo.yaml    # a file; reloaded on SIGHUP (kill -HUP <pid>)`
+
+func runGateway(args []string) error {
+	fs := newFlagSet("gateway", "[-config FILE] [flags]", gatewayExamples)
+	cfgPath := fs.String("config", "", "configuration file (YAML); empty = the embedded demo configuration")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "console", "log format: console or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	defer logger.Sync()
+
+	var doc *config.Document
+	if *cfgPath == "" {
+		doc, err = config.Parse("embedded:configs/demo.yaml", configs.Demo)
+	} else {
+		doc, err = config.ParseFile(*cfgPath)
+	}
+	if err != nil {
+		printConfigErrors(err)
+		return exitError{code: 1, msg: "configuration not loaded"}
+	}
+
+	gw := gateway.New(gateway.Options{Logger: logger})
+	up := gateway.NewUpdater(gw, logger)
+	source := "file:" + doc.Name
+	if _, err := up.Apply(gateway.Update{Source: source, Doc: doc, Note: "start"}); err != nil {
+		printConfigErrors(err)
+		return exitError{code: 1, msg: "configuration not loaded"}
+	}
+	cfg := gw.Config()
+
+	adm := admin.New(gw, up, cfg.Admin.Token, logger)
+	aln, err := adm.Listen(cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	ln, err := net.Listen("tcp4", cfg.Server.Listen)
+	if err != nil {
+		aln.Close()
+		return fmt.Errorf("traffic listener %s: %w", cfg.Server.Listen, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if *cfgPath != "" {
+		fsrc := &gateway.FileSource{Path: *cfgPath}
+		go fsrc.Run(ctx, up)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- adm.Serve(aln) }()
+	go func() { errc <- gw.Serve(ln) }()
+	logger.Info("floodgate gateway serving",
+		zap.String("traffic", "http://"+ln.Addr().String()),
+		zap.String("admin", "http://"+aln.Addr().String()),
+		zap.Uint64("generation", gw.Generation()),
+		zap.Int("routes", len(cfg.Routes)),
+		zap.String("config", doc.Name))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		logger.Info("shutting down", zap.String("signal", s.String()))
+	case err := <-errc:
+		if err != nil {
+			logger.Error("listener failed", zap.Error(err))
+			return err
+		}
+	}
+	cancel()
+	if err := gw.Shutdown(); err != nil {
+		logger.Warn("traffic shutdown", zap.Error(err))
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	adm.Shutdown(sctx)
+	return nil
+}
+
+// printConfigErrors prints every configuration problem on its own line.
+func printConfigErrors(err error) {
+	var ces config.Errors
+	if errors.As(err, &ces) {
+		for _, e := range ces {
+			fmt.Fprintln(os.Stderr, e.Error())
+		}
+		return
+	}
+	fmt.Fprintln(os.Stderr, err)
+}

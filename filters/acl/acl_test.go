@@ -1,0 +1,63 @@
+package acl_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/floodgate/floodgate/filters/filtertest"
+
+	_ "github.com/floodgate/floodgate/filters/acl"
+)
+
+func TestDecide(t *testing.T) {
+	f := filtertest.Build(t, "acl", `
+allow_methods: [GET, POST]
+deny_networks: [10.0.0.0/8, "192.0.2.7"]
+deny_paths: [/lottery/admin]
+require_headers: [X-App]
+deny_user_agents: [sqlmap]
+`, nil)
+	app := map[string]string{"X-App": "qq"}
+	filtertest.Run(t, f, []filtertest.Case{
+		{Desc: "plain request passes", Req: filtertest.Req{URI: "/lottery", Headers: app, IP: "203.0.113.9"}},
+		{Desc: "method not in the allow list", Req: filtertest.Req{Method: "DELETE", URI: "/lottery", Headers: app}, Want: "acl/method_not_allowed", WantStatus: 405},
+		{Desc: "client in a denied network", Req: filtertest.Req{URI: "/lottery", Headers: app, IP: "10.1.2.3"}, Want: "acl/denied", WantStatus: 403},
+		{Desc: "single denied address", Req: filtertest.Req{URI: "/lottery", Headers: app, IP: "192.0.2.7"}, Want: "acl/denied"},
+		{Desc: "neighbour of the denied address passes", Req: filtertest.Req{URI: "/lottery", Headers: app, IP: "192.0.2.8"}},
+		{Desc: "IPv4-mapped IPv6 form of a denied address", Req: filtertest.Req{URI: "/lottery", Headers: app, IP: "::ffff:10.0.0.1"}, Want: "acl/denied"},
+		{Desc: "denied path prefix", Req: filtertest.Req{URI: "/lottery/admin/reset", Headers: app}, Want: "acl/denied"},
+		{Desc: "denied path itself", Req: filtertest.Req{URI: "/lottery/admin", Headers: app}, Want: "acl/denied"},
+		{Desc: "path that only shares a prefix string passes", Req: filtertest.Req{URI: "/lottery/administrator", Headers: app}},
+		{Desc: "dot-segments are resolved before judging", Req: filtertest.Req{URI: "/lottery/x/../admin", Headers: app}, Want: "acl/denied"},
+		{Desc: "missing required header", Req: filtertest.Req{URI: "/lottery"}, Want: "acl/denied"},
+		{Desc: "denied user agent", Req: filtertest.Req{URI: "/lottery", Headers: map[string]string{"X-App": "qq", "User-Agent": "sqlmap/1.7"}}, Want: "acl/denied"},
+	})
+}
+
+func TestAllowNetworks(t *testing.T) {
+	f := filtertest.Build(t, "acl", `allow_networks: [127.0.0.0/8, "2001:db8::/32"]`, nil)
+	filtertest.Run(t, f, []filtertest.Case{
+		{Desc: "loopback allowed", Req: filtertest.Req{IP: "127.0.0.5"}},
+		{Desc: "v6 network allowed", Req: filtertest.Req{IP: "2001:db8::1"}},
+		{Desc: "anything else denied", Req: filtertest.Req{IP: "198.51.100.1"}, Want: "acl/denied"},
+	})
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		desc, yaml, want string
+	}{
+		{"lower-case method", `allow_methods: [get]`, `allow_methods.0: not an HTTP method`},
+		{"bad network", `deny_networks: [10.0.0.0/33]`, `deny_networks.0: not an address or network`},
+		{"relative path", `deny_paths: [admin]`, `deny_paths.0: must start with '/'`},
+		{"empty agent", `deny_user_agents: [""]`, `deny_user_agents.0: must not be empty`},
+		{"2xx status", `status: 200`, `status: want a 4xx or 5xx status (got 200)`},
+		{"unknown field", `deny_ips: [1.2.3.4]`, `unknown field "deny_ips"`},
+		{"list given a scalar", `deny_paths: /admin`, `deny_paths: want a list`},
+	} {
+		err := filtertest.DecodeErr(t, "acl", tc.yaml)
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %q does not contain %q", tc.desc, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package acl
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/floodgate/floodgate/filters"
+)
+
+func init() {
+	filters.Register(filters.Definition{Name: "acl", New: func() filters.Config { return &Config{} }})
+}
+
+// Config is the acl filter's configuration. Every list is optional; an empty acl admits
+// everything.
+type Config struct {
+	// AllowMethods, if set, admits only these methods (others: acl/method_not_allowed, 405).
+	AllowMethods []string `yaml:"allow_methods"`
+	// AllowNetworks, if set, admits only clients in these networks.
+	AllowNetworks []string `yaml:"allow_networks"`
+	// DenyNetworks rejects clients in these networks (checked after AllowNetworks).
+	DenyNetworks []string `yaml:"deny_networks"`
+	// DenyPaths rejects these path prefixes (segment boundary, like route paths).
+	DenyPaths []string `yaml:"deny_paths"`
+	// RequireHeaders rejects requests missing any of these headers (or with them empty).
+	RequireHeaders []string `yaml:"require_headers"`
+	// DenyUserAgents rejects User-Agents containing any of these substrings.
+	DenyUserAgents []string `yaml:"deny_user_agents"`
+	// Status of acl/denied answers; 0 = 403.
+	Status int `yaml:"status"`
+}
+
+var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true, "PATCH": true, "OPTIONS": true, "CONNECT": true, "TRACE": true}
+
+// Validate implements filters.Config.
+func (c *Config) Validate() error {
+	var errs filters.Errors
+	for i, m := range c.AllowMethods {
+		if !knownMethods[m] {
+			errs.Add(filters.Errorf(field("allow_methods", i), m, "not an HTTP method (write it in capitals, e.g. GET)"))
+		}
+	}
+	for i, n := range c.AllowNetworks {
+		if _, err := parsePrefix(n); err != nil {
+			errs.Add(filters.Errorf(field("allow_networks", i), n, "not an address or network (e.g. 10.0.0.0/8)"))
+		}
+	}
+	for i, n := range c.DenyNetworks {
+		if _, err := parsePrefix(n); err != nil {
+			errs.Add(filters.Errorf(field("deny_networks", i), n, "not an address or network (e.g. 10.0.0.0/8)"))
+		}
+	}
+	for i, p := range c.DenyPaths {
+		if !strings.HasPrefix(p, "/") {
+			errs.Add(filters.Errorf(field("deny_paths", i), p, "must start with '/'"))
+		}
+	}
+	for i, h := range c.RequireHeaders {
+		if h == "" || strings.ContainsAny(h, " :\r\n") {
+			errs.Add(filters.Errorf(field("require_headers", i), h, "not a header name"))
+		}
+	}
+	for i, s := range c.DenyUserAgents {
+		if s == "" {
+			errs.Add(filters.Errorf(field("deny_user_agents", i), s, "must not be empty (it would match every client)"))
+		}
+	}
+	if c.Status != 0 && (c.Status < 400 || c.Status > 599) {
+		errs.Add(filters.Errorf("status", c.Status, "want a 4xx or 5xx status"))
+	}
+	return errs.Err()
+}
+
+// Build implements filters.Config. The acl keeps no state, so prev is not needed.
+func (c *Config) Build(bc *filters.BuildContext, _ filters.Filter) (filters.Filter, error) {
+	status := c.Status
+	if status == 0 {
+		status = 403
+	}
+	a := &ACL{
+		denied:    bc.Reason("denied", status),
+		badMethod: bc.Reason("method_not_allowed", 405),
+	}
+	for _, m := range c.AllowMethods {
+		a.methods = append(a.methods, []byte(m))
+	}
+	for _, n := range c.AllowNetworks {
+		p, _ := parsePrefix(n)
+		a.allowNets = append(a.allowNets, p)
+	}
+	for _, n := range c.DenyNetworks {
+		p, _ := parsePrefix(n)
+		a.denyNets = append(a.denyNets, p)
+	}
+	for _, p := range c.DenyPaths {
+		a.denyPaths = append(a.denyPaths, []byte(strings.TrimSuffix(p, "/")))
+	}
+	for _, h := range c.RequireHeaders {
+		a.required = append(a.required, []byte(h))
+	}
+	for _, s := range c.DenyUserAgents {
+		a.badAgents = append(a.badAgents, []byte(s))
+	}
+	return a, nil
+}
+
+func field(name string, i int) string { return name + "." + itoa(i) }
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+var _ filters.Config = (*Config)(nil)

@@ -1,0 +1,8 @@
+// Package all links every built-in filter into the binary: importing it runs each
+// filter's init(), which registers it. A new filter adds its import here (and its name
+// to filters/order.go).
+package all
+
+import (
+	_ "github.com/floodgate/floodgate/filters/acl"
+)

@@ -1,0 +1,449 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/floodgate/floodgate/filters"
+)
+
+var reflectTypeOfRoute = reflect.TypeOf(Route{})
+
+// Load composes the file document with override layers (applied in order, later wins:
+// pass per-key overrides before the active plan), decodes strictly and validates the
+// whole. It returns the Config, or Errors listing every problem; it never returns a
+// partly valid Config.
+func Load(doc *Document, layers ...[]Override) (*Config, error) {
+	t := newTree(doc)
+	var errs Errors
+	for _, layer := range layers {
+		for _, o := range layer {
+			if e := t.set(o); e != nil {
+				errs = append(errs, e)
+			}
+		}
+	}
+	cfg := defaultConfig()
+	d := &decoder{doc: t}
+	d.decode(t.root, reflect.ValueOf(cfg).Elem(), nil)
+	errs = append(errs, d.errs...)
+	// Validate even when decoding found problems, so that one run reports everything;
+	// leave out what follows from a value that did not decode.
+	v := &validator{tree: t, cfg: cfg}
+	v.validate()
+	for _, e := range v.errs {
+		if !underAny(e.Path, d.errs) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	cfg.Sources = t.leaves()
+	return cfg, nil
+}
+
+func underAny(path string, errs Errors) bool {
+	for _, e := range errs {
+		if path == e.Path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(e.Path, path+".") {
+			return true
+		}
+	}
+	return false
+}
+
+type validator struct {
+	tree *tree
+	cfg  *Config
+	errs Errors
+}
+
+// at finds the node at path (yaml keys) for error locations; nil if not set.
+func (v *validator) at(path ...string) *yaml.Node {
+	n := v.tree.root
+	for _, s := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == s {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		n = next
+	}
+	return n
+}
+
+func (v *validator) errorf(path []string, format string, args ...any) {
+	e := &Error{Path: strings.Join(path, "."), Msg: fmt.Sprintf(format, args...)}
+	// point at the deepest node that exists
+	for i := len(path); i >= 0; i-- {
+		if n := v.at(path[:i]...); n != nil {
+			e.Where, e.line = v.tree.where(n), n.Line
+			break
+		}
+	}
+	v.errs = append(v.errs, e)
+}
+
+func (v *validator) validate() {
+	c := v.cfg
+	s := &c.Server
+	if err := checkHostPort(s.Listen); err != nil {
+		v.errorf([]string{"server", "listen"}, "%v", err)
+	}
+	if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 {
+		v.errorf([]string{"server"}, "read_timeout, write_timeout and idle_timeout must be > 0")
+	}
+	if s.ReadBufferSize < 1024 || s.ReadBufferSize > 1<<20 {
+		v.errorf([]string{"server", "read_buffer_size"}, "must be between 1KiB and 1MiB (got %d)", s.ReadBufferSize)
+	}
+	if s.MaxRequestBody <= 0 {
+		v.errorf([]string{"server", "max_request_body"}, "must be > 0 (got %d)", s.MaxRequestBody)
+	}
+	if s.Concurrency <= 0 {
+		v.errorf([]string{"server", "concurrency"}, "must be > 0 (got %d)", s.Concurrency)
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			v.errorf([]string{"server", "trusted_proxies", strconv.Itoa(i)}, "%v", err)
+		}
+	}
+	v.validateAdmin()
+
+	if len(c.Pools) == 0 {
+		v.errorf([]string{"pools"}, "at least one pool is needed")
+	}
+	for _, name := range sortedKeys(c.Pools) {
+		v.validatePool(name, c.Pools[name])
+	}
+	if len(c.Routes) == 0 {
+		v.errorf([]string{"routes"}, "at least one route is needed")
+	}
+	seen := map[string]string{}
+	for _, name := range sortedKeys(c.Routes) {
+		r := c.Routes[name]
+		v.validateRoute(name, r)
+		key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.Path, "/")
+		if other, dup := seen[key]; dup && r.Path != "" {
+			v.errorf([]string{"routes", name, "path"}, "route %q already serves host %q path %q", other, r.Host, r.Path)
+		}
+		seen[key] = name
+	}
+}
+
+func (v *validator) validateAdmin() {
+	a := &v.cfg.Admin
+	if err := checkHostPort(a.Listen); err != nil {
+		v.errorf([]string{"admin", "listen"}, "%v", err)
+		return
+	}
+	if a.TokenFile != "" {
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			v.errorf([]string{"admin", "token_file"}, "cannot read: %v", err)
+		} else {
+			a.Token = strings.TrimSpace(string(b))
+		}
+	}
+	host, _, _ := net.SplitHostPort(a.Listen)
+	if !isLoopback(host) && a.Token == "" {
+		v.errorf([]string{"admin", "listen"}, "%q is not a loopback address: set admin.token or admin.token_file, or bind to 127.0.0.1", a.Listen)
+	}
+}
+
+func (v *validator) validatePool(name string, p *Pool) {
+	path := []string{"pools", name}
+	if len(p.Addrs) == 0 {
+		v.errorf(append(path, "addrs"), "at least one upstream address (host:port) is needed")
+	}
+	for i, a := range p.Addrs {
+		if err := checkHostPort(a); err != nil {
+			v.errorf(append(path, "addrs", strconv.Itoa(i)), "%v", err)
+		}
+	}
+	if p.MaxConns < len(p.Addrs) || p.MaxConns <= 0 {
+		v.errorf(append(path, "max_conns"), "must be at least the number of addrs (%d), got %d", len(p.Addrs), p.MaxConns)
+	}
+	for _, f := range []struct {
+		name string
+		d    Duration
+	}{{"connect_timeout", p.ConnectTimeout}, {"read_timeout", p.ReadTimeout}, {"write_timeout", p.WriteTimeout}, {"idle_timeout", p.IdleTimeout}} {
+		if f.d <= 0 {
+			v.errorf(append(path, f.name), "must be > 0")
+		}
+	}
+	if p.MaxResponseBody <= 0 {
+		v.errorf(append(path, "max_response_body"), "must be > 0 (got %d)", p.MaxResponseBody)
+	}
+	if p.Eject.Failures < 0 {
+		v.errorf(append(path, "eject", "failures"), "must be >= 0 (0 never ejects), got %d", p.Eject.Failures)
+	}
+	if p.Eject.Failures > 0 && p.Eject.Duration <= 0 {
+		v.errorf(append(path, "eject", "duration"), "must be > 0 when eject.failures is set")
+	}
+	if strings.ContainsAny(p.HostHeader, "\r\n /") {
+		v.errorf(append(path, "host_header"), "not a valid host: %q", p.HostHeader)
+	}
+}
+
+func (v *validator) validateRoute(name string, r *Route) {
+	path := []string{"routes", name}
+	if !validName(name) {
+		v.errorf(path, "route names use letters, digits, '-' and '_' (they appear in Consul keys and metrics): %q", name)
+	}
+	switch {
+	case r.Path == "":
+		v.errorf(append(path, "path"), "a path prefix is needed, e.g. /lottery")
+	case !strings.HasPrefix(r.Path, "/"):
+		v.errorf(append(path, "path"), "must start with '/': %q", r.Path)
+	case strings.ContainsAny(r.Path, "?#% \t") || strings.Contains(r.Path, "//") || strings.Contains(r.Path, "/../") || strings.HasSuffix(r.Path, "/.."):
+		v.errorf(append(path, "path"), "must be a plain, normalized path (no ?, #, %%, //, ..): %q", r.Path)
+	}
+	if strings.ContainsAny(r.Host, ":/ ") {
+		v.errorf(append(path, "host"), "a host name without port or scheme, e.g. act.example.com or *.example.com: %q", r.Host)
+	}
+	r.Host = strings.ToLower(r.Host)
+	if r.Pool == "" {
+		v.errorf(append(path, "pool"), "the name of a pool is needed (one of: %s)", strings.Join(sortedKeys(v.cfg.Pools), ", "))
+	} else if _, ok := v.cfg.Pools[r.Pool]; !ok {
+		v.errorf(append(path, "pool"), "no pool named %q (pools: %s)", r.Pool, strings.Join(sortedKeys(v.cfg.Pools), ", "))
+	}
+	if r.Timeout == 0 {
+		if r.Core {
+			r.Timeout = Duration(3 * time.Second)
+		} else {
+			r.Timeout = Duration(500 * time.Millisecond)
+		}
+	}
+	if r.MaxRequestBody == 0 {
+		r.MaxRequestBody = v.cfg.Server.MaxRequestBody
+	} else if r.MaxRequestBody > v.cfg.Server.MaxRequestBody {
+		v.errorf(append(path, "max_request_body"), "%d is above server.max_request_body (%d)", r.MaxRequestBody, v.cfg.Server.MaxRequestBody)
+	}
+	if r.Upstream5xx != "pass" && r.Upstream5xx != "fallback" {
+		v.errorf(append(path, "upstream_5xx"), "want pass or fallback, got %q", r.Upstream5xx)
+	}
+	fb := &r.Fallback
+	if fb.Status < 200 || fb.Status > 599 {
+		v.errorf(append(path, "fallback", "status"), "want an HTTP status 200-599, got %d", fb.Status)
+	}
+	for k, val := range fb.Headers {
+		if !validHeaderName(k) {
+			v.errorf(append(path, "fallback", "headers", k), "not a valid header name: %q", k)
+		} else if isHopByHop(k) || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "X-Floodgate-Verdict") {
+			v.errorf(append(path, "fallback", "headers", k), "%s is set by the gateway itself", k)
+		}
+		if strings.ContainsAny(val, "\r\n") {
+			v.errorf(append(path, "fallback", "headers", k), "header values must not contain line breaks")
+		}
+	}
+	if strings.ContainsAny(fb.ContentType, "\r\n") {
+		v.errorf(append(path, "fallback", "content_type"), "must not contain line breaks")
+	}
+	v.validateFilters(name, r)
+}
+
+func (v *validator) validateFilters(route string, r *Route) {
+	names := make([]string, 0, len(r.RawFilters))
+	for n := range r.RawFilters {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return filters.Position(names[i]) < filters.Position(names[j]) })
+	r.Chain = nil
+	for _, fname := range names {
+		node := r.RawFilters[fname]
+		path := []string{"routes", route, "filters", fname}
+		def, ok := filters.Lookup(fname)
+		if !ok {
+			v.errorf(path, "unknown filter %q (known: %s)", fname, strings.Join(filters.Names(), ", "))
+			continue
+		}
+		spec := &FilterSpec{Name: fname, Enabled: true}
+		cfg := def.New()
+		body := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: node.Line, Column: node.Column}
+		switch {
+		case node.Kind == yaml.ScalarNode && node.Tag == "!!null":
+		case node.Kind != yaml.MappingNode:
+			v.errorf(path, "want a mapping of parameters, got a %s", kindName(node))
+			continue
+		default:
+			common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+			for i := 0; i+1 < len(node.Content); i += 2 {
+				if commonFilterFields[node.Content[i].Value] {
+					common.Content = append(common.Content, node.Content[i], node.Content[i+1])
+				} else {
+					body.Content = append(body.Content, node.Content[i], node.Content[i+1])
+				}
+			}
+			var cf struct {
+				Enabled *bool `yaml:"enabled"`
+				Shadow  bool  `yaml:"shadow"`
+			}
+			d := &decoder{doc: v.tree}
+			d.decode(common, reflect.ValueOf(&cf).Elem(), path)
+			d.decode(body, reflect.ValueOf(cfg).Elem(), path)
+			if len(d.errs) > 0 {
+				v.errs = append(v.errs, d.errs...)
+				continue
+			}
+			if cf.Enabled != nil {
+				spec.Enabled = *cf.Enabled
+			}
+			spec.Shadow = cf.Shadow
+		}
+		if err := cfg.Validate(); err != nil {
+			v.filterErrors(path, err)
+			continue
+		}
+		spec.Config = cfg
+		r.Chain = append(r.Chain, spec)
+	}
+}
+
+// filterErrors turns a filter's Validate error into located Errors.
+func (v *validator) filterErrors(path []string, err error) {
+	var list []error
+	var fes filters.Errors
+	if errors.As(err, &fes) {
+		list = fes
+	} else {
+		list = []error{err}
+	}
+	for _, e := range list {
+		var fe *filters.FieldError
+		if errors.As(e, &fe) {
+			msg := fe.Msg
+			if fe.Value != nil {
+				msg = fmt.Sprintf("%s (got %v)", fe.Msg, fe.Value)
+			}
+			v.errorf(append(append([]string{}, path...), strings.Split(fe.Field, ".")...), "%s", msg)
+			continue
+		}
+		v.errorf(path, "%v", e)
+	}
+}
+
+func sortedKeys[T any](m map[string]T) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// HopByHop lists the headers that are never forwarded (RFC 9110 7.6.1), besides the
+// ones the Connection header names and any Proxy-* header.
+var HopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func isHopByHop(k string) bool {
+	for _, h := range HopByHop {
+		if strings.EqualFold(h, k) {
+			return true
+		}
+	}
+	return len(k) > 6 && strings.EqualFold(k[:6], "proxy-")
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", s)
+	}
+	if host == "" {
+		return fmt.Errorf("want an explicit host (e.g. 127.0.0.1:%s), got %q", port, s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// ParsePrefix parses a CIDR or a single address (as a /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("not a network (want e.g. 10.0.0.0/8): %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not an address or network: %q", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// DecodeFilter decodes and validates one filter's configuration from YAML (the mapping
+// under routes.<route>.filters.<name>, without enabled/shadow), with the same strict
+// rules and messages as a full configuration. Filter tests and the filter test kit use it.
+func DecodeFilter(name string, src []byte) (filters.Config, error) {
+	def, ok := filters.Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown filter %q (known: %s)", name, strings.Join(filters.Names(), ", "))
+	}
+	doc, err := Parse(name+".yaml", src)
+	if err != nil {
+		return nil, err
+	}
+	cfg := def.New()
+	v := &validator{tree: newTree(doc)}
+	d := &decoder{doc: v.tree}
+	d.decode(v.tree.root, reflect.ValueOf(cfg).Elem(), nil)
+	if len(d.errs) > 0 {
+		return nil, d.errs
+	}
+	if err := cfg.Validate(); err != nil {
+		v.filterErrors(nil, err)
+		return nil, v.errs
+	}
+	return cfg, nil
+}

@@ -1,0 +1,237 @@
+// Package config turns configuration layers (the YAML file, per-key overrides, an active
+// plan) into one validated, typed Config - or into the complete list of problems, each
+// naming where the bad value came from (file:line or the Consul key) and which field it is.
+//
+// It is the converter of the source -> converter -> updater split: sources (the file,
+// Consul) produce Documents and Overrides; Load composes them in precedence order
+// (file < overrides < plan), decodes strictly (unknown fields are errors), and validates
+// the whole; the gateway's updater builds and swaps. Nothing here touches running state.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/floodgate/floodgate/filters"
+)
+
+// Config is the whole, validated configuration of one gateway process.
+type Config struct {
+	Server Server           `yaml:"server" json:"server"`
+	Admin  Admin            `yaml:"admin" json:"admin"`
+	Pools  map[string]*Pool `yaml:"pools" json:"pools"`
+	Routes map[string]*Route `yaml:"routes" json:"routes"`
+
+	// Sources lists every value that was set (not defaulted), with where it came from.
+	Sources []Leaf `yaml:"-" json:"-"`
+}
+
+// Server is the public (traffic) listener. The defaults are the safe ones of
+// RELIABILITY.md.
+type Server struct {
+	Listen       string   `yaml:"listen" json:"listen"`
+	ReadTimeout  Duration `yaml:"read_timeout" json:"read_timeout"`
+	WriteTimeout Duration `yaml:"write_timeout" json:"write_timeout"`
+	IdleTimeout  Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	// ReadBufferSize bounds the request head (line + headers); larger heads get 431.
+	ReadBufferSize Size `yaml:"read_buffer_size" json:"read_buffer_size"`
+	// MaxRequestBody is the default and the largest per-route body limit.
+	MaxRequestBody Size `yaml:"max_request_body" json:"max_request_body"`
+	// Concurrency caps requests served at once (memory: about 16 KiB each).
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// VerdictHeader adds X-Floodgate-Verdict to every answer the gateway makes itself.
+	VerdictHeader bool `yaml:"verdict_header" json:"verdict_header"`
+	// TrustedProxies are the networks whose X-Forwarded-For is believed.
+	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies"`
+	// ShutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+}
+
+// Admin is the admin listener (health, metrics, config, events, dashboard).
+type Admin struct {
+	Listen string `yaml:"listen" json:"listen"`
+	// Token, if set, is required (Authorization: Bearer) on every admin request; it is
+	// mandatory when Listen is not a loopback address.
+	Token     string `yaml:"token" json:"-"`
+	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
+}
+
+// Pool is a fixed set of upstream addresses (never taken from a request) with its own
+// connection budget: the bulkhead between light and heavy backends.
+type Pool struct {
+	Addrs []string `yaml:"addrs" json:"addrs"`
+	// MaxConns is the pool's connection budget, split evenly across Addrs.
+	MaxConns int `yaml:"max_conns" json:"max_conns"`
+	// QueueTimeout is how long a request may wait for a free connection when the budget
+	// is used up; 0 answers upstream/busy at once.
+	QueueTimeout   Duration `yaml:"queue_timeout" json:"queue_timeout"`
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	ReadTimeout    Duration `yaml:"read_timeout" json:"read_timeout"`
+	WriteTimeout   Duration `yaml:"write_timeout" json:"write_timeout"`
+	// IdleTimeout closes idle upstream connections; keep it below the upstream's own.
+	IdleTimeout     Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	MaxResponseBody Size     `yaml:"max_response_body" json:"max_response_body"`
+	// HostHeader, if set, replaces the client's Host header toward this pool.
+	HostHeader string `yaml:"host_header" json:"host_header,omitempty"`
+	Eject      Eject  `yaml:"eject" json:"eject"`
+}
+
+// Eject is passive health checking: a server that fails Failures times in a row (connect
+// errors, timeouts) is left out for Duration, then tried again.
+type Eject struct {
+	Failures int      `yaml:"failures" json:"failures"`
+	Duration Duration `yaml:"duration" json:"duration"`
+}
+
+// Route maps requests (host + longest path prefix) to a pool, through a filter chain.
+type Route struct {
+	// Host, if set, must equal the request host (port ignored); "*.example.com" matches
+	// any subdomain. Empty matches any host.
+	Host string `yaml:"host" json:"host,omitempty"`
+	// Path is the prefix, matched at a segment boundary: /lottery matches /lottery,
+	// /lottery/ and /lottery/draw, not /lottery2.
+	Path string `yaml:"path" json:"path"`
+	Pool string `yaml:"pool" json:"pool"`
+	// Core marks the campaign's essential operations; non-core routes get shorter
+	// default timeouts and are the ones sampling and pressure give up first.
+	Core bool `yaml:"core" json:"core"`
+	// Enabled false is the route's kill switch: every request gets the fallback with
+	// verdict route/disabled.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Timeout for the whole upstream exchange; default 3s for core, 500ms otherwise.
+	Timeout        Duration `yaml:"timeout" json:"timeout"`
+	MaxRequestBody Size     `yaml:"max_request_body" json:"max_request_body"`
+	// Upstream5xx: "pass" forwards the upstream's 5xx answers, "fallback" replaces them
+	// with the fallback answer (verdict upstream/error).
+	Upstream5xx string   `yaml:"upstream_5xx" json:"upstream_5xx"`
+	Fallback    Fallback `yaml:"fallback" json:"fallback"`
+	// Filters maps a filter name to its configuration; see filters/<name>/README.md.
+	RawFilters map[string]*yaml.Node `yaml:"filters" json:"-"`
+
+	// Chain is the decoded filters in chain order (filters.Order).
+	Chain []*FilterSpec `yaml:"-" json:"filters,omitempty"`
+}
+
+// Fallback is the answer the gateway gives itself when it does not proxy: a filter
+// rejected, the route is disabled, or its upstream timed out or is down.
+type Fallback struct {
+	Status      int               `yaml:"status" json:"status"`
+	ContentType string            `yaml:"content_type" json:"content_type"`
+	Body        string            `yaml:"body" json:"body"`
+	Headers     map[string]string `yaml:"headers" json:"headers,omitempty"`
+}
+
+// FilterSpec is one filter of a route's chain, decoded and validated.
+type FilterSpec struct {
+	Name string `json:"name"`
+	// Enabled false leaves the filter out of the chain (a live switch).
+	Enabled bool `json:"enabled"`
+	// Shadow counts what the filter would reject but admits it.
+	Shadow bool           `json:"shadow"`
+	Config filters.Config `json:"config"`
+}
+
+// commonFilterFields are keys every filter accepts; the rest go to the filter's Config.
+var commonFilterFields = map[string]bool{"enabled": true, "shadow": true}
+
+func defaultConfig() *Config {
+	return &Config{
+		Server: Server{
+			Listen:          "127.0.0.1:8080",
+			ReadTimeout:     Duration(10 * time.Second),
+			WriteTimeout:    Duration(15 * time.Second),
+			IdleTimeout:     Duration(60 * time.Second),
+			ReadBufferSize:  8 << 10,
+			MaxRequestBody:  1 << 20,
+			Concurrency:     50000,
+			VerdictHeader:   true,
+			ShutdownTimeout: Duration(10 * time.Second),
+		},
+		Admin: Admin{Listen: "127.0.0.1:9901"},
+	}
+}
+
+func (p *Pool) setDefaults() {
+	*p = Pool{
+		MaxConns:        512,
+		ConnectTimeout:  Duration(time.Second),
+		ReadTimeout:     Duration(10 * time.Second),
+		WriteTimeout:    Duration(10 * time.Second),
+		IdleTimeout:     Duration(30 * time.Second),
+		MaxResponseBody: 8 << 20,
+		Eject:           Eject{Failures: 5, Duration: Duration(10 * time.Second)},
+	}
+}
+
+func (r *Route) setDefaults() {
+	*r = Route{
+		Enabled:     true,
+		Upstream5xx: "pass",
+		Fallback: Fallback{
+			Status:      503,
+			ContentType: "application/json",
+			Body:        `{"ok":false,"error":"busy, please retry later"}`,
+		},
+	}
+}
+
+// defaulter is implemented by map elements that start from defaults before decoding.
+type defaulter interface{ setDefaults() }
+
+// Duration is a time.Duration written as "250ms", "2s", "1m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. 250ms, 2s, 1m): %q", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("must not be negative: %q", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Size is a byte count written as a number or with a unit: 8KiB, 1MiB, 1GiB (also KB, MB
+// as powers of 1000).
+type Size int64
+
+// UnmarshalText parses a size.
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.TrimSpace(string(b))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(str, u.suffix) {
+			mult = u.mult
+			str = strings.TrimSpace(strings.TrimSuffix(str, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("not a size (want bytes or e.g. 64KiB, 1MiB): %q", string(b))
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// MarshalText writes the size in bytes.
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }

@@ -1,0 +1,249 @@
+// Package gateway is floodgate's edge: the fasthttp server, routing, the filter chain
+// runtime, the proxy to upstream pools, fallback answers, and the updater that swaps in a
+// new configuration atomically.
+//
+// The running configuration is one immutable *state behind an atomic pointer. A request
+// loads it once and uses nothing else; an update builds a complete new state beside the
+// running one and swaps it in with one store, or is rejected whole.
+package gateway
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/gateway/config"
+)
+
+// VerdictHeader is the header on every answer the gateway makes itself.
+const VerdictHeader = "X-Floodgate-Verdict"
+
+var (
+	verdictHeaderName = []byte(VerdictHeader)
+	retryAfterName    = []byte("Retry-After")
+	http11            = []byte("HTTP/1.1")
+)
+
+// Gateway is one gateway process's traffic side.
+type Gateway struct {
+	state  atomic.Pointer[state]
+	logger *zap.Logger
+	env    *filters.Env
+	epoch  time.Time
+	// dial, if set, replaces TCP dialing of upstreams (in-memory tests).
+	dial fasthttp.DialFunc
+
+	server *fasthttp.Server
+	reqs   sync.Pool
+}
+
+// Options configures New.
+type Options struct {
+	Logger *zap.Logger
+	Env    *filters.Env
+	// Dial replaces TCP dialing to upstreams; tests use in-memory listeners.
+	Dial fasthttp.DialFunc
+}
+
+// New returns a Gateway that serves nothing until the first Apply.
+func New(opts Options) *Gateway {
+	g := &Gateway{logger: opts.Logger, env: opts.Env, epoch: time.Now(), dial: opts.Dial}
+	if g.logger == nil {
+		g.logger = zap.NewNop()
+	}
+	if g.env == nil {
+		g.env = filters.NewEnv()
+	}
+	g.reqs.New = func() any { return new(filters.Request) }
+	return g
+}
+
+// Env returns the state shared by all filters (live instance count).
+func (g *Gateway) Env() *filters.Env { return g.env }
+
+// Generation returns the generation of the configuration in force (0: none yet).
+func (g *Gateway) Generation() uint64 {
+	if st := g.state.Load(); st != nil {
+		return st.gen
+	}
+	return 0
+}
+
+// Config returns the configuration in force, or nil.
+func (g *Gateway) Config() *config.Config {
+	if st := g.state.Load(); st != nil {
+		return st.cfg
+	}
+	return nil
+}
+
+// mono returns t on the process's monotonic clock in nanoseconds.
+func (g *Gateway) mono(t time.Time) int64 { return int64(t.Sub(g.epoch)) }
+
+// Handler is the request handler (exposed for in-memory tests and benchmarks).
+func (g *Gateway) Handler(ctx *fasthttp.RequestCtx) { g.serve(ctx) }
+
+func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
+	st := g.state.Load()
+	if st == nil {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.SetBytesKV(verdictHeaderName, []byte("gateway/starting"))
+		return
+	}
+	now := time.Now()
+	mono := g.mono(now)
+	rt := st.match(ctx.Host(), ctx.Path())
+	if rt == nil {
+		st.notFound(ctx)
+		return
+	}
+	clientIP := st.clientIP(ctx)
+	if !rt.enabled {
+		rt.answer(ctx, st, rt.disabled, 0)
+		return
+	}
+	if len(rt.chain) > 0 {
+		req := g.reqs.Get().(*filters.Request)
+		req.Ctx, req.Now, req.Wall, req.Route, req.ClientIP = ctx, mono, now.UnixNano(), &rt.info, clientIP
+		for i := range rt.chain {
+			link := &rt.chain[i]
+			res := link.filter.Decide(req)
+			if res.Action == filters.Reject {
+				if link.shadow {
+					res.Reason.Shadow()
+					continue
+				}
+				req.Ctx = nil
+				g.reqs.Put(req)
+				rt.answer(ctx, st, res.Reason, res.RetryAfter)
+				return
+			}
+			if res.Wait > 0 {
+				time.Sleep(res.Wait)
+			}
+		}
+		req.Ctx = nil
+		g.reqs.Put(req)
+	}
+	g.forward(ctx, st, rt, clientIP, mono)
+}
+
+func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64) {
+	u := rt.pool.pick(mono)
+	if u == nil {
+		rt.answer(ctx, st, rt.upstream[failUnavailable], 0)
+		return
+	}
+	req := &ctx.Request
+	cleanRequest(&req.Header)
+	setForwardedFor(&req.Header, peerAddr(ctx), clientIP, st.trustsPeer(ctx))
+	if len(rt.pool.host) > 0 {
+		req.Header.SetHostBytes(rt.pool.host)
+	}
+	req.Header.SetProtocolBytes(http11)
+
+	resp := &ctx.Response
+	start := time.Now()
+	err := u.hc.DoTimeout(req, resp, rt.timeout)
+	rt.latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		kind := upstreamError(err)
+		if kind == failTimeout || kind == failUnavailable {
+			rt.pool.failed(u, mono)
+		}
+		resp.Reset()
+		rt.answer(ctx, st, rt.upstream[kind], 0)
+		return
+	}
+	rt.pool.succeeded(u)
+	if rt.fallback5xx && resp.StatusCode() >= 500 {
+		resp.Reset()
+		rt.answer(ctx, st, rt.upstream[failError5xx], 0)
+		return
+	}
+	cleanResponse(&resp.Header)
+	rt.admitted.Inc()
+}
+
+// answer writes the route's fallback answer for reason.
+func (rt *route) answer(ctx *fasthttp.RequestCtx, st *state, reason *filters.Reason, retryAfter time.Duration) {
+	reason.Count()
+	fb := &rt.fallback
+	status := reason.Status
+	if status == 0 {
+		status = fb.status
+	}
+	resp := &ctx.Response
+	resp.SetStatusCode(status)
+	resp.Header.SetContentTypeBytes(fb.contentType)
+	for i := range fb.headers {
+		resp.Header.SetBytesKV(fb.headers[i].k, fb.headers[i].v)
+	}
+	if st.verdictHeader {
+		resp.Header.SetBytesKV(verdictHeaderName, reason.VerdictBytes())
+	}
+	if retryAfter > 0 {
+		secs := int64((retryAfter + time.Second - 1) / time.Second)
+		var buf [20]byte
+		resp.Header.SetBytesKV(retryAfterName, strconv.AppendInt(buf[:0], secs, 10))
+	}
+	resp.SetBodyRaw(fb.body)
+}
+
+// clientIP returns the peer address, or - when the peer is a trusted proxy - the nearest
+// address in X-Forwarded-For that is not itself trusted.
+func (st *state) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	peer := peerAddr(ctx)
+	if len(st.trusted) == 0 || !st.isTrusted(peer) {
+		return peer
+	}
+	xff := ctx.Request.Header.PeekBytes(xffName)
+	for len(xff) > 0 {
+		i := bytes.LastIndexByte(xff, ',')
+		part := bytes.TrimSpace(xff[i+1:])
+		if i < 0 {
+			xff = nil
+		} else {
+			xff = xff[:i]
+		}
+		a, err := netip.ParseAddr(bytesString(part))
+		if err != nil {
+			return peer // a malformed hop: stop trusting the chain here
+		}
+		a = a.Unmap()
+		if !st.isTrusted(a) {
+			return a
+		}
+		peer = a
+	}
+	return peer
+}
+
+func (st *state) trustsPeer(ctx *fasthttp.RequestCtx) bool {
+	return len(st.trusted) > 0 && st.isTrusted(peerAddr(ctx))
+}
+
+func (st *state) isTrusted(a netip.Addr) bool {
+	for _, p := range st.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if tcp, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		a, _ := netip.AddrFromSlice(tcp.IP)
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}

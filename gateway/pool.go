@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"reflect"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/metrics"
+)
+
+var (
+	upstreamEjections = metrics.NewCounterVec("upstream_ejections_total", "Upstream servers left out after consecutive failures.", "pool", "addr")
+	upstreamHealthy   = metrics.NewGaugeVec("upstream_healthy", "1 if the upstream server is in rotation, 0 while ejected.", "pool", "addr")
+)
+
+// pool is a fixed set of upstream servers with one connection budget (a bulkhead).
+// Servers are chosen round-robin, skipping ejected ones. A pool whose configuration did
+// not change is carried over a reload with its connections and ejection state.
+type pool struct {
+	name    string
+	cfg     config.Pool
+	servers []*upstream
+	next    atomic.Uint64
+	host    []byte
+}
+
+// upstream is one server address of a pool.
+type upstream struct {
+	addr         string
+	hc           *fasthttp.HostClient
+	fails        atomic.Int32
+	ejectedUntil atomic.Int64 // monotonic ns; 0 = in rotation
+	ejections    interface{ Inc() }
+	healthy      interface{ Set(float64) }
+}
+
+func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc) *pool {
+	p := &pool{name: name, cfg: cfg, host: []byte(cfg.HostHeader)}
+	per := (cfg.MaxConns + len(cfg.Addrs) - 1) / len(cfg.Addrs)
+	for _, addr := range cfg.Addrs {
+		addr := addr
+		d := dial
+		if d == nil {
+			timeout := cfg.ConnectTimeout.D()
+			d = func(string) (net.Conn, error) { return fasthttp.DialTimeout(addr, timeout) }
+		}
+		u := &upstream{
+			addr: addr,
+			hc: &fasthttp.HostClient{
+				Addr:                          addr,
+				Dial:                          d,
+				MaxConns:                      per,
+				MaxConnWaitTimeout:            cfg.QueueTimeout.D(),
+				MaxIdleConnDuration:           cfg.IdleTimeout.D(),
+				ReadTimeout:                   cfg.ReadTimeout.D(),
+				WriteTimeout:                  cfg.WriteTimeout.D(),
+				MaxResponseBodySize:           int(cfg.MaxResponseBody),
+				MaxIdemponentCallAttempts:     2, // one retry, idempotent methods only (fasthttp's default RetryIf)
+				NoDefaultUserAgentHeader:      true,
+				DisableHeaderNamesNormalizing: false,
+				DisablePathNormalizing:        false,
+			},
+			ejections: upstreamEjections.WithLabelValues(name, addr),
+			healthy:   upstreamHealthy.WithLabelValues(name, addr),
+		}
+		u.healthy.Set(1)
+		p.servers = append(p.servers, u)
+	}
+	return p
+}
+
+// sameConfig reports whether p can serve cfg as it is.
+func (p *pool) sameConfig(cfg config.Pool) bool { return reflect.DeepEqual(p.cfg, cfg) }
+
+// pick returns the next server in rotation, or nil when all are ejected.
+func (p *pool) pick(now int64) *upstream {
+	n := uint64(len(p.servers))
+	start := p.next.Add(1)
+	for i := uint64(0); i < n; i++ {
+		u := p.servers[(start+i)%n]
+		until := u.ejectedUntil.Load()
+		if until == 0 || now >= until {
+			return u
+		}
+	}
+	return nil
+}
+
+// failed records a connect error or timeout and ejects the server after cfg.Eject.Failures
+// in a row. A server that comes back from ejection and fails again is ejected at once.
+func (p *pool) failed(u *upstream, now int64) {
+	f := u.fails.Add(1)
+	if p.cfg.Eject.Failures > 0 && int(f) >= p.cfg.Eject.Failures {
+		until := now + int64(p.cfg.Eject.Duration)
+		old := u.ejectedUntil.Load()
+		if old < now && u.ejectedUntil.CompareAndSwap(old, until) {
+			u.ejections.Inc()
+			u.healthy.Set(0)
+		}
+	}
+}
+
+// succeeded puts a server back in rotation.
+func (p *pool) succeeded(u *upstream) {
+	if u.fails.Load() != 0 {
+		u.fails.Store(0)
+	}
+	if u.ejectedUntil.Load() != 0 {
+		u.ejectedUntil.Store(0)
+		u.healthy.Set(1)
+	}
+}
+
+func (p *pool) close() {
+	for _, u := range p.servers {
+		u.hc.CloseIdleConnections()
+	}
+}
+
+// upstreamError classifies a client error into a verdict reason.
+func upstreamError(err error) upstreamFailure {
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
+		return failTimeout
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return failBusy
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return failTooLarge
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return failTimeout
+	}
+	return failUnavailable
+}
+
+type upstreamFailure uint8
+
+const (
+	failTimeout upstreamFailure = iota
+	failBusy
+	failUnavailable
+	failTooLarge
+	failError5xx
+	numFailures
+)
+
+// failureNames are the reasons of the "upstream" verdicts, by upstreamFailure.
+var failureNames = [numFailures]string{"timeout", "busy", "unavailable", "too_large", "error"}

@@ -1,0 +1,330 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/metrics"
+)
+
+var (
+	requestsTotal = metrics.NewCounterVec("requests_total",
+		"Requests by route and verdict: admitted (proxied) or the <filter>/<reason> of the gateway's own answer.", "route", "verdict")
+	shadowTotal = metrics.NewCounterVec("shadow_rejects_total",
+		"Requests a filter in shadow mode would have rejected (they were admitted).", "route", "verdict")
+	upstreamLatency = metrics.NewHistogramVec("upstream_latency_seconds",
+		"Time from sending a request upstream to its complete answer (or error), by route.", metrics.LatencyBuckets, "route")
+)
+
+// noRoute is the route label of requests that matched no route or failed at the edge.
+const noRoute = "-"
+
+// state is one immutable, complete configuration in force: what a request needs.
+type state struct {
+	gen           uint64
+	cfg           *config.Config
+	routes        []*route // match order: exact host, wildcard host, any host; longest prefix first
+	pools         map[string]*pool
+	trusted       []netip.Prefix
+	verdictHeader bool
+	notFoundFB    fallback
+	notFoundR     *filters.Reason
+	edge          map[string]*filters.Reason
+}
+
+type route struct {
+	name        string
+	info        filters.Route
+	host        []byte // exact host, or the suffix ".example.com" of a wildcard
+	wildcard    bool
+	prefix      []byte // without trailing slash, "" for "/"
+	enabled     bool
+	pool        *pool
+	timeout     time.Duration
+	maxBody     int
+	fallback5xx bool
+	fallback    fallback
+	chain       []link
+	disabled    *filters.Reason
+	upstream    [numFailures]*filters.Reason
+	admitted    prometheus.Counter
+	latency     prometheus.Observer
+}
+
+type link struct {
+	name   string
+	filter filters.Filter
+	shadow bool
+}
+
+type fallback struct {
+	status      int
+	contentType []byte
+	body        []byte
+	headers     []kv
+}
+
+type kv struct{ k, v []byte }
+
+// gatewayReason declares a reason the gateway itself answers for, counted per route.
+func gatewayReason(route, filter, name string, status int) *filters.Reason {
+	bc := filters.NewBuildContext(filters.Route{Name: route}, filter, nil, nil, attachCounters(route))
+	return bc.Reason(name, status)
+}
+
+// attachCounters returns the hook that resolves a reason's counters once, at build time.
+func attachCounters(route string) func(*filters.Reason) {
+	return func(r *filters.Reason) {
+		c := requestsTotal.WithLabelValues(route, r.Verdict)
+		s := shadowTotal.WithLabelValues(route, r.Verdict)
+		r.Count = c.Inc
+		r.Shadow = s.Inc
+	}
+}
+
+// build makes a new state from cfg beside prev (which keeps serving). It returns the
+// new state and a cleanup that retires what prev had and the new state does not reuse,
+// to run after the swap; on error everything new is released and prev is untouched.
+func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func(), err error) {
+	st = &state{cfg: cfg, pools: map[string]*pool{}, verdictHeader: cfg.Server.VerdictHeader}
+	var created []io.Closer // filters built here that prev does not have (closed on failure)
+	newPools := map[*pool]bool{}
+	defer func() {
+		if err != nil {
+			for _, c := range created {
+				c.Close()
+			}
+			for p := range newPools {
+				p.close()
+			}
+		}
+	}()
+	for _, s := range cfg.Server.TrustedProxies {
+		p, _ := config.ParsePrefix(s) // validated already
+		st.trusted = append(st.trusted, p)
+	}
+	for name, pc := range cfg.Pools {
+		if prev != nil {
+			if old := prev.pools[name]; old != nil && old.sameConfig(*pc) {
+				st.pools[name] = old
+				continue
+			}
+		}
+		p := newPool(name, *pc, g.dial)
+		st.pools[name] = p
+		newPools[p] = true
+	}
+	var errs config.Errors
+	for _, name := range sortedNames(cfg.Routes) {
+		rc := cfg.Routes[name]
+		rt := &route{
+			name:        name,
+			info:        filters.Route{Name: name, Core: rc.Core},
+			enabled:     rc.Enabled,
+			pool:        st.pools[rc.Pool],
+			timeout:     rc.Timeout.D(),
+			maxBody:     int(rc.MaxRequestBody),
+			fallback5xx: rc.Upstream5xx == "fallback",
+			fallback:    makeFallback(rc.Fallback),
+			admitted:    requestsTotal.WithLabelValues(name, "admitted"),
+			latency:     upstreamLatency.WithLabelValues(name),
+		}
+		rt.host = []byte(rc.Host)
+		if strings.HasPrefix(rc.Host, "*.") {
+			rt.wildcard = true
+			rt.host = []byte(rc.Host[1:])
+		}
+		rt.prefix = []byte(strings.TrimSuffix(rc.Path, "/"))
+		rt.disabled = gatewayReason(name, "route", "disabled", 0)
+		for k := upstreamFailure(0); k < numFailures; k++ {
+			status := 0
+			if k == failTooLarge {
+				status = fasthttp.StatusBadGateway
+			}
+			rt.upstream[k] = gatewayReason(name, "upstream", failureNames[k], status)
+		}
+		var prevRoute *route
+		if prev != nil {
+			prevRoute = prev.byName(name)
+		}
+		for _, spec := range rc.Chain {
+			if !spec.Enabled {
+				continue
+			}
+			var prevFilter filters.Filter
+			if prevRoute != nil {
+				prevFilter = prevRoute.filter(spec.Name)
+			}
+			bc := filters.NewBuildContext(rt.info, spec.Name, g.logger, g.env, attachCounters(name))
+			f, berr := spec.Config.Build(bc, prevFilter)
+			if berr != nil {
+				errs = append(errs, &config.Error{Path: fmt.Sprintf("routes.%s.filters.%s", name, spec.Name), Msg: berr.Error()})
+				continue
+			}
+			if c, ok := f.(io.Closer); ok && f != prevFilter {
+				created = append(created, c)
+			}
+			rt.chain = append(rt.chain, link{name: spec.Name, filter: f, shadow: spec.Shadow})
+		}
+		st.routes = append(st.routes, rt)
+	}
+	if len(errs) > 0 {
+		return nil, nil, errs
+	}
+	sort.SliceStable(st.routes, func(i, j int) bool {
+		a, b := st.routes[i], st.routes[j]
+		if ra, rb := hostRank(a), hostRank(b); ra != rb {
+			return ra > rb
+		}
+		return len(a.prefix) > len(b.prefix)
+	})
+	st.notFoundFB = fallback{status: fasthttp.StatusNotFound, contentType: []byte("application/json"), body: []byte(`{"ok":false,"error":"no route"}`)}
+	st.notFoundR = gatewayReason(noRoute, "route", "not_found", 0)
+	st.edge = map[string]*filters.Reason{}
+	for _, e := range []struct {
+		name   string
+		status int
+	}{{"bad_request", 400}, {"headers_too_large", 431}, {"body_too_large", 413}, {"timeout", 408}} {
+		st.edge[e.name] = gatewayReason(noRoute, "edge", e.name, e.status)
+	}
+
+	retire = func() {
+		if prev == nil {
+			return
+		}
+		inUse := map[filters.Filter]bool{}
+		for _, rt := range st.routes {
+			for _, l := range rt.chain {
+				inUse[l.filter] = true
+			}
+		}
+		for _, rt := range prev.routes {
+			for _, l := range rt.chain {
+				if c, ok := l.filter.(io.Closer); ok && !inUse[l.filter] {
+					c.Close()
+				}
+			}
+		}
+		for name, p := range prev.pools {
+			if st.pools[name] != p {
+				p.close()
+			}
+		}
+	}
+	return st, retire, nil
+}
+
+func hostRank(r *route) int {
+	switch {
+	case len(r.host) == 0:
+		return 0
+	case r.wildcard:
+		return 1
+	}
+	return 2
+}
+
+func (st *state) byName(name string) *route {
+	for _, r := range st.routes {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func (rt *route) filter(name string) filters.Filter {
+	for _, l := range rt.chain {
+		if l.name == name {
+			return l.filter
+		}
+	}
+	return nil
+}
+
+func makeFallback(f config.Fallback) fallback {
+	fb := fallback{status: f.Status, contentType: []byte(f.ContentType), body: []byte(f.Body)}
+	keys := make([]string, 0, len(f.Headers))
+	for k := range f.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fb.headers = append(fb.headers, kv{k: []byte(k), v: []byte(f.Headers[k])})
+	}
+	return fb
+}
+
+func sortedNames[T any](m map[string]T) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// match finds the route for host and path: routes for the exact host first, then
+// wildcard hosts, then any host; within those the longest prefix that ends at a path
+// segment boundary.
+func (st *state) match(host, path []byte) *route {
+	host = stripPort(host)
+	for _, r := range st.routes {
+		switch {
+		case len(r.host) == 0:
+		case r.wildcard:
+			if len(host) <= len(r.host) || !equalFold(host[len(host)-len(r.host):], r.host) {
+				continue
+			}
+		default:
+			if !equalFold(host, r.host) {
+				continue
+			}
+		}
+		if prefixMatch(path, r.prefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+func prefixMatch(path, prefix []byte) bool {
+	if !bytes.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+func stripPort(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			return host[1:i]
+		}
+		return host
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i]
+	}
+	return host
+}
+
+func (st *state) notFound(ctx *fasthttp.RequestCtx) {
+	st.notFoundR.Count()
+	resp := &ctx.Response
+	resp.SetStatusCode(st.notFoundFB.status)
+	resp.Header.SetContentTypeBytes(st.notFoundFB.contentType)
+	if st.verdictHeader {
+		resp.Header.SetBytesKV(verdictHeaderName, st.notFoundR.VerdictBytes())
+	}
+	resp.SetBodyRaw(st.notFoundFB.body)
+}

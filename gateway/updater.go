@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"reflect"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/metrics"
+)
+
+var (
+	configUpdates    = metrics.NewCounterVec("config_updates_total", "Configuration updates by result: applied, rejected, unchanged.", "result")
+	configGeneration = metrics.NewGauge("config_generation", "Generation number of the configuration in force (increments on every applied update).")
+)
+
+// Source produces configuration layers and hands each new version to the Updater. The
+// file (reloaded on SIGHUP) is one; the Consul watcher is another. A source never applies
+// anything itself: the Updater validates, builds and swaps.
+type Source interface {
+	Name() string
+	// Run delivers updates until ctx is done.
+	Run(ctx context.Context, u *Updater) error
+}
+
+// Plan is the active contingency plan layer: its name and its overrides.
+type Plan struct {
+	Name      string
+	Overrides []config.Override
+}
+
+// Update carries new versions of one or more layers; nil fields leave a layer as it is.
+type Update struct {
+	// Source names who sent it, for events and logs ("file:configs/demo.yaml", "consul").
+	Source    string
+	Doc       *config.Document
+	Overrides *[]config.Override
+	Plan      *Plan
+	// Note is shown with the event (e.g. "SIGHUP").
+	Note string
+}
+
+// Updater owns the configuration layers (file < per-key overrides < active plan) and
+// turns every change of any of them into a new configuration: compose, decode, validate
+// whole, build beside the running one, swap atomically - or reject whole, keeping the
+// running configuration, with an event, a metric and a log line. Updates are serialized.
+type Updater struct {
+	gw     *Gateway
+	logger *zap.Logger
+	events *Events
+
+	mu        sync.Mutex
+	doc       *config.Document
+	overrides []config.Override
+	plan      Plan
+	onApplied []func(*config.Config, uint64)
+}
+
+// NewUpdater returns an Updater for gw.
+func NewUpdater(gw *Gateway, logger *zap.Logger) *Updater {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Updater{gw: gw, logger: logger, events: NewEvents(200)}
+}
+
+// Events returns the log of recent applied and rejected updates.
+func (u *Updater) Events() *Events { return u.events }
+
+// OnApplied registers fn to run after every applied update (e.g. writing the
+// last-known-good snapshot). It runs outside the request path, under the update lock.
+func (u *Updater) OnApplied(fn func(*config.Config, uint64)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.onApplied = append(u.onApplied, fn)
+}
+
+// Layers returns the current layers (for /config and for sources that need a view).
+func (u *Updater) Layers() (doc *config.Document, overrides []config.Override, plan Plan) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.doc, append([]config.Override(nil), u.overrides...), Plan{Name: u.plan.Name, Overrides: append([]config.Override(nil), u.plan.Overrides...)}
+}
+
+// Compose builds (without applying) the configuration that up would produce: for dry
+// runs and plan diffs.
+func (u *Updater) Compose(up Update) (*config.Config, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	doc, ov, plan := u.next(up)
+	if doc == nil {
+		return nil, errors.New("no configuration file loaded")
+	}
+	return config.Load(doc, ov, plan.Overrides)
+}
+
+func (u *Updater) next(up Update) (*config.Document, []config.Override, Plan) {
+	doc, ov, plan := u.doc, u.overrides, u.plan
+	if up.Doc != nil {
+		doc = up.Doc
+	}
+	if up.Overrides != nil {
+		ov = *up.Overrides
+	}
+	if up.Plan != nil {
+		plan = *up.Plan
+	}
+	return doc, ov, plan
+}
+
+// Apply composes the layers with up's changes and puts the result in force. On any
+// error the running configuration is untouched and the error (config.Errors when the
+// values are at fault) is returned, recorded as an event and counted.
+func (u *Updater) Apply(up Update) (uint64, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	doc, ov, plan := u.next(up)
+	if doc == nil {
+		err := errors.New("no configuration file loaded")
+		u.rejected(up, err)
+		return 0, err
+	}
+	cfg, err := config.Load(doc, ov, plan.Overrides)
+	if err != nil {
+		u.rejected(up, err)
+		return 0, err
+	}
+	old := u.gw.Config()
+	if old != nil && reflect.DeepEqual(old.Sources, cfg.Sources) {
+		u.doc, u.overrides, u.plan = doc, ov, plan
+		configUpdates.WithLabelValues("unchanged").Inc()
+		return u.gw.Generation(), nil
+	}
+	gen, err := u.gw.apply(cfg)
+	if err != nil {
+		u.rejected(up, err)
+		return 0, err
+	}
+	u.doc, u.overrides, u.plan = doc, ov, plan
+	var changes []config.Change
+	if old != nil {
+		changes = config.Diff(old.Sources, cfg.Sources)
+	}
+	configUpdates.WithLabelValues("applied").Inc()
+	configGeneration.Set(float64(gen))
+	u.events.Add(Event{Time: time.Now(), Generation: gen, Source: up.Source, Result: "applied", Note: up.Note, Changes: changes})
+	u.logger.Info("configuration applied", zap.Uint64("generation", gen), zap.String("source", up.Source), zap.Int("changes", len(changes)), zap.String("plan", plan.Name))
+	for _, fn := range u.onApplied {
+		fn(cfg, gen)
+	}
+	return gen, nil
+}
+
+// Reject records an update that a source could not even turn into layers (e.g. a file
+// that does not parse): counted and listed like any rejected update.
+func (u *Updater) Reject(source, note string, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.rejected(Update{Source: source, Note: note}, err)
+}
+
+func (u *Updater) rejected(up Update, err error) {
+	configUpdates.WithLabelValues("rejected").Inc()
+	var msgs []string
+	var ces config.Errors
+	if errors.As(err, &ces) {
+		for _, e := range ces {
+			msgs = append(msgs, e.Error())
+		}
+	} else {
+		msgs = []string{err.Error()}
+	}
+	u.events.Add(Event{Time: time.Now(), Generation: u.gw.Generation(), Source: up.Source, Result: "rejected", Note: up.Note, Errors: msgs})
+	u.logger.Error("configuration rejected; the previous configuration keeps serving",
+		zap.String("source", up.Source), zap.Uint64("serving_generation", u.gw.Generation()), zap.Strings("errors", msgs))
+}
+
+// apply builds cfg beside the running state and swaps it in.
+func (g *Gateway) apply(cfg *config.Config) (uint64, error) {
+	prev := g.state.Load()
+	if prev != nil && g.server != nil && !reflect.DeepEqual(restartOnly(prev.cfg), restartOnly(cfg)) {
+		return 0, config.Errors{{Path: "server", Msg: "listener settings (listen, timeouts, buffer and body limits, concurrency) changed: they take effect only at restart; revert them or restart the gateway"}}
+	}
+	if prev != nil && g.server != nil && prev.cfg.Admin.Listen != cfg.Admin.Listen {
+		return 0, config.Errors{{Path: "admin.listen", Msg: "changed: takes effect only at restart"}}
+	}
+	st, retire, err := g.build(cfg, prev)
+	if err != nil {
+		return 0, err
+	}
+	st.gen = 1
+	if prev != nil {
+		st.gen = prev.gen + 1
+	}
+	g.state.Store(st)
+	retire()
+	return st.gen, nil
+}
+
+// FileSource reloads the configuration file on SIGHUP.
+type FileSource struct {
+	Path string
+}
+
+// Name implements Source.
+func (f *FileSource) Name() string { return "file:" + f.Path }
+
+// Run implements Source: every SIGHUP re-reads the file and applies it.
+func (f *FileSource) Run(ctx context.Context, u *Updater) error {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			f.Reload(u, "SIGHUP")
+		}
+	}
+}
+
+// Reload reads and applies the file once.
+func (f *FileSource) Reload(u *Updater, note string) (uint64, error) {
+	doc, err := config.ParseFile(f.Path)
+	if err != nil {
+		u.Reject(f.Name(), note, err)
+		return 0, err
+	}
+	return u.Apply(Update{Source: f.Name(), Doc: doc, Note: note})
+}
+
+// Event is one applied or rejected update.
+type Event struct {
+	Time       time.Time       `json:"time"`
+	Generation uint64          `json:"generation"`
+	Source     string          `json:"source"`
+	Result     string          `json:"result"`
+	Note       string          `json:"note,omitempty"`
+	Errors     []string        `json:"errors,omitempty"`
+	Changes    []config.Change `json:"changes,omitempty"`
+}
+
+func (e Event) String() string {
+	return fmt.Sprintf("%s gen=%d %s %s", e.Time.Format(time.RFC3339), e.Generation, e.Source, e.Result)
+}
+
+// Events is a bounded log of recent updates, newest last.
+type Events struct {
+	mu   sync.Mutex
+	max  int
+	list []Event
+}
+
+// NewEvents keeps the last max events.
+func NewEvents(max int) *Events { return &Events{max: max} }
+
+// Add appends an event, dropping the oldest beyond the bound.
+func (es *Events) Add(e Event) {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	es.list = append(es.list, e)
+	if len(es.list) > es.max {
+		es.list = append([]Event(nil), es.list[len(es.list)-es.max:]...)
+	}
+}
+
+// List returns a copy of the events, oldest first.
+func (es *Events) List() []Event {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	return append([]Event(nil), es.list...)
+}
