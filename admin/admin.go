@@ -220,3 +220,8 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// JSON returns a handler that serves fn's value as JSON (for read-only status endpoints).
+func JSON(fn func() any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, fn()) })
+}

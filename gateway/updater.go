@@ -18,7 +18,7 @@ import (
 )
 
 var (
-	configUpdates    = metrics.NewCounterVec("config_updates_total", "Configuration updates by result: applied, rejected, unchanged.", "result")
+	configUpdates    = metrics.NewCounterVec("config_updates_total", "Configuration updates by result: applied, rejected, held, unchanged.", "result")
 	configGeneration = metrics.NewGauge("config_generation", "Generation number of the configuration in force (increments on every applied update).")
 )
 
@@ -165,6 +165,16 @@ func (u *Updater) Reject(source, note string, err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.rejected(Update{Source: source, Note: note}, err)
+}
+
+// Hold records an update a source is holding back (a suspicious read that needs an
+// operator's confirmation): counted and listed as "held"; nothing changes.
+func (u *Updater) Hold(source, msg string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	configUpdates.WithLabelValues("held").Inc()
+	u.events.Add(Event{Time: time.Now(), Generation: u.gw.Generation(), Source: source, Result: "held", Errors: []string{msg}})
+	u.logger.Warn("configuration update held", zap.String("source", source), zap.String("why", msg))
 }
 
 func (u *Updater) rejected(up Update, err error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/floodgate/floodgate/configs"
 	"github.com/floodgate/floodgate/gateway"
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/gateway/consul"
 
 	_ "github.com/floodgate/floodgate/filters/all" // the built-in filters register themselves
 )
@@ -30,6 +31,12 @@ const gatewayExamples = `  floodgate gateway                              # the 
 func runGateway(args []string) error {
 	fs := newFlagSet("gateway", "[-config FILE] [flags]", gatewayExamples)
 	cfgPath := fs.String("config", "", "configuration file (YAML); empty = the embedded demo configuration")
+	consulAddr := fs.String("consul", os.Getenv("CONSUL_HTTP_ADDR"), "Consul HTTP address to watch for live switches (default $CONSUL_HTTP_ADDR; empty = file only)")
+	consulPrefix := fs.String("consul-prefix", consul.DefaultPrefix, "Consul KV prefix of the switches")
+	consulToken := fs.String("consul-token-file", "", "file holding a Consul ACL token with read on the prefix (default: $CONSUL_HTTP_TOKEN / $CONSUL_HTTP_TOKEN_FILE)")
+	snapshot := fs.String("snapshot", "", "last-known-good snapshot of the Consul layers (default: in the user cache dir, per listen address)")
+	instanceID := fs.String("instance-id", "", "ID of this instance in Consul's catalog (default: hostname-port)")
+	register := fs.Bool("register", true, "register in Consul's catalog, so that global limits are split across live instances")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	if err := parseFlags(fs, args); err != nil {
@@ -77,6 +84,18 @@ func runGateway(args []string) error {
 		fsrc := &gateway.FileSource{Path: *cfgPath}
 		go fsrc.Run(ctx, up)
 	}
+	var inst *consul.Instance
+	if *consulAddr != "" {
+		inst, err = startConsul(ctx, consulSetup{
+			addr: *consulAddr, prefix: *consulPrefix, tokenFile: *consulToken, snapshot: *snapshot,
+			instanceID: *instanceID, register: *register, traffic: ln.Addr().String(), admin: aln.Addr().String(),
+		}, gw, up, adm, logger)
+		if err != nil {
+			ln.Close()
+			aln.Close()
+			return err
+		}
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- adm.Serve(aln) }()
@@ -100,6 +119,11 @@ func runGateway(args []string) error {
 		}
 	}
 	cancel()
+	if inst != nil {
+		if err := inst.Deregister(); err != nil {
+			logger.Warn("consul deregistration failed", zap.Error(err))
+		}
+	}
 	if err := gw.Shutdown(); err != nil {
 		logger.Warn("traffic shutdown", zap.Error(err))
 	}

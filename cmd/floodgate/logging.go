@@ -26,6 +26,7 @@ func newLogger(level, format string) (*zap.Logger, error) {
 		return nil, fmt.Errorf("-log-format %q: want console or json", format)
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.DisableStacktrace = true
 	cfg.Sampling = nil
 	return cfg.Build()
 }

@@ -1,0 +1,174 @@
+// Package consul is the Consul KV configuration source: it watches the key prefix with
+// blocking queries (as consul-template does), converts the keys into override and plan
+// layers, guards against poisoned reads, keeps a last-known-good snapshot on disk, and
+// registers the gateway instance so that global limits can be split across instances.
+//
+// Key layout under the prefix (default "floodgate/"), one scalar per key:
+//
+//	routes/<route>/enabled                 = true|false
+//	routes/<route>/<filter>/<param>[/...]  = value
+//	pools/<pool>/<field>                   = value
+//	plans/<plan>                           = YAML/JSON map of relative path -> value
+//	active_plan                            = name of the plan in force ("" = none)
+//	confirm                                = fingerprint of a held update to apply
+//	audit/<time>-<who>                     = JSON record of a ctl write (ignored here)
+//
+// Precedence: file < per-key overrides < active plan.
+package consul
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/floodgate/floodgate/gateway/config"
+)
+
+// DefaultPrefix is the default key prefix.
+const DefaultPrefix = "floodgate/"
+
+// KV is one key and value as read from Consul, relative to nothing (full key).
+type KV struct {
+	Key         string
+	Value       []byte
+	ModifyIndex uint64
+}
+
+// Snapshot is the Consul layers converted from one read of the prefix.
+type Snapshot struct {
+	Overrides  []config.Override `json:"overrides"`
+	Plans      map[string][]config.Override `json:"plans,omitempty"`
+	ActivePlan string `json:"active_plan,omitempty"`
+	// Confirm is the fingerprint an operator confirmed with `floodgate ctl confirm`.
+	Confirm string `json:"confirm,omitempty"`
+	// Keys is how many configuration keys (overrides, plans, active_plan) were read.
+	Keys int `json:"keys"`
+	// Fingerprint identifies the configuration content (not confirm or audit keys), the
+	// same on every instance that reads the same keys.
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Plan returns the active plan's overrides (nil when none is active).
+func (s *Snapshot) Plan() []config.Override {
+	if s.ActivePlan == "" {
+		return nil
+	}
+	return s.Plans[s.ActivePlan]
+}
+
+// Convert turns the keys under prefix into layers. Problems (an unknown key, a plan that
+// does not parse, an active plan that does not exist) are returned all together; the
+// caller rejects the whole read.
+func Convert(prefix string, kvs []KV) (*Snapshot, error) {
+	s := &Snapshot{Plans: map[string][]config.Override{}}
+	var errs config.Errors
+	h := sha256.New()
+	sorted := append([]KV(nil), kvs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Key < sorted[j].Key })
+	for _, kv := range sorted {
+		rel := strings.TrimPrefix(kv.Key, prefix)
+		origin := "consul:" + kv.Key
+		val := strings.TrimSpace(string(kv.Value))
+		switch {
+		case rel == "" || strings.HasSuffix(rel, "/") && len(kv.Value) == 0:
+			continue // folder markers made by the UI
+		case strings.HasPrefix(rel, "audit/"):
+			continue
+		case rel == "confirm":
+			s.Confirm = val
+			continue
+		case rel == "active_plan":
+			s.ActivePlan = val
+		case strings.HasPrefix(rel, "plans/"):
+			name := strings.TrimPrefix(rel, "plans/")
+			ov, err := ParsePlan(name, kv.Value, "plan:"+name)
+			if err != nil {
+				errs = append(errs, &config.Error{Where: origin, Msg: err.Error()})
+			}
+			s.Plans[name] = ov
+		case strings.HasPrefix(rel, "routes/") || strings.HasPrefix(rel, "pools/"):
+			if _, err := config.TreePath(rel); err != nil {
+				errs = append(errs, &config.Error{Where: origin, Msg: err.Error()})
+				continue
+			}
+			s.Overrides = append(s.Overrides, config.Override{Path: rel, Value: val, Origin: origin})
+		default:
+			errs = append(errs, &config.Error{Where: origin, Msg: fmt.Sprintf("unknown key %q under the prefix (known: routes/, pools/, plans/, active_plan, confirm, audit/)", rel)})
+			continue
+		}
+		s.Keys++
+		fmt.Fprintf(h, "%s\x00%s\x00", kv.Key, kv.Value)
+	}
+	if s.ActivePlan != "" {
+		if _, ok := s.Plans[s.ActivePlan]; !ok {
+			errs = append(errs, &config.Error{Where: "consul:" + prefix + "active_plan", Msg: fmt.Sprintf("names plan %q, which does not exist under %splans/", s.ActivePlan, prefix)})
+		}
+	}
+	s.Fingerprint = hex.EncodeToString(h.Sum(nil))[:16]
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+// ParsePlan parses a plan document: a YAML or JSON mapping of relative paths
+// (routes/<route>/<filter>/<param>) to single values. Nested mappings are flattened
+// (routes: {lottery: {enabled: false}} is routes/lottery/enabled), so a plan may also be
+// written as a configuration fragment.
+func ParsePlan(name string, b []byte, origin string) ([]config.Override, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("plan %q is not valid YAML/JSON: %v", name, err)
+	}
+	if root.Kind == 0 || (root.Kind == yaml.DocumentNode && len(root.Content) == 0) {
+		return nil, nil // an empty plan changes nothing
+	}
+	n := &root
+	if n.Kind == yaml.DocumentNode {
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("plan %q: want a mapping of path: value", name)
+	}
+	var out []config.Override
+	var problems []string
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := strings.Trim(k.Value, "/")
+			if path != "" {
+				p = path + "/" + p
+			}
+			switch v.Kind {
+			case yaml.MappingNode:
+				walk(v, p)
+			case yaml.ScalarNode:
+				if _, err := config.TreePath(p); err != nil {
+					problems = append(problems, fmt.Sprintf("line %d: %v", k.Line, err))
+					continue
+				}
+				val := v.Value
+				if v.Tag == "!!null" {
+					val = ""
+				}
+				out = append(out, config.Override{Path: p, Value: val, Origin: origin})
+			default:
+				problems = append(problems, fmt.Sprintf("line %d: %s: want a single value, not a list", k.Line, p))
+			}
+		}
+	}
+	walk(n, "")
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("plan %q: %s", name, strings.Join(problems, "; "))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}

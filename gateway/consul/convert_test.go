@@ -1,0 +1,122 @@
+package consul
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/floodgate/floodgate/gateway/config"
+)
+
+func kvs(pairs ...string) []KV {
+	var out []KV
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, KV{Key: pairs[i], Value: []byte(pairs[i+1])})
+	}
+	return out
+}
+
+func TestConvert(t *testing.T) {
+	for _, tc := range []struct {
+		desc    string
+		in      []KV
+		wantErr string
+		check   func(t *testing.T, s *Snapshot)
+	}{
+		{desc: "overrides, plans and the active plan", in: kvs(
+			"floodgate/routes/lottery/enabled", "false",
+			"floodgate/routes/lottery/token_bucket/rate", " 20000\n",
+			"floodgate/pools/query/max_conns", "64",
+			"floodgate/plans/midnight", "routes/info/enabled: false\nroutes:\n  report:\n    enabled: false\n",
+			"floodgate/active_plan", "midnight",
+			"floodgate/audit/1700000000-alice", `{"what":"set"}`,
+			"floodgate/confirm", "abc",
+			"floodgate/routes/", ""),
+			check: func(t *testing.T, s *Snapshot) {
+				if s.Keys != 5 || s.ActivePlan != "midnight" || s.Confirm != "abc" {
+					t.Fatalf("keys %d plan %q confirm %q", s.Keys, s.ActivePlan, s.Confirm)
+				}
+				if got := s.Overrides[2]; got.Path != "routes/lottery/token_bucket/rate" || got.Value != "20000" || got.Origin != "consul:floodgate/routes/lottery/token_bucket/rate" {
+					t.Errorf("override %+v", got)
+				}
+				plan := s.Plan()
+				if len(plan) != 2 || plan[0].Path != "routes/info/enabled" || plan[1].Path != "routes/report/enabled" || plan[1].Origin != "plan:midnight" {
+					t.Errorf("plan %+v", plan)
+				}
+			}},
+		{desc: "unknown key", in: kvs("floodgate/rutes/x/enabled", "true"), wantErr: `unknown key "rutes/x/enabled"`},
+		{desc: "route key too short", in: kvs("floodgate/routes/lottery", "true"), wantErr: `want routes/<route>/<field>`},
+		{desc: "filter without a parameter", in: kvs("floodgate/routes/lottery/token_bucket", "1"), wantErr: `neither a route field nor a filter parameter path`},
+		{desc: "active plan missing", in: kvs("floodgate/active_plan", "nope"), wantErr: `names plan "nope", which does not exist`},
+		{desc: "plan with a list", in: kvs("floodgate/plans/p", "routes/lottery/acl/allow_methods: [GET]"), wantErr: `want a single value, not a list`},
+		{desc: "plan not YAML", in: kvs("floodgate/plans/p", "{"), wantErr: `is not valid YAML`},
+		{desc: "plan overriding server settings", in: kvs("floodgate/plans/p", "server/listen: 0.0.0.0:80"), wantErr: `only routes/... and pools/... can be overridden live`},
+	} {
+		s, err := Convert("floodgate/", tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tc.desc, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.desc, err)
+			continue
+		}
+		tc.check(t, s)
+	}
+}
+
+func TestFingerprintIgnoresConfirmAndAudit(t *testing.T) {
+	a, _ := Convert("p/", kvs("p/routes/a/enabled", "true"))
+	b, _ := Convert("p/", kvs("p/routes/a/enabled", "true", "p/confirm", "x", "p/audit/1", "{}"))
+	c, _ := Convert("p/", kvs("p/routes/a/enabled", "false"))
+	if a.Fingerprint != b.Fingerprint {
+		t.Errorf("confirm/audit keys changed the fingerprint")
+	}
+	if a.Fingerprint == c.Fingerprint {
+		t.Errorf("a value change did not change the fingerprint")
+	}
+}
+
+func TestSuspicious(t *testing.T) {
+	snap := func(n int) *Snapshot { return &Snapshot{Keys: n} }
+	for _, tc := range []struct {
+		desc      string
+		cur, next *Snapshot
+		held      bool
+	}{
+		{"first read", nil, snap(0), false},
+		{"nothing in force", snap(0), snap(0), false},
+		{"empty read while keys are in force", snap(1), snap(0), true},
+		{"small change", snap(3), snap(1), false},
+		{"half removed", snap(10), snap(5), false},
+		{"most removed", snap(10), snap(4), true},
+		{"growth", snap(2), snap(20), false},
+	} {
+		if got := suspicious(tc.cur, tc.next) != ""; got != tc.held {
+			t.Errorf("%s: held = %v, want %v", tc.desc, got, tc.held)
+		}
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	path := t.TempDir() + "/lkg.json"
+	s := &Snapshot{Keys: 2, Fingerprint: "f", ActivePlan: "p", Overrides: []config.Override{{Path: "routes/a/enabled", Value: "false", Origin: "consul:x"}},
+		Plans: map[string][]config.Override{"p": {{Path: "routes/b/enabled", Value: "false", Origin: "plan:p"}}}}
+	if err := WriteSnapshot(path, "floodgate/", s); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := ReadSnapshot(path, "floodgate/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Fingerprint != "f" || len(got.Overrides) != 1 || len(got.Plan()) != 1 || got.Plan()[0].Path != "routes/b/enabled" {
+		t.Errorf("round trip: %+v", got)
+	}
+	if _, _, err := ReadSnapshot(path, "other/"); err == nil {
+		t.Errorf("a snapshot of another prefix was accepted")
+	}
+	if s, _, err := ReadSnapshot(path+".missing", "floodgate/"); s != nil || err != nil {
+		t.Errorf("missing snapshot: %v %v", s, err)
+	}
+}

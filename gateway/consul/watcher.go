@@ -1,0 +1,320 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"go.uber.org/zap"
+
+	"github.com/floodgate/floodgate/gateway"
+	"github.com/floodgate/floodgate/internal/metrics"
+)
+
+var (
+	consulReads = metrics.NewCounterVec("consul_reads_total",
+		"Blocking reads of the Consul prefix by result: changed, unchanged, error, forbidden, index_reset.", "result")
+	consulHeld = metrics.NewGauge("consul_update_held",
+		"1 while a suspicious Consul read (empty, prefix deleted, most keys removed) is held for confirmation.")
+	consulLastOK = metrics.NewGauge("consul_last_success_timestamp_seconds",
+		"Unix time of the last successful read of the Consul prefix.")
+)
+
+// Options configures a Watcher.
+type Options struct {
+	Client *api.Client
+	// Prefix is the key prefix, with a trailing slash (default "floodgate/").
+	Prefix string
+	Logger *zap.Logger
+	// SnapshotPath is the last-known-good snapshot file ("" = none).
+	SnapshotPath string
+	// WaitTime bounds one blocking query (default 30s).
+	WaitTime time.Duration
+	// MinInterval is the least time between two applied updates (default 100ms).
+	MinInterval time.Duration
+	// BackoffMin and BackoffMax bound the wait after an error (defaults 500ms and 5s, with
+	// jitter), so a Consul outage costs at most about one call a second.
+	BackoffMin, BackoffMax time.Duration
+	// OnStale is told "" when the configuration is fresh and a reason when it may be
+	// stale (Consul unreachable, token refused, serving a snapshot).
+	OnStale func(reason string)
+	// OnApplied is called after a Consul update was applied (e.g. to refresh the
+	// instance's status in the catalog).
+	OnApplied func(s *Snapshot, generation uint64)
+}
+
+// Watcher is the Consul configuration source (a gateway.Source).
+type Watcher struct {
+	o Options
+
+	mu       sync.Mutex
+	current  *Snapshot // what the gateway serves (applied, or loaded from the snapshot)
+	held     string    // why the last read is held, "" if none
+	stale    string
+	lastOK   time.Time
+	appliedT time.Time
+	// seedNote says what the gateway serves until the first successful read (e.g. the
+	// snapshot); it prefixes the stale reason while Consul is unreachable.
+	seedNote string
+}
+
+// NewWatcher returns a Watcher; call Run to start it.
+func NewWatcher(o Options) *Watcher {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(o.Prefix, "/") {
+		o.Prefix += "/"
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.WaitTime == 0 {
+		o.WaitTime = 30 * time.Second
+	}
+	if o.MinInterval == 0 {
+		o.MinInterval = 100 * time.Millisecond
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin = 500 * time.Millisecond
+	}
+	if o.BackoffMax == 0 {
+		o.BackoffMax = 5 * time.Second
+	}
+	return &Watcher{o: o}
+}
+
+// Name implements gateway.Source.
+func (w *Watcher) Name() string { return "consul" }
+
+// Status is what the watcher reports about itself.
+type Status struct {
+	Prefix      string    `json:"prefix"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	ActivePlan  string    `json:"active_plan,omitempty"`
+	Held        string    `json:"held,omitempty"`
+	Stale       string    `json:"stale,omitempty"`
+	LastOK      time.Time `json:"last_ok,omitempty"`
+}
+
+// Status returns the watcher's current status.
+func (w *Watcher) Status() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := Status{Prefix: w.o.Prefix, Held: w.held, Stale: w.stale, LastOK: w.lastOK}
+	if w.current != nil {
+		s.Fingerprint, s.ActivePlan = w.current.Fingerprint, w.current.ActivePlan
+	}
+	return s
+}
+
+// Seed tells the watcher what the gateway already serves from the last-known-good
+// snapshot, so that poisoned-read checks compare against it from the first read.
+func (w *Watcher) Seed(s *Snapshot, reason string) {
+	w.mu.Lock()
+	w.current = s
+	w.seedNote = reason
+	w.mu.Unlock()
+	w.setStale(reason)
+}
+
+func (w *Watcher) setStale(reason string) {
+	w.mu.Lock()
+	changed := w.stale != reason
+	w.stale = reason
+	w.mu.Unlock()
+	if changed && w.o.OnStale != nil {
+		w.o.OnStale(reason)
+	}
+}
+
+// Run implements gateway.Source: blocking queries on the prefix until ctx is done.
+func (w *Watcher) Run(ctx context.Context, u *gateway.Updater) error {
+	kv := w.o.Client.KV()
+	var index uint64
+	fails := 0
+	for ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.o.WaitTime}).WithContext(ctx)
+		pairs, meta, err := kv.List(w.o.Prefix, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fails++
+			w.readFailed(err, fails)
+			if !sleep(ctx, w.backoff(fails)) {
+				return nil
+			}
+			continue
+		}
+		if fails > 0 {
+			w.o.Logger.Info("consul reachable again", zap.Int("failed_reads", fails))
+		}
+		fails = 0
+		w.mu.Lock()
+		w.lastOK = time.Now()
+		w.seedNote = ""
+		w.mu.Unlock()
+		consulLastOK.SetToCurrentTime()
+		w.setStale("")
+
+		switch {
+		case meta.LastIndex < index:
+			// The index went backwards (a Consul restore or a new cluster): reset it, as
+			// Consul's blocking-query rules say, and treat this answer as fresh data.
+			consulReads.WithLabelValues("index_reset").Inc()
+			w.o.Logger.Warn("consul index went backwards; resetting", zap.Uint64("was", index), zap.Uint64("now", meta.LastIndex))
+			index = 0
+		case meta.LastIndex == index:
+			consulReads.WithLabelValues("unchanged").Inc()
+			continue
+		default:
+			index = meta.LastIndex
+		}
+		if index == 0 {
+			index = 1 // an index must be at least 1 to block on
+		}
+		kvs := make([]KV, 0, len(pairs))
+		for _, p := range pairs {
+			kvs = append(kvs, KV{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex})
+		}
+		w.consider(ctx, u, kvs)
+	}
+	return nil
+}
+
+// consider converts one read and applies it - unless it is unchanged, invalid or held.
+func (w *Watcher) consider(ctx context.Context, u *gateway.Updater, kvs []KV) {
+	snap, err := Convert(w.o.Prefix, kvs)
+	if err != nil {
+		consulReads.WithLabelValues("changed").Inc()
+		u.Reject("consul", "invalid keys", err)
+		return
+	}
+	w.mu.Lock()
+	cur := w.current
+	w.mu.Unlock()
+	if cur != nil && cur.Fingerprint == snap.Fingerprint {
+		consulReads.WithLabelValues("unchanged").Inc()
+		w.setHeld("")
+		return // equal content (e.g. only audit or confirm keys changed)
+	}
+	consulReads.WithLabelValues("changed").Inc()
+	if why := suspicious(cur, snap); why != "" {
+		if snap.Confirm != snap.Fingerprint {
+			msg := fmt.Sprintf("%s; held, the previous configuration keeps serving. If this is intended, run `floodgate ctl confirm` (fingerprint %s)", why, snap.Fingerprint)
+			if w.setHeld(msg) {
+				u.Hold("consul", msg)
+			}
+			return
+		}
+		w.o.Logger.Warn("applying a held consul update confirmed by an operator", zap.String("fingerprint", snap.Fingerprint), zap.String("was_held_because", why))
+	}
+	// at least MinInterval between applied updates
+	w.mu.Lock()
+	wait := w.o.MinInterval - time.Since(w.appliedT)
+	w.mu.Unlock()
+	if wait > 0 && !sleep(ctx, wait) {
+		return
+	}
+	ov := snap.Overrides
+	plan := gateway.Plan{Name: snap.ActivePlan, Overrides: snap.Plan()}
+	gen, err := u.Apply(gateway.Update{Source: "consul", Overrides: &ov, Plan: &plan, Note: fmt.Sprintf("%d keys, fingerprint %s", snap.Keys, snap.Fingerprint)})
+	w.setHeld("")
+	if err != nil {
+		return // recorded and logged by the updater; keep serving what we had
+	}
+	w.mu.Lock()
+	w.current = snap
+	w.appliedT = time.Now()
+	w.mu.Unlock()
+	if w.o.SnapshotPath != "" {
+		if err := WriteSnapshot(w.o.SnapshotPath, w.o.Prefix, snap); err != nil {
+			w.o.Logger.Error("cannot write the last-known-good snapshot", zap.String("path", w.o.SnapshotPath), zap.Error(err))
+		}
+	}
+	if w.o.OnApplied != nil {
+		w.o.OnApplied(snap, gen)
+	}
+}
+
+// setHeld records the hold reason and reports whether it is new.
+func (w *Watcher) setHeld(msg string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held == msg {
+		return false
+	}
+	w.held = msg
+	if msg == "" {
+		consulHeld.Set(0)
+	} else {
+		consulHeld.Set(1)
+	}
+	return true
+}
+
+// suspicious tells why a read should not be applied without confirmation: it empties
+// the prefix, or removes most of the keys we serve at once.
+func suspicious(cur, next *Snapshot) string {
+	if cur == nil || cur.Keys == 0 {
+		return ""
+	}
+	if next.Keys == 0 {
+		return fmt.Sprintf("the read is empty (prefix deleted, wiped or ACL-filtered) while %d keys are in force", cur.Keys)
+	}
+	if cur.Keys >= 4 && next.Keys*2 < cur.Keys {
+		return fmt.Sprintf("the read would remove %d of the %d keys in force at once", cur.Keys-next.Keys, cur.Keys)
+	}
+	return ""
+}
+
+func (w *Watcher) readFailed(err error, fails int) {
+	result, reason := "error", "consul unreachable: "+err.Error()
+	var se api.StatusError
+	if errors.As(err, &se) && (se.Code == 403 || se.Code == 401) {
+		result, reason = "forbidden", "consul refused the token (ACL): "+err.Error()
+	} else if strings.Contains(err.Error(), "403") || strings.Contains(strings.ToLower(err.Error()), "permission denied") {
+		result, reason = "forbidden", "consul refused the token (ACL): "+err.Error()
+	}
+	consulReads.WithLabelValues(result).Inc()
+	w.mu.Lock()
+	if w.seedNote != "" {
+		reason = w.seedNote + "; " + reason
+	}
+	w.mu.Unlock()
+	w.setStale(reason)
+	// log the first failure and then every 10th, so an outage does not flood the log
+	if fails == 1 || fails%10 == 0 {
+		w.o.Logger.Error("consul read failed; keeping the last good configuration",
+			zap.String("prefix", w.o.Prefix), zap.Int("consecutive_failures", fails), zap.String("result", result), zap.Error(err))
+	}
+}
+
+// backoff is capped exponential with full jitter in [d/2, d].
+func (w *Watcher) backoff(fails int) time.Duration {
+	d := w.o.BackoffMin
+	for i := 1; i < fails && d < w.o.BackoffMax; i++ {
+		d *= 2
+	}
+	if d > w.o.BackoffMax {
+		d = w.o.BackoffMax
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
