@@ -293,8 +293,10 @@ func (v *validator) validateFilters(route string, r *Route) {
 				Enabled *bool `yaml:"enabled"`
 				Shadow  bool  `yaml:"shadow"`
 			}
+			dc := &decoder{doc: v.tree}
+			dc.decode(common, reflect.ValueOf(&cf).Elem(), path)
+			v.errs = append(v.errs, dc.errs...)
 			d := &decoder{doc: v.tree}
-			d.decode(common, reflect.ValueOf(&cf).Elem(), path)
 			d.decode(body, reflect.ValueOf(cfg).Elem(), path)
 			if len(d.errs) > 0 {
 				v.errs = append(v.errs, d.errs...)

@@ -1,0 +1,110 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/floodgate/floodgate/gateway/config"
+)
+
+const layersBase = `
+pools:
+  q: {addrs: [127.0.0.1:8081]}
+routes:
+  lottery:
+    path: /lottery
+    pool: q
+    filters:
+      acl: {allow_methods: [GET]}
+`
+
+func TestLayers(t *testing.T) {
+	doc, err := config.Parse("base.yaml", []byte(layersBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov := func(path, value, origin string) config.Override {
+		return config.Override{Path: path, Value: value, Origin: origin}
+	}
+	for _, tc := range []struct {
+		desc      string
+		overrides []config.Override
+		plan      []config.Override
+		wantErr   string
+		check     func(t *testing.T, c *config.Config)
+		source    [2]string // path, expected "value from source"
+	}{
+		{desc: "kill switch from consul", overrides: []config.Override{ov("routes/lottery/enabled", "false", "consul:fg/routes/lottery/enabled")},
+			check:  func(t *testing.T, c *config.Config) { expect(t, !c.Routes["lottery"].Enabled, "route disabled") },
+			source: [2]string{"routes.lottery.enabled", "false from consul:fg/routes/lottery/enabled"}},
+		{desc: "plan beats override", overrides: []config.Override{ov("routes/lottery/timeout", "1s", "consul:k")}, plan: []config.Override{ov("routes/lottery/timeout", "250ms", "plan:night")},
+			check:  func(t *testing.T, c *config.Config) { expect(t, c.Routes["lottery"].Timeout.D().Milliseconds() == 250, "plan timeout") },
+			source: [2]string{"routes.lottery.timeout", "250ms from plan:night"}},
+		{desc: "filter parameter path maps under filters", overrides: []config.Override{ov("routes/lottery/acl/status", "451", "consul:k")},
+			source: [2]string{"routes.lottery.filters.acl.status", "451 from consul:k"}},
+		{desc: "file values keep file:line", source: [2]string{"routes.lottery.path", "/lottery from base.yaml:6"}},
+		{desc: "bad value names the consul key", overrides: []config.Override{ov("routes/lottery/enabled", "nah", "consul:fg/routes/lottery/enabled")},
+			wantErr: `consul:fg/routes/lottery/enabled: routes.lottery.enabled: want a boolean (true or false), got "nah"`},
+		{desc: "a scalar cannot replace a section", overrides: []config.Override{ov("routes/lottery/fallback", "x", "consul:k")},
+			wantErr: `consul:k: routes.lottery.fallback: want a mapping of field: value, got a value "x"`},
+		{desc: "a value cannot go inside a list", overrides: []config.Override{ov("routes/lottery/acl/allow_methods/x", "GET", "consul:k")},
+			wantErr: `is a list, cannot set "x" inside it`},
+		{desc: "unknown filter parameter", overrides: []config.Override{ov("routes/lottery/acl/bogus", "1", "consul:k")},
+			wantErr: `consul:k: routes.lottery.filters.acl.bogus: unknown field "bogus"`},
+		{desc: "server settings are not live", overrides: []config.Override{ov("server/listen", "0.0.0.0:80", "consul:k")},
+			wantErr: `only routes/... and pools/... can be overridden live`},
+	} {
+		c, err := config.Load(doc, tc.overrides, tc.plan)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tc.desc, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.desc, err)
+			continue
+		}
+		if tc.check != nil {
+			tc.check(t, c)
+		}
+		if tc.source[0] != "" {
+			got := ""
+			for _, l := range c.Sources {
+				if l.Path == tc.source[0] {
+					got = l.Value + " from " + l.Source
+				}
+			}
+			if got != tc.source[1] {
+				t.Errorf("%s: source of %s = %q, want %q", tc.desc, tc.source[0], got, tc.source[1])
+			}
+		}
+	}
+	// the document itself is never modified by overrides
+	again, err := config.Load(doc)
+	if err != nil || !again.Routes["lottery"].Enabled {
+		t.Errorf("overrides leaked into the file document: %v", err)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	old := []config.Leaf{{Path: "a", Value: "1", Source: "f:1"}, {Path: "b", Value: "2", Source: "f:2"}, {Path: "c", Value: "3", Source: "f:3"}}
+	new := []config.Leaf{{Path: "a", Value: "1", Source: "f:1"}, {Path: "b", Value: "9", Source: "consul:b"}, {Path: "d", Value: "4", Source: "plan:p"}}
+	got := config.Diff(old, new)
+	want := []config.Change{{Path: "b", Old: "2", New: "9", Source: "consul:b"}, {Path: "c", Old: "3", Source: "(removed)"}, {Path: "d", New: "4", Source: "plan:p"}}
+	if len(got) != len(want) {
+		t.Fatalf("diff %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("change %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func expect(t *testing.T, ok bool, what string) {
+	t.Helper()
+	if !ok {
+		t.Errorf("expected %s", what)
+	}
+}
