@@ -113,4 +113,3 @@ func (r *testRig) apply(yamlSrc string) error {
 	_, err = r.up.Apply(Update{Source: "test", Doc: doc})
 	return err
 }
-

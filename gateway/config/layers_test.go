@@ -38,7 +38,9 @@ func TestLayers(t *testing.T) {
 			check:  func(t *testing.T, c *config.Config) { expect(t, !c.Routes["lottery"].Enabled, "route disabled") },
 			source: [2]string{"routes.lottery.enabled", "false from consul:fg/routes/lottery/enabled"}},
 		{desc: "plan beats override", overrides: []config.Override{ov("routes/lottery/timeout", "1s", "consul:k")}, plan: []config.Override{ov("routes/lottery/timeout", "250ms", "plan:night")},
-			check:  func(t *testing.T, c *config.Config) { expect(t, c.Routes["lottery"].Timeout.D().Milliseconds() == 250, "plan timeout") },
+			check: func(t *testing.T, c *config.Config) {
+				expect(t, c.Routes["lottery"].Timeout.D().Milliseconds() == 250, "plan timeout")
+			},
 			source: [2]string{"routes.lottery.timeout", "250ms from plan:night"}},
 		{desc: "filter parameter path maps under filters", overrides: []config.Override{ov("routes/lottery/acl/status", "451", "consul:k")},
 			source: [2]string{"routes.lottery.filters.acl.status", "451 from consul:k"}},

@@ -21,9 +21,9 @@ import (
 
 // Config is the whole, validated configuration of one gateway process.
 type Config struct {
-	Server Server           `yaml:"server" json:"server"`
-	Admin  Admin            `yaml:"admin" json:"admin"`
-	Pools  map[string]*Pool `yaml:"pools" json:"pools"`
+	Server Server            `yaml:"server" json:"server"`
+	Admin  Admin             `yaml:"admin" json:"admin"`
+	Pools  map[string]*Pool  `yaml:"pools" json:"pools"`
 	Routes map[string]*Route `yaml:"routes" json:"routes"`
 
 	// Sources lists every value that was set (not defaulted), with where it came from.

@@ -243,7 +243,9 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 	}
 	e.put(t, "routes/info/enabled", "false")
 	e.put(t, "routes/report/enabled", "false")
-	waitFor(t, "5 keys in force", 3*time.Second, func() bool { return verdict(t, e.gw, "/report") == "route/disabled" && verdict(t, e.gw, "/info") == "route/disabled" })
+	waitFor(t, "5 keys in force", 3*time.Second, func() bool {
+		return verdict(t, e.gw, "/report") == "route/disabled" && verdict(t, e.gw, "/info") == "route/disabled"
+	})
 	gen := ready(t, e.gw).Generation
 
 	// the whole prefix deleted: held, nothing changes

@@ -40,9 +40,9 @@ type KV struct {
 
 // Snapshot is the Consul layers converted from one read of the prefix.
 type Snapshot struct {
-	Overrides  []config.Override `json:"overrides"`
+	Overrides  []config.Override            `json:"overrides"`
 	Plans      map[string][]config.Override `json:"plans,omitempty"`
-	ActivePlan string `json:"active_plan,omitempty"`
+	ActivePlan string                       `json:"active_plan,omitempty"`
 	// Confirm is the fingerprint an operator confirmed with `floodgate ctl confirm`.
 	Confirm string `json:"confirm,omitempty"`
 	// Keys is how many configuration keys (overrides, plans, active_plan) were read.

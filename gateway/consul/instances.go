@@ -156,11 +156,11 @@ func (in *Instance) WatchPeers(ctx context.Context, waitTime time.Duration) {
 
 // InstanceStatus is one registered gateway as `floodgate ctl status` shows it.
 type InstanceStatus struct {
-	ID      string            `json:"id"`
-	Addr    string            `json:"addr"`
-	Node    string            `json:"node"`
-	Health  string            `json:"health"`
-	Meta    map[string]string `json:"meta"`
+	ID     string            `json:"id"`
+	Addr   string            `json:"addr"`
+	Node   string            `json:"node"`
+	Health string            `json:"health"`
+	Meta   map[string]string `json:"meta"`
 }
 
 // ListInstances returns every registered instance of service with its health.
