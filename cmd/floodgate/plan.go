@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/floodgate/floodgate/bench/planner"
+)
+
+func init() {
+	register(command{name: "plan", summary: "capacity planner: per-route and per-tier limits from a funnel estimate", run: runPlan})
+}
+
+const planExamples = `  # the seed's funnel: limits per route and tier, backends that cannot support the need
+  floodgate plan -funnel configs/funnel-seed.yaml
+
+  # the same as a plan for Consul (flat path: value), ready for 'floodgate ctl plan put'
+  floodgate plan -funnel configs/funnel-seed.yaml -emit plan -o midnight.yaml
+
+  # as a config fragment to merge into the gateway's YAML, for 4 gateway instances
+  floodgate plan -funnel configs/funnel-seed.yaml -emit config -instances 4
+
+  # what if the campaign brings twice the margin, with a smaller burst?
+  floodgate plan -funnel configs/funnel-seed.yaml -safety 6 -burst-ratio 0.1`
+
+func runPlan(args []string) error {
+	fs := newFlagSet("plan", "-funnel FILE [-emit table|plan|config] [flags]", planExamples)
+	funnel := fs.String("funnel", "", "funnel YAML: channels with exposures/s, funnel steps, routes, backends (required; see configs/funnel-seed.yaml)")
+	emit := fs.String("emit", "table", "what to print: table (for people), plan (flat Consul-relative path: value map for 'ctl plan put'),\nor config (the same limits as a nested routes: fragment of the gateway config)")
+	out := fs.String("o", "", "write the output to this file instead of stdout")
+	safety := fs.Float64("safety", 0, "safety factor: limits are the estimate times this (default: the funnel's, else 3)")
+	instances := fs.Int("instances", 0, "gateway instances sharing the load; limits are per instance, rounded up (default: the funnel's, else 1)")
+	burstRatio := fs.Float64("burst-ratio", -1, "token bucket burst as a share of the per-instance rate (default: the funnel's, else 0.2)")
+	capLimits := fs.Bool("cap", true, "cut the limits of routes whose backend cannot carry them to its capacity, core routes first;\n-cap=false emits estimate x safety factor regardless")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *funnel == "" {
+		return exitError{code: 2, msg: "-funnel FILE is required (e.g. -funnel configs/funnel-seed.yaml; see -h)"}
+	}
+	switch *emit {
+	case "table", "plan", "config":
+	default:
+		return exitError{code: 2, msg: fmt.Sprintf("-emit must be table, plan or config, got %q", *emit)}
+	}
+	if *safety < 0 || *instances < 0 || (*burstRatio < 0 && *burstRatio != -1) {
+		return exitError{code: 2, msg: "-safety, -instances and -burst-ratio must not be negative"}
+	}
+	f, err := planner.LoadFile(*funnel)
+	if err != nil {
+		return err
+	}
+	o := planner.Options{SafetyFactor: *safety, Instances: *instances, NoCap: !*capLimits}
+	if *burstRatio >= 0 {
+		o.BurstRatio = burstRatio
+	}
+	p, err := planner.Compute(f, o)
+	if err != nil {
+		return err
+	}
+	write := func(w io.Writer) error {
+		switch *emit {
+		case "plan":
+			return p.WritePlan(w)
+		case "config":
+			return p.WriteConfig(w)
+		default:
+			return p.WriteTable(w)
+		}
+	}
+	if *out == "" {
+		if err := write(os.Stdout); err != nil {
+			return err
+		}
+	} else {
+		if err := writeOut(*out, write); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "written to %s\n", *out)
+	}
+	// The YAML outputs carry the warnings as comments; say them on stderr too, where a
+	// person piping the YAML somewhere still sees them.
+	if *emit != "table" || *out != "" {
+		for _, w := range p.Warnings() {
+			fmt.Fprintf(os.Stderr, "!!! %s\n", w)
+		}
+	}
+	return nil
+}
