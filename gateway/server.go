@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/metrics"
@@ -33,7 +35,7 @@ func (g *Gateway) NewServer() (*fasthttp.Server, error) {
 	}
 	sc := st.cfg.Server
 	s := &fasthttp.Server{
-		Handler:                       g.serve,
+		Handler:                       g.guard,
 		Name:                          "",
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 false,
@@ -50,7 +52,7 @@ func (g *Gateway) NewServer() (*fasthttp.Server, error) {
 		ReduceMemoryUsage:             false,
 		HeaderReceived:                g.headerReceived,
 		ErrorHandler:                  g.edgeError,
-		Logger:                        zapPrintf{g.logger},
+		Logger:                        zapPrintf{sampled(g.logger)},
 	}
 	g.server = s
 	return s, nil
@@ -100,7 +102,10 @@ func registerOpenConns(s *fasthttp.Server) {
 }
 
 // headerReceived applies the matched route's body limit before the body is read, so an
-// oversized body gets 413 without being read in full.
+// oversized body gets 413 without being read in full. The route is matched on the path
+// the handler will route on: a request target that fasthttp normalizes (percent-encoding,
+// dot segments, "//", a fragment, absolute form) is parsed the same way first, so that
+// /big/../small or /%73mall gets small's limit, not big's.
 func (g *Gateway) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	st := g.state.Load()
 	if st == nil {
@@ -113,10 +118,121 @@ func (g *Gateway) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConf
 			break
 		}
 	}
-	if rt := st.match(h.Host(), uri); rt != nil {
+	var rt *route
+	if plainPath(uri) {
+		rt = st.match(h.Host(), uri)
+	} else {
+		u := fasthttp.AcquireURI()
+		if u.Parse(h.Host(), h.RequestURI()) == nil {
+			rt = st.match(u.Host(), u.Path())
+		}
+		fasthttp.ReleaseURI(u)
+	}
+	if rt != nil {
 		return fasthttp.RequestConfig{MaxRequestBodySize: rt.maxBody}
 	}
 	return fasthttp.RequestConfig{}
+}
+
+// plainPath reports whether fasthttp's URI parsing leaves the origin-form path p as it is.
+func plainPath(p []byte) bool {
+	if len(p) == 0 || p[0] != '/' {
+		return false
+	}
+	for i, c := range p {
+		switch c {
+		case '%', '#', '\\':
+			return false
+		case '/':
+			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// guard is the traffic handler: it answers 400 and closes the connection for request
+// heads that fasthttp accepts but a proxy must not pass on, for CONNECT (the gateway
+// tunnels nothing, and the upstream must not be asked to) and for requests without a
+// host (HTTP/1.0 allows them; fasthttp's client cannot send them upstream, and the pool
+// would count that as an upstream failure: a client could eject a healthy upstream).
+// Then it serves the rest.
+func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	if ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 {
+		g.edgeAnswer(ctx, "bad_request", fasthttp.StatusBadRequest)
+		ctx.SetConnectionClose()
+		return
+	}
+	if uri := h.RequestURI(); len(uri) > 0 && uri[0] != '/' {
+		// Absolute form: the upstream is plain HTTP whatever scheme the client named.
+		// Left as https, fasthttp's client refuses the request, which the pool counts as
+		// an upstream failure: a client could eject a healthy upstream.
+		ctx.Request.URI().SetSchemeBytes(schemeHTTP)
+	}
+	g.serve(ctx)
+}
+
+var schemeHTTP = []byte("http")
+
+var (
+	contentLengthName    = []byte("Content-Length")
+	transferEncodingName = []byte("Transfer-Encoding")
+	chunkedToken         = []byte("chunked")
+)
+
+// ambiguousHead reports header lines (raw: the head as received, after the request line)
+// that two HTTP implementations can frame or read differently, of the kinds fasthttp
+// accepts (it rejects the others itself: duplicate Content-Length or Host, space before
+// the colon, control characters, bad Content-Length, Transfer-Encoding on HTTP/1.0):
+//   - a line ended by a bare LF (RFC 9112 2.2 lets a server accept it; a proxy must not
+//     bet that every hop does),
+//   - an obsolete line fold (RFC 9112 5.2: reject with 400 or replace; we reject),
+//   - whitespace inside a field name,
+//   - Transfer-Encoding other than exactly "chunked" (fasthttp ignores "identity" and
+//     then reads no body, leaving it to be parsed as the next request),
+//   - Transfer-Encoding together with Content-Length (RFC 9112 6.1: the classic
+//     smuggling pair; fasthttp lets TE win and closes, a gateway rejects).
+//
+// The raw head is needed: the parsed header has folded lines joined and keeps only one
+// of the framing headers.
+func ambiguousHead(raw []byte) bool {
+	te, cl := false, false
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		if i <= 0 || raw[i-1] != '\r' {
+			return true // bare LF
+		}
+		line := raw[:i-1]
+		raw = raw[i+1:]
+		if len(line) == 0 {
+			break // the empty line ending the head
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return true // obs-fold
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return true
+		}
+		name := line[:colon]
+		if bytes.IndexByte(name, ' ') >= 0 { // fasthttp rejects tabs and CTLs in names itself
+			return true
+		}
+		switch len(name) {
+		case len(contentLengthName):
+			cl = cl || bytes.EqualFold(name, contentLengthName)
+		case len(transferEncodingName):
+			if bytes.EqualFold(name, transferEncodingName) {
+				if te || !bytes.EqualFold(bytes.Trim(line[colon+1:], " \t"), chunkedToken) {
+					return true
+				}
+				te = true
+			}
+		}
+	}
+	return te && cl
 }
 
 // edgeError answers requests fasthttp could not parse or accept (malformed, smuggling
@@ -134,6 +250,11 @@ func (g *Gateway) edgeError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &nerr) && nerr.Timeout():
 		name, status = "timeout", fasthttp.StatusRequestTimeout
 	}
+	g.edgeAnswer(ctx, name, status)
+}
+
+// edgeAnswer writes the gateway's own answer for an edge rejection with its verdict.
+func (g *Gateway) edgeAnswer(ctx *fasthttp.RequestCtx, name string, status int) {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("text/plain; charset=utf-8")
@@ -146,6 +267,15 @@ func (g *Gateway) edgeError(ctx *fasthttp.RequestCtx, err error) {
 		}
 	}
 	ctx.SetBodyString(fasthttp.StatusMessage(status) + "\n")
+}
+
+// sampled keeps at most 10 lines a second of l: fasthttp logs every connection it gives
+// up on (malformed request, timeout) with the request's bytes, so a flood of bad requests
+// would otherwise be a flood of log lines. The edge/ counters keep the full count.
+func sampled(l *zap.Logger) *zap.Logger {
+	return l.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, 10, 0)
+	}))
 }
 
 type zapPrintf struct{ l *zap.Logger }
