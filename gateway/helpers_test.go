@@ -1,9 +1,9 @@
 package gateway
 
 import (
-	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +41,7 @@ func (m *memNet) dial(addr string) (net.Conn, error) {
 	ln := m.lns[addr]
 	m.mu.Unlock()
 	if ln == nil {
-		return nil, errors.New("connection refused: " + addr)
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED} // as a real dial fails
 	}
 	return ln.DialWithLocalAddr(m.from)
 }

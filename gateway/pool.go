@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"net"
 	"reflect"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/valyala/fasthttp"
 
@@ -135,7 +137,15 @@ func upstreamError(err error) upstreamFailure {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return failTimeout
 	}
-	return failUnavailable
+	// Only failures of the connection itself say the server is unwell and count toward
+	// ejection; anything else (a request the client library refuses to send, a protocol
+	// error) is answered upstream/error without ejecting a healthy server.
+	var oe *net.OpError
+	if errors.As(err, &oe) || errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return failUnavailable
+	}
+	return failError5xx
 }
 
 type upstreamFailure uint8
