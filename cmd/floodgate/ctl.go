@@ -1,0 +1,702 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/gateway/consul"
+)
+
+func init() {
+	register(command{name: "ctl", summary: "read/write switches and plans in Consul, validated before writing", run: runCtl})
+}
+
+// ctlBeforeWrite is a test hook: it runs after a write was read and validated, just
+// before the Consul transaction (a test changes the key behind ctl's back there).
+var ctlBeforeWrite func()
+
+// ctlVerb is one verb of ctl: its synopsis, what it does and examples, for -h.
+type ctlVerb struct {
+	synopsis, doc, examples string
+	// args is the number of arguments after the verb (-1: get's zero or one).
+	args        int
+	needsConfig bool
+}
+
+var ctlVerbs = map[string]ctlVerb{
+	"get": {args: -1, synopsis: "get [KEY]", doc: `Prints one key's value (KEY relative to the prefix), or every key under the prefix as
+"key = value" (plans by name and size; audit records only with -audit).`,
+		examples: `  floodgate ctl get
+  floodgate ctl get routes/lottery/enabled
+  floodgate ctl get plans/midnight
+  floodgate ctl -audit get`},
+	"set": {args: 2, synopsis: "set KEY VALUE", needsConfig: true, doc: `Validates the would-be content of the prefix with the gateways' configuration file
+(exactly what a gateway does with the read that follows), then writes KEY = VALUE
+if the key is still as read (check-and-set), with an audit record in the same
+transaction. Prints KEY: old -> new and the configuration changes. Use -- before a
+VALUE that starts with '-' and is not a number.`,
+		examples: `  floodgate ctl -config gw.yaml set routes/lottery/enabled false
+  floodgate ctl -config gw.yaml set routes/lottery/token_bucket/rate 20000
+  floodgate ctl -config gw.yaml -dry-run set routes/info/timeout 150ms`},
+	"unset": {args: 1, synopsis: "unset KEY", needsConfig: true, doc: `Deletes KEY (check-and-set), after validating the content without it: the value
+from the file (or the active plan) applies again. active_plan is never deleted: use
+"plan deactivate", which sets it to "".`,
+		examples: `  floodgate ctl -config gw.yaml unset routes/lottery/enabled`},
+	"plan": {args: 0, synopsis: "plan put|diff|activate|deactivate|list ...", doc: `Contingency plans: documents of path: value overrides stored under plans/<name>,
+put in force by active_plan (precedence: file < per-key overrides < active plan).
+  plan put NAME FILE   store FILE (YAML/JSON) as plan NAME, validated as if it were active
+  plan diff NAME       what activating NAME would change in the running configuration
+  plan activate NAME   validate, then set active_plan = NAME
+  plan deactivate      set active_plan = ""
+  plan list            stored plans, their number of entries, the active one marked *`,
+		examples: `  floodgate ctl plan list
+  floodgate ctl -config gw.yaml plan put midnight midnight.yaml
+  floodgate ctl -config gw.yaml plan diff midnight
+  floodgate ctl -config gw.yaml plan activate midnight
+  floodgate ctl -config gw.yaml plan deactivate`},
+	"plan put": {args: 2, synopsis: "plan put NAME FILE", needsConfig: true, doc: `Stores FILE (a YAML/JSON mapping of relative path -> value, or a configuration
+fragment: routes: {info: {enabled: false}}) as plans/NAME. It is validated as if it
+were active (file + current overrides + the plan): a plan that does not validate
+cannot be activated, so it is not stored either. Prints what activating it would change.`,
+		examples: `  printf 'routes/info/enabled: false\nroutes/report/enabled: false\n' > midnight.yaml
+  floodgate ctl -config gw.yaml plan put midnight midnight.yaml`},
+	"plan diff": {args: 1, synopsis: "plan diff NAME", needsConfig: true, doc: `Prints what would change against the running configuration (file + current
+overrides + current active plan) if plan NAME were activated, one line per value:
+path: old -> new (source).`,
+		examples: `  floodgate ctl -config gw.yaml plan diff midnight`},
+	"plan activate": {args: 1, synopsis: "plan activate NAME", needsConfig: true, doc: `Validates, then sets active_plan = NAME - only if neither active_plan nor the plan
+changed since they were read, so the plan that was validated is the one in force.`,
+		examples: `  floodgate ctl -config gw.yaml plan activate midnight
+  floodgate ctl -config gw.yaml -dry-run plan activate midnight`},
+	"plan deactivate": {args: 0, synopsis: "plan deactivate", needsConfig: true, doc: `Sets active_plan = "" (check-and-set): the per-key overrides and the file apply again.`,
+		examples: `  floodgate ctl -config gw.yaml plan deactivate`},
+	"plan list": {args: 0, synopsis: "plan list", doc: `Lists the stored plans with their number of entries; the active one is marked *.`,
+		examples: `  floodgate ctl plan list`},
+	"confirm": {args: 0, synopsis: "confirm", needsConfig: true, doc: `A gateway holds a suspicious read (the prefix empty or deleted, most keys removed at
+once) and keeps serving what it had. confirm validates the current content, computes
+its fingerprint and writes <prefix>confirm = fingerprint: the gateways then apply that
+content (and only that content: any later change is judged again). Prints what will be
+applied and, where a gateway's admin /config is reachable, the changes against it.`,
+		examples: `  floodgate ctl -config gw.yaml confirm
+  floodgate ctl -config gw.yaml -dry-run confirm`},
+	"status": {args: 0, synopsis: "status", doc: `Lists every gateway registered in Consul's catalog: id, address, health, generation,
+active plan, fingerprint of the Consul content it serves, stale and held - and
+whether they all serve the current content of the prefix. -json for machines.`,
+		examples: `  floodgate ctl status
+  floodgate ctl -json status | jq '.in_sync'`},
+}
+
+const ctlVerbList = `verbs:
+  get [KEY]              one key, or every key under the prefix
+  set KEY VALUE          validate, then write one key (check-and-set)
+  unset KEY              validate, then delete one key (check-and-set)
+  plan put NAME FILE     store a plan, validated as if it were active
+  plan diff NAME         what activating a plan would change
+  plan activate NAME     validate, then put a plan in force
+  plan deactivate        no plan in force
+  plan list              stored plans, the active one marked
+  confirm                apply a read the gateways hold as suspicious
+  status                 the registered gateways and whether they agree`
+
+const ctlExamples = `  export CONSUL_HTTP_ADDR=127.0.0.1:8500 FLOODGATE_CONFIG=configs/demo.yaml
+  floodgate ctl get
+  floodgate ctl set routes/lottery/enabled false
+  floodgate ctl -dry-run set routes/lottery/token_bucket/rate 20000
+  floodgate ctl plan put midnight midnight.yaml && floodgate ctl plan diff midnight
+  floodgate ctl plan activate midnight
+  floodgate ctl status
+
+Every write is validated first (the file + the would-be keys, as a gateway composes
+them), made only if the key is unchanged since it was read, and recorded under
+<prefix>audit/ in the same transaction. Exit status: 0 done (or nothing to do),
+1 refused or failed, 2 usage error. 'floodgate ctl VERB -h' explains one verb.`
+
+type ctlCmd struct {
+	fs                                             *flag.FlagSet
+	addr, prefix, tokenFile, cfgPath, who, service string
+	dryRun, audit, jsonOut                         bool
+	timeout                                        time.Duration
+	out                                            io.Writer
+	pos                                            []string // positional arguments seen so far (for -h)
+}
+
+func defaultWho() string {
+	name := os.Getenv("USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		return name
+	}
+	return name + "@" + host
+}
+
+func runCtl(args []string) error {
+	c := &ctlCmd{out: os.Stdout}
+	return c.run(args)
+}
+
+func (c *ctlCmd) run(args []string) error {
+	fs := flag.NewFlagSet("floodgate ctl", flag.ContinueOnError)
+	c.fs = fs
+	addr := os.Getenv("CONSUL_HTTP_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8500"
+	}
+	fs.StringVar(&c.addr, "consul", addr, "Consul HTTP address ($CONSUL_HTTP_ADDR when set)")
+	fs.StringVar(&c.prefix, "consul-prefix", consul.DefaultPrefix, "Consul KV prefix of the switches")
+	fs.StringVar(&c.tokenFile, "consul-token-file", "", "file holding a Consul ACL token with key write on the prefix (default: $CONSUL_HTTP_TOKEN / $CONSUL_HTTP_TOKEN_FILE); the gateways' token is read-only")
+	fs.StringVar(&c.cfgPath, "config", os.Getenv("FLOODGATE_CONFIG"), "the gateways' configuration file (default $FLOODGATE_CONFIG); required to write, diff or confirm: every write is validated against it")
+	fs.StringVar(&c.who, "who", defaultWho(), "who is writing, for the audit record")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "for writes: validate and print what would change; write nothing")
+	fs.BoolVar(&c.audit, "audit", false, "get: include the audit records")
+	fs.BoolVar(&c.jsonOut, "json", false, "status: print JSON")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on each call to Consul")
+	fs.StringVar(&c.service, "service", consul.DefaultService, "status, confirm: the catalog service the gateways register under")
+	fs.Usage = c.usage
+
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		c.usage()
+		return exitError{code: 2, msg: "a verb is required (get, set, unset, plan, confirm, status)"}
+	}
+	verb := pos[0]
+	rest := pos[1:]
+	if verb == "plan" {
+		if len(rest) == 0 {
+			c.usage()
+			return exitError{code: 2, msg: "plan: a sub-verb is required (put, diff, activate, deactivate, list)"}
+		}
+		verb, rest = "plan "+rest[0], rest[1:]
+	}
+	v, ok := ctlVerbs[verb]
+	if !ok || verb == "plan" {
+		c.pos = nil
+		if strings.HasPrefix(verb, "plan ") {
+			c.pos = []string{"plan"}
+		}
+		c.usage()
+		return exitError{code: 2, msg: fmt.Sprintf("unknown verb %q", verb)}
+	}
+	if v.args >= 0 && len(rest) != v.args {
+		c.pos = strings.Fields(verb)
+		c.usage()
+		return exitError{code: 2, msg: fmt.Sprintf("%s: want %d argument(s) (%s), got %d", verb, v.args, v.synopsis, len(rest))}
+	}
+	if v.args < 0 && len(rest) > 1 {
+		return exitError{code: 2, msg: fmt.Sprintf("get: want at most one KEY, got %d arguments", len(rest))}
+	}
+
+	ctl, err := c.client(verb, v.needsConfig)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "get":
+		return c.get(ctl, rest)
+	case "set":
+		return c.write(ctl.Set(rest[0], rest[1]))
+	case "unset":
+		return c.write(ctl.Unset(rest[0]))
+	case "plan put":
+		b, err := os.ReadFile(rest[1])
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("plan put %s: cannot read the plan file: %v", rest[0], err)}
+		}
+		return c.write(ctl.PutPlan(rest[0], b))
+	case "plan diff":
+		return c.planDiff(ctl, rest[0])
+	case "plan activate":
+		return c.write(ctl.ActivatePlan(rest[0]))
+	case "plan deactivate":
+		return c.write(ctl.DeactivatePlan())
+	case "plan list":
+		return c.planList(ctl)
+	case "confirm":
+		return c.confirm(ctl)
+	case "status":
+		return c.status(ctl)
+	}
+	return exitError{code: 2, msg: "unknown verb " + verb}
+}
+
+// parse parses flags anywhere among the arguments (before the verb, as documented, or
+// after it). "--" ends the flags; a negative number is a value, not a flag.
+func (c *ctlCmd) parse(args []string) ([]string, error) {
+	c.pos = nil
+	for len(args) > 0 {
+		a := args[0]
+		if a == "--" {
+			c.pos = append(c.pos, args[1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" || isNumber(a) {
+			c.pos = append(c.pos, a)
+			args = args[1:]
+			continue
+		}
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, exitError{code: 2}
+		}
+		consumed := len(args) - c.fs.NArg()
+		rest := c.fs.Args()
+		if consumed > 0 && args[consumed-1] == "--" {
+			c.pos = append(c.pos, rest...)
+			break
+		}
+		args = rest
+	}
+	return c.pos, nil
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}
+
+// usage prints the help of the verb named so far, or of ctl.
+func (c *ctlCmd) usage() {
+	o := c.fs.Output()
+	verb := strings.Join(c.pos, " ")
+	if len(c.pos) > 2 {
+		verb = strings.Join(c.pos[:2], " ")
+	}
+	if _, ok := ctlVerbs[verb]; !ok && len(c.pos) > 0 {
+		verb = c.pos[0]
+	}
+	if v, ok := ctlVerbs[verb]; ok {
+		fmt.Fprintf(o, "usage: floodgate ctl [flags] %s\n\n%s\n\nexamples:\n%s\n\nflags (see 'floodgate ctl -h' for all): -consul, -consul-prefix, -consul-token-file, -config, -who, -dry-run, -timeout\n", v.synopsis, v.doc, v.examples)
+		return
+	}
+	fmt.Fprintf(o, "usage: floodgate ctl [flags] VERB [ARGS]\n\nRead and write floodgate's switches and plans in Consul KV, validated before writing.\n\n%s\n\nflags (before the verb):\n", ctlVerbList)
+	c.fs.PrintDefaults()
+	fmt.Fprintf(o, "\nexamples:\n%s\n", ctlExamples)
+}
+
+func (c *ctlCmd) client(verb string, needsConfig bool) (*consul.Ctl, error) {
+	ctl := &consul.Ctl{Prefix: c.prefix, Who: c.who, DryRun: c.dryRun, Timeout: c.timeout, BeforeWrite: ctlBeforeWrite}
+	if needsConfig {
+		if c.cfgPath == "" {
+			return nil, exitError{code: 2, msg: fmt.Sprintf("%s: -config FILE (or $FLOODGATE_CONFIG) is required: every write, diff and confirm is validated against the gateways' configuration file", verb)}
+		}
+		doc, err := config.ParseFile(c.cfgPath)
+		if err != nil {
+			return nil, exitError{code: 1, msg: fmt.Sprintf("-config: %s", indent(err.Error()))}
+		}
+		// the file must be valid on its own too: a gateway does not start on it otherwise
+		if _, err := config.Load(doc); err != nil {
+			return nil, exitError{code: 1, msg: fmt.Sprintf("-config %s does not validate on its own, so nothing can be validated against it:\n  %s", c.cfgPath, indent(err.Error()))}
+		}
+		ctl.Doc = doc
+	}
+	cl, err := consul.NewClient(consul.ClientOptions{Addr: c.addr, TokenFile: c.tokenFile})
+	if err != nil {
+		return nil, exitError{code: 1, msg: fmt.Sprintf("-consul %s -consul-token-file %q: %v", c.addr, c.tokenFile, err)}
+	}
+	ctl.Client = cl
+	return ctl, nil
+}
+
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
+
+// failed turns a library error into the exit status: 1, with the message.
+func failed(err error) error {
+	return exitError{code: 1, msg: err.Error()}
+}
+
+func (c *ctlCmd) get(ctl *consul.Ctl, rest []string) error {
+	st, err := ctl.Read()
+	if err != nil {
+		return failed(err)
+	}
+	if len(rest) == 1 {
+		rel := ctl.RelKey(rest[0])
+		kv, ok := st.Lookup(rel)
+		if !ok {
+			return exitError{code: 1, msg: fmt.Sprintf("%s is not set under %s", rel, st.Prefix)}
+		}
+		v := string(kv.Value)
+		if !strings.HasSuffix(v, "\n") {
+			v += "\n"
+		}
+		fmt.Fprint(c.out, v)
+		return nil
+	}
+	plans := map[string]consul.PlanInfo{}
+	for _, p := range st.Plans() {
+		plans["plans/"+p.Name] = p
+	}
+	n := 0
+	for _, kv := range st.KVs {
+		rel := st.Rel(kv.Key)
+		if rel == "" || (!c.audit && st.IsAudit(kv.Key)) || (strings.HasSuffix(rel, "/") && len(kv.Value) == 0) {
+			continue
+		}
+		n++
+		if p, ok := plans[rel]; ok {
+			desc := fmt.Sprintf("(plan: %d entries, %d bytes", p.Entries, p.Bytes)
+			if p.Active {
+				desc += ", active"
+			}
+			if p.Error != "" {
+				desc += ", INVALID: " + p.Error
+			}
+			fmt.Fprintf(c.out, "%s = %s)\n", rel, desc)
+			continue
+		}
+		v := string(kv.Value)
+		if v == "" || strings.ContainsAny(v, "\n\r") {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(c.out, "%s = %s\n", rel, v)
+	}
+	if n == 0 {
+		fmt.Fprintf(os.Stderr, "no keys under %s\n", st.Prefix)
+	}
+	return nil
+}
+
+// write prints the outcome of a write verb.
+func (c *ctlCmd) write(res *consul.Result, err error) error {
+	if err != nil {
+		return failed(err)
+	}
+	w := res.Write
+	if res.Noop != "" {
+		fmt.Fprintf(c.out, "%s; nothing written\n", res.Noop)
+		return nil
+	}
+	switch {
+	case w.Delete:
+		fmt.Fprintf(c.out, "%s: %s -> (deleted)\n", w.Key, consul.ShowValue(w.Old, true))
+	case w.Verb == "plan put":
+		fmt.Fprintf(c.out, "%s: %s -> %s\n", w.Key, describePlan(w.Old, w.Existed, w.Key), describePlan(w.New, true, w.Key))
+	default:
+		fmt.Fprintf(c.out, "%s: %s -> %s\n", w.Key, consul.ShowValue(w.Old, w.Existed), consul.ShowValue(w.New, true))
+	}
+	if res.BeforeErr != nil {
+		fmt.Fprintf(c.out, "note: the current content of %s does not validate (the gateways keep serving their last good configuration), so there is no diff against it:\n  %s\n",
+			slashed(c.prefix), indent(res.BeforeErr.Error()))
+	} else if res.Before != nil {
+		old := res.Before.Config.Sources
+		printChanges(c.out, "configuration changes", res.Changes, old)
+		if name := strings.TrimPrefix(w.Key, "plans/"); w.Verb == "plan put" && res.After.Snapshot.ActivePlan != name {
+			printChanges(c.out, "if activated (floodgate ctl plan activate "+name+")", res.IfActivated, old)
+		}
+	}
+	if res.After != nil && !w.Delete && w.Verb == "set" {
+		for _, o := range res.After.Snapshot.Plan() {
+			if o.Path == w.Key {
+				fmt.Fprintf(c.out, "note: the active plan %q sets %s too, and a plan wins over per-key overrides (file < overrides < plan)\n", res.After.Snapshot.ActivePlan, w.Key)
+			}
+		}
+	}
+	if res.Held != "" {
+		fmt.Fprintf(c.out, "warning: the gateways will hold this update and keep serving what they have until `floodgate ctl confirm`: %s\n", res.Held)
+	}
+	if !res.Written {
+		fmt.Fprintf(c.out, "dry run: valid; nothing written (would write %s and the audit record %s)\n", w.Key, res.AuditKey)
+		return nil
+	}
+	b, _ := json.Marshal(res.Audit)
+	fmt.Fprintf(c.out, "audit: %s = %s\n", res.AuditKey, b)
+	return nil
+}
+
+// slashed is the prefix with its trailing slash.
+func slashed(prefix string) string {
+	if !strings.HasSuffix(prefix, "/") {
+		return prefix + "/"
+	}
+	return prefix
+}
+
+func describePlan(doc string, set bool, key string) string {
+	if !set {
+		return "(not set)"
+	}
+	ov, err := consul.ParsePlan(strings.TrimPrefix(key, "plans/"), []byte(doc), "")
+	if err != nil {
+		return fmt.Sprintf("(invalid plan, %d bytes)", len(doc))
+	}
+	return fmt.Sprintf("plan of %d entries (%d bytes)", len(ov), len(doc))
+}
+
+func printChanges(o io.Writer, title string, chs []config.Change, old []config.Leaf) {
+	indent := title[:len(title)-len(strings.TrimLeft(title, " "))] + "  "
+	if len(chs) == 0 {
+		fmt.Fprintf(o, "%s: none\n", title)
+		return
+	}
+	fmt.Fprintf(o, "%s (%d):\n", title, len(chs))
+	for _, ch := range chs {
+		fmt.Fprintf(o, "%s%s\n", indent, consul.DescribeChange(ch, old))
+	}
+}
+
+func (c *ctlCmd) planDiff(ctl *consul.Ctl, name string) error {
+	before, chs, err := ctl.DiffPlan(name)
+	if err != nil {
+		return failed(err)
+	}
+	if before.Snapshot.ActivePlan == name {
+		fmt.Fprintf(c.out, "plan %q is the active plan: activating it changes nothing\n", name)
+		return nil
+	}
+	active := "no active plan"
+	if before.Snapshot.ActivePlan != "" {
+		active = "active plan " + before.Snapshot.ActivePlan
+	}
+	printChanges(c.out, fmt.Sprintf("activating plan %q, against the running configuration (file + overrides + %s)", name, active), chs, before.Config.Sources)
+	return nil
+}
+
+func (c *ctlCmd) planList(ctl *consul.Ctl) error {
+	st, err := ctl.Read()
+	if err != nil {
+		return failed(err)
+	}
+	plans := st.Plans()
+	if len(plans) == 0 {
+		fmt.Fprintf(c.out, "no plans under %splans/\n", st.Prefix)
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PLAN\tENTRIES\tBYTES\t")
+	for _, p := range plans {
+		mark, note := " ", ""
+		if p.Active {
+			mark, note = "*", "(active)"
+		}
+		if p.Error != "" {
+			note += " INVALID: " + p.Error
+		}
+		fmt.Fprintf(tw, "%s %s\t%d\t%d\t%s\n", mark, p.Name, p.Entries, p.Bytes, strings.TrimSpace(note))
+	}
+	return tw.Flush()
+}
+
+func (c *ctlCmd) confirm(ctl *consul.Ctl) error {
+	res, err := ctl.PrepareConfirm()
+	if err != nil {
+		return failed(err)
+	}
+	snap := res.After.Snapshot
+	plan := "no active plan"
+	if snap.ActivePlan != "" {
+		plan = "active plan " + snap.ActivePlan
+	}
+	fmt.Fprintf(c.out, "current content of %s: %d keys, %s, fingerprint %s\n", slashed(ctl.Prefix), snap.Keys, plan, snap.Fingerprint)
+	if res.Noop != "" {
+		fmt.Fprintf(c.out, "%s; nothing written\n", res.Noop)
+		return nil
+	}
+	c.gatewayDiffs(ctl, res)
+	return c.write(res, ctl.Commit(res))
+}
+
+// gatewayDiffs prints each registered gateway's state and, for those that do not serve
+// the current content, what confirming changes for them (from their admin /config and
+// /consul, when reachable: best effort).
+func (c *ctlCmd) gatewayDiffs(ctl *consul.Ctl, res *consul.Result) {
+	insts, err := consul.ListInstances(ctl.Client, c.service)
+	if err != nil {
+		fmt.Fprintf(c.out, "gateways: cannot list them (%v)\n", err)
+		return
+	}
+	if len(insts) == 0 {
+		fmt.Fprintf(c.out, "gateways: none registered under service %q\n", c.service)
+		return
+	}
+	sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
+	admins, _ := consul.AdminURLs(ctl.Client, c.service)
+	fp := res.After.Snapshot.Fingerprint
+	for _, in := range insts {
+		m := in.Meta
+		state := "serves fingerprint " + orNone(m["fingerprint"])
+		if m["fingerprint"] == fp {
+			state += " (the current content already)"
+		}
+		var view *consul.GatewayView
+		var verr error
+		if base, ok := admins[in.ID]; ok {
+			view, verr = consul.FetchGatewayView(base, 2*time.Second)
+		} else {
+			verr = errors.New("admin address unknown")
+		}
+		held := m["held"]
+		if view != nil && view.Watcher.Held != "" {
+			held = view.Watcher.Held
+		}
+		if held != "" {
+			state += "; holds: " + held
+		}
+		fmt.Fprintf(c.out, "gateway %s (generation %s) %s\n", in.ID, orNone(m["generation"]), state)
+		if m["fingerprint"] == fp {
+			continue
+		}
+		if view == nil {
+			fmt.Fprintf(c.out, "  (no diff for it: cannot read its admin API: %v)\n", verr)
+			continue
+		}
+		old := fileSourcesAsOne(view.Sources)
+		printChanges(c.out, "  changes it will apply", config.Diff(old, fileSourcesAsOne(res.After.Config.Sources)), old)
+	}
+}
+
+// fileSourcesAsOne names every value from the file "file", so that a gateway started
+// with another path to the same file does not show every value as changed.
+func fileSourcesAsOne(ls []config.Leaf) []config.Leaf {
+	out := make([]config.Leaf, len(ls))
+	for i, l := range ls {
+		if !strings.HasPrefix(l.Source, "consul:") && !strings.HasPrefix(l.Source, "plan:") {
+			l.Source = "file"
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// ctlInstance is one gateway in `ctl status`: what it registered in the catalog, and
+// the update it holds, if any (from its meta, or from its admin /consul when it does not
+// serve the current content and its admin API is reachable).
+type ctlInstance struct {
+	consul.InstanceStatus
+	Held string `json:"held,omitempty"`
+}
+
+// ctlStatus is the output of `ctl status -json`.
+type ctlStatus struct {
+	Prefix  string `json:"prefix"`
+	Content struct {
+		Keys        int    `json:"keys"`
+		Fingerprint string `json:"fingerprint,omitempty"`
+		ActivePlan  string `json:"active_plan,omitempty"`
+		Error       string `json:"error,omitempty"`
+	} `json:"content"`
+	Instances []ctlInstance `json:"instances"`
+	// InSync is true when at least one instance is registered and every one serves the
+	// current content, holds nothing and is not stale.
+	InSync bool     `json:"in_sync"`
+	Issues []string `json:"issues,omitempty"`
+}
+
+func (c *ctlCmd) status(ctl *consul.Ctl) error {
+	st, err := ctl.Read()
+	if err != nil {
+		return failed(err)
+	}
+	insts, err := consul.ListInstances(ctl.Client, c.service)
+	if err != nil {
+		return failed(fmt.Errorf("cannot list the gateway instances (service %q): %w", c.service, err))
+	}
+	sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
+	var s ctlStatus
+	s.Prefix = st.Prefix
+	snap, cerr := consul.Convert(st.Prefix, st.KVs)
+	if cerr != nil {
+		s.Content.Error = cerr.Error()
+		s.Issues = append(s.Issues, "the current content of "+st.Prefix+" does not convert; the gateways reject it and keep their last good configuration")
+	} else {
+		s.Content.Keys, s.Content.Fingerprint, s.Content.ActivePlan = snap.Keys, snap.Fingerprint, snap.ActivePlan
+	}
+	if len(insts) == 0 {
+		s.Issues = append(s.Issues, fmt.Sprintf("no gateway is registered under service %q", c.service))
+	}
+	var admins map[string]string
+	for _, in := range insts {
+		ci := ctlInstance{InstanceStatus: in, Held: in.Meta["held"]}
+		if ci.Held == "" && cerr == nil && in.Meta["fingerprint"] != snap.Fingerprint {
+			// a gateway behind the content may hold it: ask its admin API (best effort)
+			if admins == nil {
+				admins, _ = consul.AdminURLs(ctl.Client, c.service)
+			}
+			if base, ok := admins[in.ID]; ok {
+				if v, err := consul.FetchGatewayView(base, time.Second); err == nil {
+					ci.Held = v.Watcher.Held
+				}
+			}
+		}
+		s.Instances = append(s.Instances, ci)
+	}
+	for _, in := range s.Instances {
+		m := in.Meta
+		switch {
+		case in.Held != "":
+			s.Issues = append(s.Issues, fmt.Sprintf("%s holds an update: %s", in.ID, in.Held))
+		case cerr == nil && m["fingerprint"] != snap.Fingerprint:
+			s.Issues = append(s.Issues, fmt.Sprintf("%s serves fingerprint %s, not the current content's %s (not applied yet, rejected, or Consul unreachable)", in.ID, orNone(m["fingerprint"]), snap.Fingerprint))
+		}
+		if m["stale"] != "" {
+			s.Issues = append(s.Issues, fmt.Sprintf("%s is stale: %s", in.ID, m["stale"]))
+		}
+		if in.Health != "passing" {
+			s.Issues = append(s.Issues, fmt.Sprintf("%s health is %s", in.ID, in.Health))
+		}
+	}
+	s.InSync = len(s.Issues) == 0
+	if c.jsonOut {
+		enc := json.NewEncoder(c.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tADDR\tHEALTH\tGENERATION\tPLAN\tFINGERPRINT\tSTALE\tHELD")
+	for _, in := range s.Instances {
+		m := in.Meta
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.Addr, in.Health, orNone(m["generation"]), orNone(m["plan"]),
+			orNone(m["fingerprint"]), yesNo(m["stale"]), yesNo(in.Held))
+	}
+	tw.Flush()
+	if cerr != nil {
+		fmt.Fprintf(c.out, "\ncontent of %s: DOES NOT CONVERT:\n  %s\n", st.Prefix, indent(cerr.Error()))
+	} else {
+		fmt.Fprintf(c.out, "\ncontent of %s: %d keys, active plan %s, fingerprint %s\n", st.Prefix, snap.Keys, orNone(snap.ActivePlan), snap.Fingerprint)
+	}
+	if s.InSync {
+		fmt.Fprintf(c.out, "in sync: all %d gateway(s) serve the current content\n", len(s.Instances))
+		return nil
+	}
+	fmt.Fprintf(c.out, "NOT in sync:\n")
+	for _, is := range s.Issues {
+		fmt.Fprintf(c.out, "  %s\n", is)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(reason string) string {
+	if reason == "" {
+		return "no"
+	}
+	return "yes"
+}
