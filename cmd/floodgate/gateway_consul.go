@@ -59,23 +59,28 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 			"generation":  strconv.FormatUint(rd.Generation, 10),
 			"fingerprint": st.Fingerprint,
 			"plan":        st.ActivePlan,
-			"stale":       st.Stale,
+			"stale":       truncate(st.Stale, 200),
 			"held":        truncate(st.Held, 200),
+			"admin":       cs.admin,
+		}
+	}
+	// The instance's catalog meta follows the watcher's state. One goroutine owns the
+	// registration, so updates cannot overtake each other; kick asks it to re-read.
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
 		}
 	}
 	w = consul.NewWatcher(consul.Options{
 		Client: client, Prefix: prefix, Logger: logger, SnapshotPath: cs.snapshot,
 		OnStale: func(reason string) {
 			adm.SetStale(reason)
-			if inst != nil && w != nil {
-				go inst.UpdateMeta(status())
-			}
+			poke()
 		},
-		OnApplied: func(*consul.Snapshot, uint64) {
-			if inst != nil {
-				go inst.UpdateMeta(status())
-			}
-		},
+		OnHeld:    func(string) { poke() },
+		OnApplied: func(*consul.Snapshot, uint64) { poke() },
 	})
 
 	snap, saved, err := consul.ReadSnapshot(cs.snapshot, prefix)
@@ -103,7 +108,7 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 	go w.Run(ctx, up)
 	if inst != nil {
 		go func() {
-			// register (retrying while consul is down), then follow the peers
+			// register (retrying while consul is down), then keep the meta current
 			for ctx.Err() == nil {
 				if err := inst.Register(status()); err != nil {
 					logger.Warn("consul registration failed; retrying", zap.Error(err))
@@ -116,7 +121,15 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 				}
 				break
 			}
-			inst.WatchPeers(ctx, 0)
+			go inst.WatchPeers(ctx, 0)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-kick:
+					inst.UpdateMeta(status())
+				}
+			}
 		}()
 	}
 	logger.Info("watching consul", zap.String("addr", cs.addr), zap.String("prefix", prefix), zap.String("instance", id), zap.Bool("register", cs.register))

@@ -46,6 +46,8 @@ type Options struct {
 	// OnApplied is called after a Consul update was applied (e.g. to refresh the
 	// instance's status in the catalog).
 	OnApplied func(s *Snapshot, generation uint64)
+	// OnHeld is told the reason when a read is held for confirmation, "" when released.
+	OnHeld func(reason string)
 }
 
 // Watcher is the Consul configuration source (a gateway.Source).
@@ -255,6 +257,9 @@ func (w *Watcher) setHeld(msg string) bool {
 		consulHeld.Set(0)
 	} else {
 		consulHeld.Set(1)
+	}
+	if w.o.OnHeld != nil {
+		w.o.OnHeld(msg)
 	}
 	return true
 }

@@ -74,8 +74,16 @@ func (c *Consul) start(t testing.TB) {
 	t.Helper()
 	c.Proc = StartCmd(t, "consul@"+c.Addr, exec.Command(c.bin, c.args...))
 	deadline := time.Now().Add(30 * time.Second)
+	attempts := 1
 	for time.Now().Before(deadline) {
 		if c.Proc.Exited() {
+			// a port of the previous agent on the same addresses may not be free yet
+			if attempts < 5 && strings.Contains(c.Proc.Output(), "address already in use") {
+				attempts++
+				time.Sleep(500 * time.Millisecond)
+				c.Proc = StartCmd(t, "consul@"+c.Addr, exec.Command(c.bin, c.args...))
+				continue
+			}
 			t.Fatalf("consul agent exited:\n%s", c.Proc.Output())
 		}
 		resp, err := http.Get("http://" + c.Addr + "/v1/status/leader")
