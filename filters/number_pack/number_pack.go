@@ -1,0 +1,207 @@
+// Package numberpack is the number_pack filter: eligibility by "number packs", lists of
+// user numbers (millions each) that make a user eligible for a campaign.
+//
+// Membership comes from one of two sources:
+//
+//   - file: every pack of the route is loaded whole from its file into one bigcache
+//     (one entry per number, its value the bitmask of the route's packs it is in), in the
+//     background, at start and whenever a file's version changes. A new version is
+//     loaded beside the serving cache and swapped in with one atomic store: a lookup
+//     never sees a half-loaded pack. See store.go for how the cache is kept from ever
+//     losing an entry.
+//   - service: read through from the packs backend (GET /v1/membership?user=N) into a
+//     bounded bigcache with a TTL for members and a shorter one for non-members; a
+//     request whose user is not cached waits for the lookup, bounded by a short timeout.
+//     With source file, a configured service also answers while the files are not
+//     loaded (yet).
+//
+// In mode require a user in none of the route's packs is rejected (number_pack/
+// not_eligible, 403); in mode annotate every request passes with a header naming the
+// user's packs (X-Floodgate-Packs: vip,new_users). The header is always removed from the
+// client's request first, so it cannot be forged. When membership cannot be known (a
+// pack not loaded, the backend down or slow), the route's on_unknown policy applies:
+// open admits, closed rejects (number_pack/unknown); either way it is counted.
+package numberpack
+
+import (
+	"math/bits"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/filters"
+)
+
+// Filter is a built number_pack filter for one route.
+type Filter struct {
+	key      filters.KeySpec
+	annotate bool
+	open     bool // on_unknown: open
+	header   []byte
+	names    []string // pack names by bit
+	full     uint64   // every pack's bit
+	values   *headerValues
+
+	notEligible, unknown *filters.Reason
+
+	files *loader  // source file; nil with source service
+	svc   *service // source service, or the fallback of source file; may be nil
+	m     *filterMetrics
+
+	closeOnce sync.Once
+}
+
+// unknown causes
+const (
+	known = iota
+	causeNotLoaded
+	causeError
+	causeTimeout
+	causeBusy
+)
+
+// Decide implements filters.Filter.
+func (f *Filter) Decide(r *filters.Request) filters.Result {
+	r.Ctx.Request.Header.DelBytes(f.header)
+	raw, ok := f.key.Bytes(r)
+	var key []byte
+	if ok {
+		key, ok = canonical(raw)
+	}
+	if !ok {
+		f.m.noKey.Inc()
+		return f.notMember()
+	}
+	mask, cause := f.membership(key, r.Now)
+	if cause != known {
+		f.m.unknown.Inc()
+		switch cause {
+		case causeNotLoaded:
+			f.m.unknownNotLoaded.Inc()
+		case causeError:
+			f.m.unknownError.Inc()
+		case causeTimeout:
+			f.m.unknownTimeout.Inc()
+		default:
+			f.m.unknownBusy.Inc()
+		}
+		if f.open {
+			return filters.Pass
+		}
+		// Come back in 2-3 s: a load or the backend's recovery, not a client's fault.
+		return filters.Result{Action: filters.Reject, Reason: f.unknown, RetryAfter: 2*time.Second + time.Duration(uint64(r.Now)%uint64(time.Second))}
+	}
+	if mask == 0 {
+		f.m.notMember.Inc()
+		return f.notMember()
+	}
+	f.m.member.Inc()
+	if f.annotate {
+		f.values.set(&r.Ctx.Request.Header, f.header, mask)
+	}
+	return filters.Pass
+}
+
+func (f *Filter) notMember() filters.Result {
+	if f.annotate {
+		return filters.Pass
+	}
+	return filters.RejectWith(f.notEligible)
+}
+
+// membership returns the bitmask of the route's packs that hold key (a canonical
+// number), or the reason it cannot be known. A number found in a loaded pack is a member
+// even while another pack of the route is still loading; "in none" needs all of them.
+func (f *Filter) membership(key []byte, now int64) (uint64, int) {
+	if f.files != nil {
+		if v := f.files.current(); v != nil {
+			if m := v.lookup(key); m != 0 || v.known == f.full {
+				return m, known
+			}
+		}
+		if f.svc == nil {
+			return 0, causeNotLoaded
+		}
+	}
+	return f.svc.membership(key, now, f.m)
+}
+
+// start runs the background work of a freshly built filter. If the gateway drops the
+// filter without closing it (a configuration that failed to build elsewhere), the
+// loader is stopped when the filter is garbage collected.
+func (f *Filter) start() {
+	if f.files == nil {
+		return
+	}
+	f.files.start()
+	runtime.AddCleanup(f, func(l *loader) { l.shutdown(false) }, f.files)
+}
+
+// Close stops the filter's pack loader. Requests still in the retired chain keep
+// working: the loaded packs stay readable until the last of them is gone.
+func (f *Filter) Close() error {
+	f.closeOnce.Do(func() {
+		if f.files != nil {
+			f.files.close()
+		}
+	})
+	return nil
+}
+
+// Packs returns the route's pack names in bit order (bit 0 first).
+func (f *Filter) Packs() []string { return f.names }
+
+// headerValues are the annotate header's values ("vip,new_users"): precomputed for every
+// combination when the route has at most 8 packs, else built per request in a pooled
+// buffer.
+type headerValues struct {
+	table [][]byte
+	names [][]byte
+	pool  sync.Pool
+}
+
+const maxTablePacks = 8
+
+func newHeaderValues(names []string) *headerValues {
+	hv := &headerValues{}
+	for _, n := range names {
+		hv.names = append(hv.names, []byte(n))
+	}
+	hv.pool.New = func() any { b := make([]byte, 0, 256); return &b }
+	if len(names) <= maxTablePacks {
+		hv.table = make([][]byte, 1<<uint(len(names)))
+		for m := range hv.table {
+			hv.table[m] = hv.appendValue(nil, uint64(m))
+		}
+	}
+	return hv
+}
+
+func (hv *headerValues) appendValue(b []byte, mask uint64) []byte {
+	for first := true; mask != 0; mask &= mask - 1 {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, hv.names[bits.TrailingZeros64(mask)]...)
+	}
+	return b
+}
+
+func (hv *headerValues) set(h *fasthttp.RequestHeader, key []byte, mask uint64) {
+	if hv.table != nil {
+		h.SetBytesKV(key, hv.table[mask])
+		return
+	}
+	bp := hv.pool.Get().(*[]byte)
+	*bp = hv.appendValue((*bp)[:0], mask)
+	h.SetBytesKV(key, *bp)
+	hv.pool.Put(bp)
+}
+
+var (
+	_ filters.Filter             = (*Filter)(nil)
+	_ interface{ Close() error } = (*Filter)(nil)
+)

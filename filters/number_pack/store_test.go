@@ -1,0 +1,261 @@
+package numberpack
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate/filters/filtertest"
+)
+
+// TestNoFlipsAfterLoad loads two overlapping packs and checks every number: each is found
+// with exactly the packs that hold it, and numbers of neither pack are not found.
+func TestNoFlipsAfterLoad(t *testing.T) {
+	const n = 150_000
+	dir := t.TempDir()
+	a := spreadNumbers(n, 0)
+	b := spreadNumbers(n, n/2) // the second half of a, then n/2 of its own
+	pa := writePack(t, dir, "a.txt", a, false)
+	pb := writePack(t, dir, "b.txt.gz", b, true)
+	g, err := loadGeneration([]packSpec{{"a", pa}, {"b", pb}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.total != n+n/2 || g.counts[0] != n || g.counts[1] != n {
+		t.Fatalf("loaded %d distinct (%v per pack), want %d (%d each)", g.total, g.counts, n+n/2, n)
+	}
+	want := map[uint64]uint64{}
+	for _, x := range a {
+		want[x] |= 1
+	}
+	for _, x := range b {
+		want[x] |= 2
+	}
+	var key []byte
+	for x, m := range want {
+		key = strconv.AppendUint(key[:0], x, 10)
+		if got := g.lookup(key); got != m {
+			t.Fatalf("number %d: mask %b, want %b", x, got, m)
+		}
+	}
+	for _, x := range spreadNumbers(n, 3*n) { // disjoint from both
+		key = strconv.AppendUint(key[:0], x, 10)
+		if got := g.lookup(key); got != 0 {
+			t.Fatalf("non-member %d: mask %b", x, got)
+		}
+	}
+	if s := g.cache.Stats(); s.Collisions != 0 {
+		t.Errorf("%d hash collisions", s.Collisions)
+	}
+}
+
+// TestCacheNeverExpires: bigcache expires an entry on a later Set in its shard once it
+// is LifeWindow old (LifeWindow 0: one second). The pack cache must keep every entry
+// whatever the clock does.
+func TestCacheNeverExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sleeps 1.1s")
+	}
+	dir := t.TempDir()
+	nums := spreadNumbers(20_000, 0)
+	g, err := loadGeneration([]packSpec{{"a", writePack(t, dir, "a", nums, false)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // bigcache's clock has a one-second resolution
+	for i, x := range spreadNumbers(2_000, 50_000) {
+		g.cache.Set(strconv.FormatUint(x, 10), []byte{1}) // a Set runs the eviction check
+		_ = i
+	}
+	for _, x := range nums {
+		if g.lookup([]byte(strconv.FormatUint(x, 10))) != 1 {
+			t.Fatalf("number %d vanished after a Set more than a second later", x)
+		}
+	}
+}
+
+// TestEvictionDetected: a cache too small for its pack loses entries; the load must
+// notice and be thrown away rather than serve a pack with holes.
+func TestEvictionDetected(t *testing.T) {
+	dir := t.TempDir()
+	_, err := buildGeneration([]packSpec{{"a", writePack(t, dir, "a", spreadNumbers(100_000, 0), false)}}, nil, 0.5)
+	if !errors.Is(err, errEvicted) {
+		t.Fatalf("undersized load: err = %v, want errEvicted", err)
+	}
+	t.Log(err)
+}
+
+func TestBrokenFileKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	path := writePack(t, dir, "vip", []uint64{111, 222}, false)
+	f := build(t, "reload_every: 100ms\npacks: {vip: {file: "+yamlQuote(path)+"}}", nil)
+	g := waitLoaded(t, f)
+	if err := os.WriteFile(path+".tmp", []byte("111\n22x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(path+".tmp", path)
+	waitFor(t, "the failed load", func() bool { return value(f.m.loadError) >= 1 })
+	if f.files.current().gen != g {
+		t.Fatal("a broken file replaced the serving packs")
+	}
+	if v, _ := decide(t, f, filtertest.Req{URI: "/?uin=222"}); v != "" {
+		t.Errorf("member rejected after a failed reload: %s", v)
+	}
+	// Fixed: loaded.
+	writePack(t, dir, "vip", []uint64{111, 333}, false)
+	waitFor(t, "the fixed file to load", func() bool { return f.files.current().gen != g })
+	if v, _ := decide(t, f, filtertest.Req{URI: "/?uin=333"}); v != "" {
+		t.Errorf("new member rejected: %s", v)
+	}
+}
+
+// TestReloadOnNewVersion: a new file version is loaded beside the old and swapped in;
+// a file touched without change is not reloaded.
+func TestReloadOnNewVersion(t *testing.T) {
+	dir := t.TempDir()
+	path := writePack(t, dir, "vip", []uint64{111, 222}, false)
+	f := build(t, "reload_every: 100ms\npacks: {vip: {file: "+yamlQuote(path)+"}}", nil)
+	g1 := waitLoaded(t, f)
+
+	// Touch: same bytes, new mtime.
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(path, later, later)
+	time.Sleep(400 * time.Millisecond)
+	if g := f.files.current().gen; g != g1 {
+		t.Fatal("a touched but unchanged file was reloaded")
+	}
+
+	writePack(t, dir, "vip", []uint64{222, 333}, false)
+	waitFor(t, "the new version", func() bool { return f.files.current().gen != g1 })
+	filtertest.Run(t, f, []filtertest.Case{
+		{Desc: "removed from the pack", Req: filtertest.Req{URI: "/?uin=111"}, Want: "number_pack/not_eligible"},
+		{Desc: "still in the pack", Req: filtertest.Req{URI: "/?uin=222"}},
+		{Desc: "added to the pack", Req: filtertest.Req{URI: "/?uin=333"}},
+	})
+	if got := value(f.m.numbers[0]); got != 2 {
+		t.Errorf("numbers gauge %v, want 2", got)
+	}
+	if g1.refs.Load() != 0 {
+		t.Errorf("old generation still held (%d refs) after the swap", g1.refs.Load())
+	}
+}
+
+// TestReloadKeepsPacks: a configuration reload that names the same files reuses the
+// loaded cache (nothing is read again); one that adds a pack answers at once for the
+// packs it keeps and loads the new one in the background; the retired filter's Close
+// does not disturb the new one.
+func TestReloadKeepsPacks(t *testing.T) {
+	dir := t.TempDir()
+	vip := writePack(t, dir, "vip", []uint64{111, 222}, false)
+	gold := writePack(t, dir, "gold", []uint64{222, 999}, false)
+	one := "packs: {vip: {file: " + yamlQuote(vip) + "}}"
+	a := build(t, "reload_every: 1h\n"+one, nil)
+	g := waitLoaded(t, a)
+
+	// Same files, another mode: the very same cache, complete at once.
+	b := build(t, "reload_every: 1h\nmode: annotate\n"+one, a)
+	if v := b.files.current(); v == nil || v.gen != g || v.remap != nil || !b.files.complete {
+		t.Fatalf("same packs: view %+v, want generation %p reused whole", v, g)
+	}
+	a.Close()
+	if g.refs.Load() != 1 {
+		t.Errorf("generation refs %d after the old filter closed, want 1", g.refs.Load())
+	}
+	_, r := decide(t, b, filtertest.Req{URI: "/?uin=222"})
+	if got := string(r.Ctx.Request.Header.Peek(DefaultHeader)); got != "vip" {
+		t.Errorf("reused cache: header %q, want vip", got)
+	}
+
+	// Add a pack named before vip (bits move): the kept pack answers at once.
+	release := holdLoads(t)
+	c := build(t, "reload_every: 1h\npacks: {vip: {file: "+yamlQuote(vip)+"}, gold: {file: "+yamlQuote(gold)+"}}", b)
+	v := c.files.current()
+	if v == nil || v.gen != g || v.remap == nil || v.known != 2 {
+		t.Fatalf("added pack: view %+v, want the old generation remapped, knowing vip (bit 1) only", v)
+	}
+	filtertest.Run(t, c, []filtertest.Case{
+		{Desc: "vip member is known before the load", Req: filtertest.Req{URI: "/?uin=111"}},
+		{Desc: "gold-only user is unknown until gold loads", Req: filtertest.Req{URI: "/?uin=999"}, Want: "number_pack/unknown"},
+	})
+	release()
+	waitLoaded(t, c)
+	filtertest.Run(t, c, []filtertest.Case{
+		{Desc: "gold member after the load", Req: filtertest.Req{URI: "/?uin=999"}},
+		{Desc: "vip member after the load", Req: filtertest.Req{URI: "/?uin=111"}},
+		{Desc: "non-member", Req: filtertest.Req{URI: "/?uin=5"}, Want: "number_pack/not_eligible"},
+	})
+
+	// A renamed pack with the same file is the same pack.
+	d := build(t, "reload_every: 1h\npacks: {v: {file: "+yamlQuote(vip)+"}}", c)
+	if v := d.files.current(); v == nil || v.known != 1 {
+		t.Fatalf("renamed pack: view %+v, want vip's numbers carried over", v)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "vip")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReorderedPacksAreNotReloaded: renaming packs so that their bit order changes
+// keeps the loaded cache (remapped), without a load.
+func TestReorderedPacksAreNotReloaded(t *testing.T) {
+	dir := t.TempDir()
+	x := writePack(t, dir, "x", []uint64{1, 3}, false)
+	y := writePack(t, dir, "y", []uint64{2, 3}, false)
+	a := build(t, "mode: annotate\nreload_every: 1h\npacks: {a: {file: "+yamlQuote(x)+"}, b: {file: "+yamlQuote(y)+"}}", nil)
+	g := waitLoaded(t, a)
+	b := build(t, "mode: annotate\nreload_every: 1h\npacks: {z: {file: "+yamlQuote(x)+"}, b: {file: "+yamlQuote(y)+"}}", a)
+	v := b.files.current()
+	if v.gen != g || v.remap == nil || v.known != b.full || !b.files.complete {
+		t.Fatalf("view %+v complete=%v, want the old generation, remapped and complete", v, b.files.complete)
+	}
+	for _, tc := range []struct{ uin, want string }{{"1", "z"}, {"2", "b"}, {"3", "b,z"}} {
+		_, r := decide(t, b, filtertest.Req{URI: "/?uin=" + tc.uin})
+		if got := string(r.Ctx.Request.Header.Peek(DefaultHeader)); got != tc.want {
+			t.Errorf("uin %s: header %q, want %q", tc.uin, got, tc.want)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if b.files.current().gen != g || value(b.m.loadOK) != 0 {
+		t.Error("reordered packs were loaded again")
+	}
+}
+
+// TestExactSizingNeverEvicts: packs of every size and number length, one to nine packs
+// (values of 0, 1 and 2 bytes), load without a single loss.
+func TestExactSizingNeverEvicts(t *testing.T) {
+	dir := t.TempDir()
+	mixed := func(n int, seed uint64) []uint64 {
+		out := make([]uint64, 0, n)
+		for i := 0; i < n; i++ {
+			x := hashNumber(uint64(i) + seed)
+			out = append(out, x>>(x%64)) // 1 to 20 digits
+		}
+		return out
+	}
+	for _, n := range []int{0, 1, 7, 1000, 30_000} {
+		for _, k := range []int{1, 2, 9} {
+			var packs []packSpec
+			for p := 0; p < k; p++ {
+				name := "p" + strconv.Itoa(n) + "-" + strconv.Itoa(k) + "-" + strconv.Itoa(p)
+				packs = append(packs, packSpec{name, writePack(t, dir, name, mixed(n, uint64(p*n/2)), p%2 == 1)})
+			}
+			g, err := loadGeneration(packs, nil)
+			if err != nil {
+				t.Fatalf("%d numbers x %d packs: %v", n, k, err)
+			}
+			for p := range packs {
+				for _, x := range mixed(n, uint64(p*n/2)) {
+					if x == reservedNumber {
+						continue
+					}
+					if g.lookup([]byte(strconv.FormatUint(x, 10)))&(1<<p) == 0 {
+						t.Fatalf("%d numbers x %d packs: %d missing from pack %d", n, k, x, p)
+					}
+				}
+			}
+		}
+	}
+}
