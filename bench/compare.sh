@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# bench/compare.sh - `make bench`: floodgate against nginx and haproxy on loopback.
+#
+# Measures, under the same wrk load, in one run:
+#   direct           the query backend alone (zero-alloc fasthttp; the baseline)
+#   gateway          floodgate, empty chain (bench/configs/gateway.yaml)
+#   gateway-filters  floodgate, all four filters, random users and tags
+#                    (bench/configs/gateway-filters.yaml + filters.lua; only when it validates)
+#   nginx-1w         nginx, 1 worker            ("nginx" in the ratios)
+#   nginx-auto       nginx, worker_processes auto
+#   haproxy-t1       haproxy, nbthread 1        ("haproxy" in the ratios: the faster of t1/t2)
+#   haproxy-t2       haproxy, nbthread 2
+# in two placements:
+#   unpinned         every process may run on every core (the scheduler decides)
+#   pinned           the proxy alone on the last core; wrk and the origin backend on the
+#                    others. For "direct" the backend is the server under test, so it takes
+#                    the proxy's core. A Go process started under taskset sees one CPU and
+#                    runs GOMAXPROCS=1, as it would in production pinned to a core.
+# Every configuration runs BENCH_RUNS times (after a warm-up), round-robin across all
+# configurations and both placements, so machine noise spreads evenly. The table shows the
+# median req/s (min-max), the median p50/p99 latency of the runs, and the median CPU (in
+# cores) that other processes on the machine used during the runs ("other load").
+#
+# The output ends with the ratio lines of the operator contract (PRODUCT.md), for the
+# unpinned placement:   ratio <a>/<b> = <x.xx>
+# The pinned ones are printed just before them as:   pinned: ratio <a>/<b> = <x.xx>
+#
+# Settings (environment): BENCH_RUNS (3), BENCH_DURATION (5s), BENCH_WARMUP (1s),
+# BENCH_CONNS (64), BENCH_THREADS (1), BENCH_PLACEMENTS ("unpinned pinned"),
+# BENCH_CONFIGS (all of the above), BENCH_RESULTS (bench/RESULTS.md; "" = do not write).
+# Missing tools (wrk, nginx, haproxy, taskset, ss) are installed with apt-get; bin/floodgate
+# is built when missing. Everything binds to 127.0.0.1 on free ports; every process the
+# script starts is stopped on exit, on Ctrl-C and on failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN="$ROOT/bin/floodgate"
+CONF="$ROOT/bench/configs"
+
+RUNS="${BENCH_RUNS:-3}"
+DURATION="${BENCH_DURATION:-5s}"
+WARMUP="${BENCH_WARMUP:-1s}"
+CONNS="${BENCH_CONNS:-64}"
+THREADS="${BENCH_THREADS:-1}"
+PLACEMENTS="${BENCH_PLACEMENTS:-unpinned pinned}"
+CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters nginx-1w nginx-auto haproxy-t1 haproxy-t2}"
+RESULTS="${BENCH_RESULTS-$ROOT/bench/RESULTS.md}"
+PATH_PLAIN="/lottery"
+
+log() { printf '%s\n' "compare: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- tools ---------------------------------------------------------------------------
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
+fi
+APT_UPDATED=0
+apt_install() { # apt_install PKG... ; apt-get update only if the first try fails
+	command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
+	log "installing $* with apt-get"
+	if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; then
+		if [ "$APT_UPDATED" = 0 ]; then
+			APT_UPDATED=1
+			$SUDO apt-get update -q >/dev/null 2>&1 || true
+		fi
+		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1
+	fi
+}
+need() { # need COMMAND PKG [ALT_PKG]
+	local cmd="$1" pkg="$2" alt="${3:-}"
+	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] && return 0
+	apt_install "$pkg" || { [ -n "$alt" ] && apt_install "$alt"; } || die "could not install $pkg${alt:+ or $alt}"
+}
+export PATH="$PATH:/usr/sbin:/sbin"
+need wrk wrk
+need nginx nginx-light nginx
+need haproxy haproxy
+need taskset util-linux
+need ss iproute2
+need pgrep procps
+if [ ! -x "$BIN" ]; then
+	log "building bin/floodgate"
+	(cd "$ROOT" && ${GO:-go} build -o bin/floodgate ./cmd/floodgate)
+fi
+
+NCPU="$(nproc)"
+if [ "$NCPU" -lt 2 ] && [[ " $PLACEMENTS " == *" pinned "* ]]; then
+	log "note: 1 CPU - the pinned placement needs 2; skipping it"
+	PLACEMENTS="${PLACEMENTS//pinned/}"
+fi
+PROXY_CPU=$((NCPU - 1))
+LOAD_CPUS="0"
+[ "$NCPU" -gt 2 ] && LOAD_CPUS="0-$((NCPU - 2))"
+
+# --- processes, ports, cleanup --------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/floodgate-bench.XXXXXX")"
+PIDS=()
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		local alive=0
+		for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ "$alive" = 0 ] && break
+		sleep 0.2
+	done
+	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	if [ "$rc" != 0 ] && [ -d "$WORK" ]; then
+		log "logs kept in $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+TAKEN=" "
+# Ports come from below the kernel's ephemeral range (so that no outgoing connection holds
+# them) and must not appear in any socket, listening or not.
+EPH_LOW="$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+PORT_LOW=20000
+[ "$EPH_LOW" -gt $((PORT_LOW + 2000)) ] || PORT_LOW=$((EPH_LOW > 12000 ? EPH_LOW - 10000 : 2000))
+free_port() { # a loopback port no socket uses (and that this script did not hand out)
+	local p
+	for _ in $(seq 200); do
+		p=$((PORT_LOW + RANDOM % (EPH_LOW - PORT_LOW)))
+		case "$TAKEN" in *" $p "*) continue ;; esac
+		if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
+			TAKEN="$TAKEN$p "
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+wait_port() { # wait_port NAME PID PORT
+	local name="$1" pid="$2" port="$3"
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || { tail -5 "$WORK/$name.log" >&2 || true; die "$name exited at start"; }
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	die "$name did not listen on 127.0.0.1:$port"
+}
+
+start() { # start NAME PIN(-|cpulist) CMD... ; runs CMD in the background, logs to $WORK/NAME.log
+	local name="$1" pin="$2"
+	shift 2
+	if [ "$pin" = - ]; then
+		"$@" >"$WORK/$name.log" 2>&1 &
+	else
+		taskset -c "$pin" "$@" >"$WORK/$name.log" 2>&1 &
+	fi
+	PIDS+=("$!")
+	LASTPID=$!
+}
+
+declare -A TARGET   # "placement/config" -> port
+declare -A SKIPNOTE
+
+start_backend() { # start_backend NAME PIN -> BACKEND_PORT
+	BACKEND_PORT="$(free_port)"
+	start "$1" "$2" "$BIN" backend -kind query -listen "127.0.0.1:$BACKEND_PORT" -log-level warn
+	wait_port "$1" "$LASTPID" "$BACKEND_PORT"
+}
+
+render_gateway() { # render_gateway SRC DST PORT ADMIN BACKEND
+	sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$3/" -e "s/127\.0\.0\.1:9901/127.0.0.1:$4/" \
+		-e "s/127\.0\.0\.1:8081/127.0.0.1:$5/" -e "s#file: bench-users.txt#file: $WORK/bench-users.txt#" "$1" >"$2"
+}
+
+# start_proxies PLACEMENT PIN BACKEND_PORT: every proxy configuration of one placement.
+start_proxies() {
+	local pl="$1" pin="$2" be="$3" c port admin f
+	for c in $CONFIGS; do
+		case "$c" in
+		direct) ;;
+		gateway | gateway-filters)
+			[ -n "${SKIPNOTE[$c]:-}" ] && continue
+			port="$(free_port)"
+			admin="$(free_port)"
+			f="$WORK/$pl-$c.yaml"
+			render_gateway "$CONF/$c.yaml" "$f" "$port" "$admin" "$be"
+			start "$pl-$c" "$pin" "$BIN" gateway -config "$f" -log-level warn
+			wait_port "$pl-$c" "$LASTPID" "$port"
+			TARGET[$pl/$c]=$port
+			;;
+		nginx-1w | nginx-auto)
+			port="$(free_port)"
+			mkdir -p "$WORK/$pl-$c"
+			local workers=1
+			[ "$c" = nginx-auto ] && workers=auto
+			sed -e "s#@WORKERS@#$workers#" -e "s#@LISTEN@#127.0.0.1:$port#" \
+				-e "s#@BACKEND@#127.0.0.1:$be#" -e "s#@DIR@#$WORK/$pl-$c#g" \
+				"$CONF/nginx.conf.tmpl" >"$WORK/$pl-$c/nginx.conf"
+			start "$pl-$c" "$pin" nginx -p "$WORK/$pl-$c" -e "$WORK/$pl-$c/error.log" -c "$WORK/$pl-$c/nginx.conf"
+			wait_port "$pl-$c" "$LASTPID" "$port"
+			TARGET[$pl/$c]=$port
+			;;
+		haproxy-t1 | haproxy-t2)
+			port="$(free_port)"
+			sed -e "s#@NBTHREAD@#${c#haproxy-t}#" -e "s#@LISTEN@#127.0.0.1:$port#" \
+				-e "s#@BACKEND@#127.0.0.1:$be#" "$CONF/haproxy.cfg.tmpl" >"$WORK/$pl-$c.cfg"
+			start "$pl-$c" "$pin" haproxy -db -f "$WORK/$pl-$c.cfg"
+			wait_port "$pl-$c" "$LASTPID" "$port"
+			TARGET[$pl/$c]=$port
+			;;
+		*) die "unknown configuration $c" ;;
+		esac
+	done
+}
+
+# gateway-filters: only when its configuration validates (the filters may not have landed).
+if [[ " $CONFIGS " == *" gateway-filters "* ]]; then
+	if out="$("$BIN" validate -config "$CONF/gateway-filters.yaml" 2>&1)"; then
+		seq 10001 110000 >"$WORK/bench-users.txt" # every uin filters.lua sends
+	else
+		SKIPNOTE[gateway-filters]="skipped: bench/configs/gateway-filters.yaml does not validate: $(printf '%s' "$out" | head -1 | sed 's#^.*gateway-filters.yaml:##')"
+		log "note: gateway-filters skipped: ${SKIPNOTE[gateway-filters]}"
+	fi
+fi
+
+for pl in $PLACEMENTS; do
+	case "$pl" in
+	unpinned)
+		start_backend backend-unpinned -
+		TARGET[unpinned/direct]=$BACKEND_PORT
+		start_proxies unpinned - "$BACKEND_PORT"
+		;;
+	pinned)
+		start_backend backend-direct-pinned "$PROXY_CPU" # direct: the backend is the server under test
+		TARGET[pinned/direct]=$BACKEND_PORT
+		start_backend backend-pinned "$LOAD_CPUS"        # origin of the pinned proxies, beside wrk
+		start_proxies pinned "$PROXY_CPU" "$BACKEND_PORT"
+		;;
+	*) die "unknown placement $pl (want unpinned and/or pinned)" ;;
+	esac
+done
+
+# --- load ------------------------------------------------------------------------------
+# The machine may be shared: every run also measures the CPU that processes other than
+# this benchmark's (wrk, the backends, the proxies) used meanwhile, in cores ("other").
+# Runs on a busy machine say so in the table; their figures are noisier.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+our_ticks() { # CPU ticks of every process this script started, and of their children
+	local p all=()
+	for p in "${PIDS[@]}"; do
+		all+=("$p")
+		all+=($(pgrep -P "$p" 2>/dev/null || true))
+	done
+	for p in "${all[@]}"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
+		awk '{ sub(/^.*\) /, ""); s += $12 + $13 } END { print s + 0 }'
+}
+
+# wrk_run PLACEMENT CONFIG DURATION -> prints "rps p50ms p99ms errors"
+wrk_run() {
+	local pl="$1" c="$2" d="$3" port="${TARGET[$1/$2]}" url script=() pin=()
+	url="http://127.0.0.1:$port$PATH_PLAIN"
+	if [ "$c" = gateway-filters ]; then
+		url="http://127.0.0.1:$port/info"
+		script=(-s "$CONF/filters.lua")
+	fi
+	[ "$pl" = pinned ] && pin=(taskset -c "$LOAD_CPUS")
+	"${pin[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${script[@]}" "$url" 2>&1 |
+		awk '
+		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+		/^ +50%/ { p50 = ms($2) }
+		/^ +99%/ { p99 = ms($2) }
+		/^Requests\/sec:/ { rps = $2 }
+		/Non-2xx or 3xx responses:/ { err += $NF }
+		/Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+		END { if (rps == "") { printf "0 0 0 -1" } else printf "%.0f %.3f %.3f %d", rps, p50, p99, err }'
+	# wrk's own CPU: this subshell's waited-for children
+	awk '{ sub(/^.*\) /, ""); printf " %d\n", $14 + $15 }' "/proc/$BASHPID/stat"
+}
+
+ACTIVE=()
+for pl in $PLACEMENTS; do
+	for c in $CONFIGS; do
+		[ -n "${SKIPNOTE[$c]:-}" ] && continue
+		ACTIVE+=("$pl/$c")
+	done
+done
+
+total=$(( ${#ACTIVE[@]} * RUNS ))
+log "$(date -u +%FT%TZ) $NCPU CPUs; wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), $RUNS runs of ${#ACTIVE[@]} configurations, interleaved ($total runs)"
+declare -A R
+n=0
+for run in $(seq "$RUNS"); do
+	for k in "${ACTIVE[@]}"; do
+		pl="${k%%/*}" c="${k#*/}"
+		n=$((n + 1))
+		wrk_run "$pl" "$c" "$WARMUP" >/dev/null
+		b0="$(busy_ticks)" o0="$(our_ticks)" t0="$(date +%s%N)"
+		res="$(wrk_run "$pl" "$c" "$DURATION")"
+		b1="$(busy_ticks)" o1="$(our_ticks)" t1="$(date +%s%N)"
+		# res: rps p50 p99 errors wrk_ticks -> rps p50 p99 errors other_cores
+		res="$(echo "$res" | awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v hz="$(getconf CLK_TCK)" -v ns="$((t1 - t0))" \
+			'{ other = (b - o - $5) / hz / (ns / 1e9); if (other < 0) other = 0; printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, other }')"
+		R[$k/$run]="$res"
+		log "[$n/$total] run $run $(printf '%-26s' "$k") req/s=$(echo "$res" | awk '{ printf "%s p50=%sms p99=%sms errors=%s other=%s cores", $1, $2, $3, $4, $5 }')"
+	done
+done
+
+# --- report ----------------------------------------------------------------------------
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+declare -A RPS P50 P99 MIN MAX ERR OTHER
+for k in "${ACTIVE[@]}"; do
+	vals=""
+	for run in $(seq "$RUNS"); do vals+="${R[$k/$run]}"$'\n'; done
+	RPS[$k]="$(printf '%s' "$vals" | awk '{ print $1 }' | median)"
+	P50[$k]="$(printf '%s' "$vals" | awk '{ print $2 }' | median)"
+	P99[$k]="$(printf '%s' "$vals" | awk '{ print $3 }' | median)"
+	MIN[$k]="$(printf '%s' "$vals" | awk '{ print $1 }' | sort -g | head -1)"
+	MAX[$k]="$(printf '%s' "$vals" | awk '{ print $1 }' | sort -g | tail -1)"
+	ERR[$k]="$(printf '%s' "$vals" | awk '{ s += $4 } END { print s + 0 }')"
+	OTHER[$k]="$(printf '%s' "$vals" | awk '{ print $5 }' | median)"
+done
+
+# value of a ratio name in a placement: haproxy = the faster of t1/t2, nginx = 1 worker
+val() {
+	local pl="$1" name="$2" a b
+	case "$name" in
+	nginx) echo "${RPS[$pl/nginx-1w]:-}" ;;
+	haproxy)
+		a="${RPS[$pl/haproxy-t1]:-0}" b="${RPS[$pl/haproxy-t2]:-0}"
+		awk -v a="$a" -v b="$b" 'BEGIN { m = a > b ? a : b; if (m > 0) print m }'
+		;;
+	*) echo "${RPS[$pl/$name]:-}" ;;
+	esac
+}
+ratio_lines() { # ratio_lines PLACEMENT PREFIX
+	local pl="$1" prefix="$2" pair a b va vb
+	for pair in gateway/nginx gateway/haproxy gateway/direct nginx/direct haproxy/direct gateway-filters/gateway gateway-filters/nginx gateway-filters/haproxy; do
+		a="${pair%/*}" b="${pair#*/}"
+		va="$(val "$pl" "$a")" vb="$(val "$pl" "$b")"
+		[ -n "$va" ] && [ -n "$vb" ] || continue
+		awk -v p="$prefix" -v n="$pair" -v a="$va" -v b="$vb" 'BEGIN { if (b > 0) printf "%sratio %s = %.2f\n", p, n, a / b }'
+	done
+}
+
+TABLE="$(
+	printf '| placement | configuration | req/s (median) | min - max | p50 ms | p99 ms | non-2xx/errors | other load (cores) |\n'
+	printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
+	for k in "${ACTIVE[@]}"; do
+		printf '| %s | %s | %.0f | %.0f - %.0f | %.2f | %.2f | %s | %.2f |\n' "${k%%/*}" "${k#*/}" \
+			"${RPS[$k]}" "${MIN[$k]}" "${MAX[$k]}" "${P50[$k]}" "${P99[$k]}" "${ERR[$k]}" "${OTHER[$k]}"
+	done
+)"
+NOTES=""
+for c in "${!SKIPNOTE[@]}"; do NOTES+="note: $c: ${SKIPNOTE[$c]}"$'\n'; done
+OTHER_ALL="$(for k in "${ACTIVE[@]}"; do echo "${OTHER[$k]}"; done | median)"
+if awk -v o="$OTHER_ALL" 'BEGIN { exit !(o > 0.2) }'; then
+	NOTES+="note: the machine was busy with other work during the runs (median $OTHER_ALL cores besides this benchmark); the figures are noisy - rerun on a quiet machine"$'\n'
+fi
+PINNED_RATIOS=""
+[[ " $PLACEMENTS " == *" pinned "* ]] && PINNED_RATIOS="$(ratio_lines pinned 'pinned: ')"
+RATIOS=""
+[[ " $PLACEMENTS " == *" unpinned "* ]] && RATIOS="$(ratio_lines unpinned '')"
+
+CMD="make bench  (bench/compare.sh: wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, $RUNS runs interleaved)"
+MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
+echo
+echo "$(date -u '+%F %H:%M UTC') - $NCPU CPUs (${MODEL:-unknown CPU}) - $CMD"
+echo "pinned: proxy (or, for direct, the backend) on CPU $PROXY_CPU; wrk and the origin backend on CPU $LOAD_CPUS"
+echo
+echo "$TABLE"
+echo
+[ -n "$NOTES" ] && printf '%s\n' "$NOTES"
+[ -n "$PINNED_RATIOS" ] && printf '%s\n' "$PINNED_RATIOS"
+[ -n "$RATIOS" ] && printf '%s\n' "$RATIOS"
+
+# --- bench/RESULTS.md: replace the block between the markers (hand-written notes stay) --
+if [ -n "$RESULTS" ]; then
+	BEGIN_MARK='<!-- compare.sh:begin (generated by make bench; edit outside the markers) -->'
+	END_MARK='<!-- compare.sh:end -->'
+	block="$WORK/block.md"
+	{
+		echo "$BEGIN_MARK"
+		echo "Latest run: $(date -u '+%F %H:%M UTC'), $NCPU CPUs (${MODEL:-unknown CPU}), \`$CMD\`."
+		echo "Pinned: the proxy (for direct: the backend) on CPU $PROXY_CPU, wrk and the origin backend on CPU $LOAD_CPUS."
+		echo
+		echo "$TABLE"
+		echo
+		echo '```'
+		[ -n "$NOTES" ] && printf '%s\n' "$NOTES"
+		[ -n "$PINNED_RATIOS" ] && printf '%s\n' "$PINNED_RATIOS"
+		[ -n "$RATIOS" ] && printf '%s\n' "$RATIOS"
+		echo '```'
+		echo "$END_MARK"
+	} >"$block"
+	if [ -f "$RESULTS" ] && grep -qF "$BEGIN_MARK" "$RESULTS" && grep -qF "$END_MARK" "$RESULTS"; then
+		awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v f="$block" '
+			$0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+			$0 == e { skip = 0; next }
+			!skip { print }' "$RESULTS" >"$WORK/results.new" && cat "$WORK/results.new" >"$RESULTS"
+	else
+		{
+			[ -f "$RESULTS" ] && echo
+			echo "## Gateway vs nginx/haproxy (make bench)"
+			echo
+			cat "$block"
+		} >>"$RESULTS"
+	fi
+	log "figures written to ${RESULTS#$ROOT/}"
+fi
