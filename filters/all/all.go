@@ -5,4 +5,8 @@ package all
 
 import (
 	_ "github.com/floodgate/floodgate/filters/acl"
+	_ "github.com/floodgate/floodgate/filters/number_pack"
+	_ "github.com/floodgate/floodgate/filters/promo_throttle"
+	_ "github.com/floodgate/floodgate/filters/sample"
+	_ "github.com/floodgate/floodgate/filters/token_bucket"
 )

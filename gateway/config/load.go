@@ -241,7 +241,8 @@ func (v *validator) validateRoute(name string, r *Route) {
 	if fb.Status < 200 || fb.Status > 599 {
 		v.errorf(append(path, "fallback", "status"), "want an HTTP status 200-599, got %d", fb.Status)
 	}
-	for k, val := range fb.Headers {
+	for _, k := range sortedKeys(fb.Headers) {
+		val := fb.Headers[k]
 		if !validHeaderName(k) {
 			v.errorf(append(path, "fallback", "headers", k), "not a valid header name: %q", k)
 		} else if isHopByHop(k) || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "X-Floodgate-Verdict") {

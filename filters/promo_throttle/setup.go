@@ -1,0 +1,271 @@
+package promothrottle
+
+import (
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/ratelimit"
+)
+
+// Name is the filter's name in configurations, Consul paths and verdicts.
+const Name = "promo_throttle"
+
+func init() {
+	filters.Register(filters.Definition{Name: Name, New: func() filters.Config {
+		return &Config{
+			Status:         429,
+			ShedRetryAfter: config.Duration(10 * time.Second),
+			RetryJitter:    config.Duration(2 * time.Second),
+		}
+	}})
+}
+
+// Bounds.
+const (
+	// MaxTiers bounds the number of tiers.
+	MaxTiers = 64
+	// MaxBurst bounds a tier's burst.
+	MaxBurst = 1_000_000_000
+	// MaxRetry bounds shed_retry_after and retry_jitter.
+	MaxRetry = 10 * time.Minute
+)
+
+// Config is the promo_throttle filter's configuration; see README.md.
+type Config struct {
+	// Source is where a request's promotion tag is: query:NAME, header:NAME or
+	// cookie:NAME. Required.
+	Source filters.KeySpec `yaml:"source" json:"source"`
+	// DefaultTier is the tier of requests whose tag is missing or matches no tier
+	// (organic traffic). Required; must name a tier.
+	DefaultTier string `yaml:"default_tier" json:"default_tier"`
+	// Pressure sheds tiers from the lowest priority up: at pressure p, the p tiers of
+	// lowest priority are rejected outright (promo_throttle/shed). 0 (default) sheds
+	// nothing; at most the number of tiers.
+	Pressure int `yaml:"pressure" json:"pressure"`
+	// Tiers maps a tier's name to its match rules, priority and limit.
+	Tiers map[string]*Tier `yaml:"tiers" json:"tiers"`
+	// Global makes each tier's rate and burst the limit of all gateway instances
+	// together: each enforces rate/n and burst/n, n = the live instances.
+	Global bool `yaml:"global" json:"global"`
+	// Status is the HTTP status of promo_throttle/limited answers (default 429).
+	Status int `yaml:"status" json:"status"`
+	// ShedStatus is the HTTP status of promo_throttle/shed answers; 0 (default) gives
+	// the route's fallback answer and status.
+	ShedStatus int `yaml:"shed_status" json:"shed_status"`
+	// ShedRetryAfter is the Retry-After of shed answers, before jitter (default 10s; 0:
+	// none).
+	ShedRetryAfter config.Duration `yaml:"shed_retry_after" json:"shed_retry_after"`
+	// RetryJitter is the largest random extra added to Retry-After (default 2s).
+	RetryJitter config.Duration `yaml:"retry_jitter" json:"retry_jitter"`
+}
+
+// Tier is one promotion tier.
+type Tier struct {
+	// Priority orders the tiers for shedding: higher is more important, shed last.
+	// Priorities must differ.
+	Priority int `yaml:"priority" json:"priority"`
+	// Rate is the tier's limit in requests per second (> 0).
+	Rate float64 `yaml:"rate" json:"rate"`
+	// Burst is the tier's bucket size; 0 or unset: ceil(rate/10), at least 1.
+	Burst int64 `yaml:"burst" json:"burst"`
+	// Match lists tag values of this tier (exact, case-sensitive).
+	Match []string `yaml:"match" json:"match,omitempty"`
+	// Prefix lists tag prefixes of this tier; the longest matching prefix wins, and an
+	// exact match beats any prefix.
+	Prefix []string `yaml:"prefix" json:"prefix,omitempty"`
+}
+
+// burst is Burst or its default, ceil(rate/10), at least 1.
+func (t *Tier) burst() int64 {
+	if t.Burst > 0 {
+		return t.Burst
+	}
+	return max(1, int64(math.Ceil(t.Rate/10)))
+}
+
+// Validate implements filters.Config. It reports every problem, naming the field and
+// the value, and fills in the tiers' default bursts.
+func (c *Config) Validate() error {
+	var errs filters.Errors
+	switch c.Source.Source {
+	case filters.KeyQuery, filters.KeyHeader, filters.KeyCookie:
+	default:
+		errs.Add(filters.Errorf("source", c.Source.String(), "want query:NAME, header:NAME or cookie:NAME (where the promotion tag is)"))
+	}
+	names := sortedNames(c.Tiers)
+	switch {
+	case len(c.Tiers) == 0:
+		errs.Add(filters.Errorf("tiers", nil, "at least one tier is needed (the default tier)"))
+	case len(c.Tiers) > MaxTiers:
+		errs.Add(filters.Errorf("tiers", len(c.Tiers), "at most %d tiers", MaxTiers))
+	}
+	if _, ok := c.Tiers[c.DefaultTier]; !ok {
+		errs.Add(filters.Errorf("default_tier", c.DefaultTier, "must name a tier (tiers: %s)", strings.Join(names, ", ")))
+	}
+	if c.Pressure < 0 || c.Pressure > len(c.Tiers) {
+		errs.Add(filters.Errorf("pressure", c.Pressure, "must be between 0 (shed nothing) and the number of tiers (%d: shed all)", len(c.Tiers)))
+	}
+	matched := map[string]string{}  // exact value -> tier
+	prefixed := map[string]string{} // prefix -> tier
+	priorities := map[int]string{}
+	for _, name := range names {
+		t := c.Tiers[name]
+		path := "tiers." + name
+		if !validName(name) {
+			errs.Add(filters.Errorf(path, name, "tier names use letters, digits, '-' and '_' (they appear in Consul keys and metrics)"))
+		}
+		if t == nil {
+			errs.Add(filters.Errorf(path, nil, "a tier needs at least a priority and a rate"))
+			continue
+		}
+		if other, dup := priorities[t.Priority]; dup {
+			errs.Add(filters.Errorf(path+".priority", t.Priority, "tier %q has the same priority; priorities must differ (they decide the shedding order)", other))
+		} else {
+			priorities[t.Priority] = name
+		}
+		rateOK := true
+		switch {
+		case math.IsNaN(t.Rate) || math.IsInf(t.Rate, 0) || t.Rate <= 0:
+			errs.Add(filters.Errorf(path+".rate", t.Rate, "must be a number of requests per second > 0"))
+			rateOK = false
+		case t.Rate > ratelimit.MaxRate:
+			errs.Add(filters.Errorf(path+".rate", t.Rate, "must be at most %g per second", ratelimit.MaxRate))
+			rateOK = false
+		}
+		switch {
+		case t.Burst < 0:
+			errs.Add(filters.Errorf(path+".burst", t.Burst, "must be >= 1 (or unset for rate/10)"))
+		case t.Burst > MaxBurst:
+			errs.Add(filters.Errorf(path+".burst", t.Burst, "must be at most %d", MaxBurst))
+		case rateOK && float64(t.burst())/t.Rate > ratelimit.MaxWindow.Seconds():
+			errs.Add(filters.Errorf(path+".burst", t.Burst, "burst/rate (the time an empty bucket takes to refill) must be at most %v", ratelimit.MaxWindow))
+		}
+		for i, v := range t.Match {
+			f := path + ".match." + strconv.Itoa(i)
+			if v == "" {
+				errs.Add(filters.Errorf(f, v, "must not be empty (a request without a tag goes to default_tier)"))
+				continue
+			}
+			if other, dup := matched[v]; dup {
+				errs.Add(filters.Errorf(f, v, "already matched by tier %q", other))
+				continue
+			}
+			matched[v] = name
+		}
+		for i, p := range t.Prefix {
+			f := path + ".prefix." + strconv.Itoa(i)
+			if p == "" {
+				errs.Add(filters.Errorf(f, p, "must not be empty (it would match every tag; use default_tier)"))
+				continue
+			}
+			if other, dup := prefixed[p]; dup {
+				errs.Add(filters.Errorf(f, p, "already a prefix of tier %q", other))
+				continue
+			}
+			prefixed[p] = name
+		}
+	}
+	if c.Status < 400 || c.Status > 599 {
+		errs.Add(filters.Errorf("status", c.Status, "want a 4xx or 5xx status"))
+	}
+	if c.ShedStatus != 0 && (c.ShedStatus < 400 || c.ShedStatus > 599) {
+		errs.Add(filters.Errorf("shed_status", c.ShedStatus, "want a 4xx or 5xx status, or 0 for the route's fallback"))
+	}
+	if c.ShedRetryAfter.D() > MaxRetry {
+		errs.Add(filters.Errorf("shed_retry_after", c.ShedRetryAfter, "must be at most %v", MaxRetry))
+	}
+	if c.RetryJitter.D() > MaxRetry {
+		errs.Add(filters.Errorf("retry_jitter", c.RetryJitter, "must be at most %v", MaxRetry))
+	}
+	if err := errs.Err(); err != nil {
+		return err
+	}
+	for _, t := range c.Tiers {
+		t.Burst = t.burst()
+	}
+	return nil
+}
+
+// Build implements filters.Config.
+//
+// Each tier's bucket is taken over from prev (a promo_throttle of the same route) when
+// prev has a tier of the same name, so a reload - a new pressure, a new rate - is not a
+// free burst; the new limits apply to the bucket's state (see ratelimit.Bucket). New
+// tiers start with a full bucket.
+func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.Filter, error) {
+	p, _ := prev.(*PromoThrottle)
+	f := &PromoThrottle{
+		source:     c.Source,
+		global:     c.Global,
+		env:        bc.Env,
+		exact:      map[string]int{},
+		jitter:     int64(c.RetryJitter),
+		shedRetry:  int64(c.ShedRetryAfter),
+		limited:    bc.Reason("limited", c.Status),
+		shedReason: bc.Reason("shed", c.ShedStatus),
+	}
+	if f.env == nil {
+		f.env = filters.NewEnv()
+	}
+	// Tiers in shedding order: lowest priority first.
+	names := sortedNames(c.Tiers)
+	sort.SliceStable(names, func(i, j int) bool { return c.Tiers[names[i]].Priority < c.Tiers[names[j]].Priority })
+	f.tiers = make([]tier, len(names))
+	route := bc.Route.Name
+	for i, name := range names {
+		ct := c.Tiers[name]
+		t := &f.tiers[i]
+		t.name = name
+		t.rate, t.burst = ct.Rate, ct.burst()
+		t.limit = ratelimit.NewLimit(t.rate, t.burst)
+		t.shed = i < c.Pressure
+		t.admitted = requests.WithLabelValues(route, name, "admitted")
+		t.rejected = requests.WithLabelValues(route, name, "limited")
+		t.shedCount = requests.WithLabelValues(route, name, "shed")
+		if old := p.tier(name); old != nil {
+			t.bucket = old.bucket
+		} else {
+			t.bucket = new(ratelimit.Bucket)
+		}
+		if name == c.DefaultTier {
+			f.def = i
+		}
+		for _, v := range ct.Match {
+			f.exact[v] = i
+		}
+		for _, pre := range ct.Prefix {
+			f.prefixes = append(f.prefixes, prefix{value: []byte(pre), tier: i})
+		}
+	}
+	// Longest prefix first, so that the most specific one wins.
+	sort.SliceStable(f.prefixes, func(i, j int) bool { return len(f.prefixes[i].value) > len(f.prefixes[j].value) })
+	return f, nil
+}
+
+func sortedNames(m map[string]*Tier) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+var _ filters.Config = (*Config)(nil)

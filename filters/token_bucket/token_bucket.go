@@ -1,0 +1,102 @@
+// Package tokenbucket is the token_bucket filter: exact token buckets per route or per
+// key (user number, client IP, any header), in bounded memory, optionally split across
+// the live gateway instances. See README.md.
+package tokenbucket
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/internal/ratelimit"
+)
+
+type missingPolicy uint8
+
+const (
+	missingShared missingPolicy = iota
+	missingPass
+	missingReject
+)
+
+// TokenBucket is a built token_bucket filter. Decide is safe for concurrent use; it
+// takes no locks and allocates nothing.
+type TokenBucket struct {
+	rate    float64
+	burst   int64
+	limit   ratelimit.Limit // the limit of one instance (global: of a single instance)
+	global  bool
+	env     *filters.Env
+	key     filters.KeySpec
+	maxKeys int
+	missing missingPolicy
+	maxWait int64 // ns
+	jitter  int64 // ns
+
+	// bucket is the route's bucket (no key), or the one shared by requests without a key.
+	bucket *ratelimit.Bucket
+	// table holds a bucket per key (nil without a key).
+	table *ratelimit.Table
+	// carried is true when the buckets were taken over from the previous filter.
+	carried bool
+
+	limited *filters.Reason
+	noKey   *filters.Reason
+
+	queued, evictions, missingKey prometheus.Counter
+}
+
+// Decide implements filters.Filter.
+func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
+	lim := f.limit
+	if f.global {
+		if n := f.env.Instances(); n > 1 {
+			lim = ratelimit.Share(f.rate, f.burst, n)
+		}
+	}
+	var d ratelimit.Decision
+	var seed uint64
+	if f.table == nil {
+		d = f.bucket.Reserve(r.Now, lim, f.maxWait)
+	} else if h, ok := f.key.Hash(r); ok {
+		var evicted bool
+		d, evicted = f.table.Reserve(h, r.Now, lim, f.maxWait)
+		if evicted {
+			f.evictions.Inc()
+		}
+		seed = h
+	} else {
+		f.missingKey.Inc()
+		switch f.missing {
+		case missingPass:
+			return filters.Pass
+		case missingReject:
+			return filters.RejectWith(f.noKey)
+		}
+		d = f.bucket.Reserve(r.Now, lim, f.maxWait)
+	}
+	if d.OK {
+		if d.Delay > 0 {
+			f.queued.Inc()
+			return filters.Result{Wait: time.Duration(d.Delay)}
+		}
+		return filters.Pass
+	}
+	// Retry-After: when the next token is due, plus jitter drawn from the request's time
+	// and key so that rejected clients do not come back in lockstep.
+	return filters.Result{
+		Action:     filters.Reject,
+		Reason:     f.limited,
+		RetryAfter: time.Duration(d.Delay + ratelimit.Jitter(uint64(r.Now)^seed, f.jitter)),
+	}
+}
+
+// Table returns the filter's table of keys (nil without a key), for tests and
+// diagnostics.
+func (f *TokenBucket) Table() *ratelimit.Table { return f.table }
+
+// Carried reports whether the filter took its buckets over from the previous one.
+func (f *TokenBucket) Carried() bool { return f.carried }
+
+var _ filters.Filter = (*TokenBucket)(nil)
