@@ -13,6 +13,10 @@ build:
 run: build
 	@scripts/run-demo.sh
 
+## demo: make run + a one-minute replay of the seed's night, the per-route table and an HTML report
+demo: build
+	@scripts/run-demo.sh --drill
+
 ## consul: build and cache a real Consul agent (about 4 minutes, once)
 consul:
 	@scripts/install-consul.sh >/dev/null

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # make run: the three demo backends and the gateway on configs/demo.yaml.
-# No Consul needed. Ctrl-C stops everything.
+# No Consul needed (with CONSUL_HTTP_ADDR set the gateway also watches Consul).
+# Ctrl-C stops everything.
+#
+# make demo (scripts/run-demo.sh --drill [floodgate bench flags]): the same, then a replay
+# of the seed's night against it (about a minute), the per-route table, an HTML report in
+# bin/demo-report.html, and everything stopped.
 set -euo pipefail
+drill=0
+if [ "${1:-}" = "--drill" ]; then
+  drill=1
+  shift
+fi
 cd "$(dirname "$0")/.."
 bin=bin/floodgate
 state=${FLOODGATE_STATE:-$(mktemp -d)}
@@ -24,16 +34,27 @@ done
 $bin backend -kind query    -listen 127.0.0.1:8081 -log-level warn & pids+=($!)
 $bin backend -kind delivery -listen 127.0.0.1:8082 -ledger "$state/grants.ledger" -log-level warn & pids+=($!)
 $bin backend -kind packs    -listen 127.0.0.1:8083 -packs testdata/packs -log-level warn & pids+=($!)
-$bin gateway -config configs/demo.yaml "$@" & pids+=($!)
+gwargs=()
+[ $drill = 0 ] && gwargs=("$@")
+$bin gateway -config configs/demo.yaml ${gwargs[@]+"${gwargs[@]}"} & pids+=($!)
 
 for i in $(seq 1 50); do
   if curl -fsS http://127.0.0.1:9901/readyz >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
+if [ $drill = 1 ]; then
+  echo
+  echo "replaying the seed's night against the demo gateway (about a minute)..."
+  $bin bench -profile seed-night -report bin/demo-report.html -json bin/demo-summary.json "$@"
+  echo
+  echo "HTML report: bin/demo-report.html (opens offline)   summary: bin/demo-summary.json"
+  echo "the gateway's own count: http://127.0.0.1:9901/metrics (floodgate_requests_total) - stopping now"
+  exit 0
+fi
 cat <<MSG
 
 floodgate demo is up (Ctrl-C stops it):
-  traffic     http://127.0.0.1:8080   routes: /lottery /grant /info /report
+  traffic     http://127.0.0.1:8080   routes: /lottery /grant /vip /info /report
   admin       http://127.0.0.1:9901/  (dashboard)  /metrics  /config  /events  /readyz
   backends    query 127.0.0.1:8081  delivery 127.0.0.1:8082  packs 127.0.0.1:8083
   try         curl -i 'http://127.0.0.1:8080/lottery?uin=10001&adtag=wechat'
