@@ -1,0 +1,124 @@
+// Package bench_test runs a short drill against the demo configuration and checks the
+// shape the mission promises: core routes admitted near their limits, non-core routes
+// kept near their ratios, and no failure without a verdict.
+package bench_test
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate/bench/loadgen"
+	"github.com/floodgate/floodgate/bench/profile"
+	"github.com/floodgate/floodgate/internal/itest"
+)
+
+// drillProfile is seed-night's mix held at a constant rate, with uniformly drawn users
+// (so that the kept share of a sampled route is a binomial proportion).
+const drillProfile = `
+name: drill-test
+rate: 2500
+timeout: 2s
+users: {size: 1000000, first: 10001, distribution: uniform, param: {query: uin}}
+tags: {param: {query: adtag}, shares: {wechat: 0.5, qzone: 0.3, banner: 0.2}}
+routes:
+  - {name: lottery, path: /lottery, weight: 40}
+  - name: grant
+    method: POST
+    path: /grant
+    weight: 10
+    extra_user_param: {query: user}
+    id_param: {header: X-Grant-Id}
+    body: prize=red-envelope
+    headers: {Content-Type: application/x-www-form-urlencoded}
+  - {name: info, path: /info, weight: 35}
+  - {name: report, path: /report, weight: 15}
+stages:
+  - hold: {rate: 1x, duration: 5s}
+`
+
+func TestDrillShapeOnDemoConfig(t *testing.T) {
+	itest.RequireIntegration(t)
+	root := itest.ModuleRoot()
+	query, _ := itest.Backend(t, "query")
+	delivery, _ := itest.Backend(t, "delivery", "-ledger", filepath.Join(t.TempDir(), "grants.jsonl"))
+	packs, _ := itest.Backend(t, "packs", "-packs", filepath.Join(root, "testdata", "packs"))
+
+	b, err := os.ReadFile(filepath.Join(root, "configs", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The demo configuration as it is, on free ports, with the two core limits scaled to
+	// what this drill offers (so that they bind) and the pack file found from here.
+	cfg := strings.NewReplacer(
+		"listen: 127.0.0.1:8080", `listen: "{{LISTEN}}"`,
+		"listen: 127.0.0.1:9901", `listen: "{{ADMIN}}"`,
+		"127.0.0.1:8081", query,
+		"127.0.0.1:8082", delivery,
+		"127.0.0.1:8083", packs,
+		"token_bucket: {rate: 1500, burst: 300}", "token_bucket: {rate: 600, burst: 60}",
+		"token_bucket: {rate: 500, burst: 100}", "token_bucket: {rate: 150, burst: 15}",
+		"testdata/packs/", filepath.Join(root, "testdata", "packs")+"/",
+	).Replace(string(b))
+	for _, want := range []string{"{{LISTEN}}", "{{ADMIN}}", "rate: 600", "rate: 150", query} {
+		if !strings.Contains(cfg, want) {
+			t.Fatalf("configs/demo.yaml changed shape: %q not substituted; update this test", want)
+		}
+	}
+	g := itest.StartGateway(t, cfg)
+
+	p, err := profile.Parse("drill-test.yaml", []byte(drillProfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := loadgen.Run(ctx, p, loadgen.Options{Target: g.Addr, Seed: 7, Conns: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := 5.0
+	for _, w := range res.Warnings() {
+		t.Logf("generator: %s", w)
+	}
+
+	// no failure without a verdict, no transport errors
+	if n := res.ClassCount("", loadgen.ClassError); n != 0 {
+		t.Errorf("%d answers were 5xx without a verdict", n)
+	}
+	if n := res.ClassCount("", loadgen.ClassClient); n != 0 {
+		t.Errorf("%d requests got no answer", n)
+	}
+
+	// core routes: admitted near their limits (rate x time + burst)
+	for _, c := range []struct {
+		route       string
+		rate, burst float64
+	}{{"lottery", 600, 60}, {"grant", 150, 15}} {
+		got := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
+		ideal := c.rate*secs + c.burst
+		t.Logf("%s: admitted %.0f, limit x time + burst = %.0f (%+.1f%%)", c.route, got, ideal, 100*(got-ideal)/ideal)
+		if got > ideal+1 || got < 0.9*ideal {
+			t.Errorf("%s admitted %.0f, want near its limit %.0f (at most +1, at least 90%%)", c.route, got, ideal)
+		}
+	}
+	// non-core routes: the kept share near the ratio
+	for _, c := range []struct {
+		route string
+		ratio float64
+	}{{"info", 0.5}, {"report", 0.2}} {
+		kept := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
+		dropped := float64(res.Count(c.route, "sample/dropped"))
+		n := kept + dropped
+		share := kept / n
+		tol := 4*math.Sqrt(c.ratio*(1-c.ratio)/n) + 0.01
+		t.Logf("%s: kept %.0f of %.0f = %.3f (ratio %.2f, tolerance %.3f)", c.route, kept, n, share, c.ratio, tol)
+		if n < 500 || math.Abs(share-c.ratio) > tol {
+			t.Errorf("%s kept share %.3f over %.0f requests, want %.2f +- %.3f", c.route, share, n, c.ratio, tol)
+		}
+	}
+}
