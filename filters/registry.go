@@ -82,3 +82,17 @@ func (e *Env) SetInstances(n int64) {
 	}
 	e.instances.Store(n)
 }
+
+// ValidName reports whether s may name a route, a tier or a pack: letters, digits, '-'
+// and '_'. Such names appear in Consul keys and metric labels.
+func ValidName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -125,7 +127,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 		newPools[p] = true
 	}
 	var errs config.Errors
-	for _, name := range sortedNames(cfg.Routes) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Routes)) {
 		rc := cfg.Routes[name]
 		rt := &route{
 			name:        name,
@@ -263,15 +265,6 @@ func makeFallback(f config.Fallback) fallback {
 		fb.headers = append(fb.headers, kv{k: []byte(k), v: []byte(f.Headers[k])})
 	}
 	return fb
-}
-
-func sortedNames[T any](m map[string]T) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // match finds the route for host and path: routes for the exact host first, then

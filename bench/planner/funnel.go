@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/floodgate/floodgate/internal/yamlpath"
 	"math"
 	"os"
 	"path/filepath"
@@ -190,7 +191,7 @@ func Parse(name string, data []byte) (*Funnel, error) {
 	f.channelOrder = mapKeys(doc, "channels")
 	f.routeOrder = mapKeys(doc, "routes")
 	f.backendOrder = mapKeys(doc, "backends")
-	if err := f.validate(func(path ...any) int { return lineOf(doc, path...) }); err != nil {
+	if err := f.validate(func(path ...any) int { return yamlpath.Line(doc, path...) }); err != nil {
 		var b strings.Builder
 		for i, l := range strings.Split(err.Error(), "\n") {
 			if i > 0 {
@@ -236,35 +237,6 @@ func mapKeys(doc *yaml.Node, key string) []string {
 		}
 	}
 	return nil
-}
-
-func lineOf(n *yaml.Node, path ...any) int {
-	line := n.Line
-	for _, el := range path {
-		switch k := el.(type) {
-		case string:
-			if n.Kind != yaml.MappingNode {
-				return line
-			}
-			found := false
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == k {
-					line, n, found = n.Content[i].Line, n.Content[i+1], true
-					break
-				}
-			}
-			if !found {
-				return line
-			}
-		case int:
-			if n.Kind != yaml.SequenceNode || k >= len(n.Content) {
-				return line
-			}
-			n = n.Content[k]
-			line = n.Line
-		}
-	}
-	return line
 }
 
 type errList struct {

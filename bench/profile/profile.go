@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/floodgate/floodgate/internal/yamlpath"
 	"math"
 	"os"
 	"path/filepath"
@@ -411,7 +412,7 @@ func Parse(name string, data []byte) (*Profile, error) {
 	if err := dec.Decode(&extra); err == nil {
 		return nil, fmt.Errorf("%s: line %d: more than one YAML document", name, extra.Line)
 	}
-	if err := p.validate(func(path ...any) int { return lineOf(&root, path...) }); err != nil {
+	if err := p.validate(func(path ...any) int { return yamlpath.Line(&root, path...) }); err != nil {
 		return nil, prefixErr(name, err)
 	}
 	return &p, nil
@@ -446,40 +447,6 @@ func cleanYAMLError(err error) error {
 		return errors.New(strings.Join(msgs, "\n"))
 	}
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// lineOf finds the line of a node by path (map keys as strings, sequence indexes as
-// ints); 0 if not found.
-func lineOf(n *yaml.Node, path ...any) int {
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := n.Line
-	for _, el := range path {
-		switch k := el.(type) {
-		case string:
-			if n.Kind != yaml.MappingNode {
-				return line
-			}
-			found := false
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == k {
-					line, n, found = n.Content[i].Line, n.Content[i+1], true
-					break
-				}
-			}
-			if !found {
-				return line
-			}
-		case int:
-			if n.Kind != yaml.SequenceNode || k >= len(n.Content) {
-				return line
-			}
-			n = n.Content[k]
-			line = n.Line
-		}
-	}
-	return line
 }
 
 var (

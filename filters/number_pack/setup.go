@@ -2,6 +2,7 @@ package numberpack
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -157,7 +158,7 @@ func (c *Config) Validate() error {
 	case len(c.Packs) > MaxPacks:
 		errs.Add(filters.Errorf("packs", len(c.Packs), "at most %d packs per route", MaxPacks))
 	}
-	for _, name := range sortedNames(c.Packs) {
+	for _, name := range slices.Sorted(maps.Keys(c.Packs)) {
 		p := c.Packs[name]
 		if !validPackName(name) {
 			errs.Add(filters.Errorf("packs."+name, name, "a pack name is letters, digits, '_', '-' and '.' (at most 64)"))
@@ -201,7 +202,7 @@ func (c *Config) Validate() error {
 // answer at once from prev's cache, and when every pack is, nothing is re-read. Build
 // never changes prev; prev's loader keeps running until the gateway closes prev.
 func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.Filter, error) {
-	names := sortedNames(c.Packs)
+	names := slices.Sorted(maps.Keys(c.Packs))
 	f := &Filter{
 		key:      c.Key,
 		annotate: c.Mode == "annotate",
@@ -264,15 +265,6 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 	}
 	f.start()
 	return f, nil
-}
-
-func sortedNames(m map[string]Pack) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 func fullMask(n int) uint64 {

@@ -1,7 +1,9 @@
 package promothrottle
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,7 +99,7 @@ func (c *Config) Validate() error {
 	default:
 		errs.Add(filters.Errorf("source", c.Source.String(), "want query:NAME, header:NAME or cookie:NAME (where the promotion tag is)"))
 	}
-	names := sortedNames(c.Tiers)
+	names := slices.Sorted(maps.Keys(c.Tiers))
 	switch {
 	case len(c.Tiers) == 0:
 		errs.Add(filters.Errorf("tiers", nil, "at least one tier is needed (the default tier)"))
@@ -116,7 +118,7 @@ func (c *Config) Validate() error {
 	for _, name := range names {
 		t := c.Tiers[name]
 		path := "tiers." + name
-		if !validName(name) {
+		if !filters.ValidName(name) {
 			errs.Add(filters.Errorf(path, name, "tier names use letters, digits, '-' and '_' (they appear in Consul keys and metrics)"))
 		}
 		if t == nil {
@@ -213,7 +215,7 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 		f.env = filters.NewEnv()
 	}
 	// Tiers in shedding order: lowest priority first.
-	names := sortedNames(c.Tiers)
+	names := slices.Sorted(maps.Keys(c.Tiers))
 	sort.SliceStable(names, func(i, j int) bool { return c.Tiers[names[i]].Priority < c.Tiers[names[j]].Priority })
 	f.tiers = make([]tier, len(names))
 	route := bc.Route.Name
@@ -245,27 +247,6 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 	// Longest prefix first, so that the most specific one wins.
 	sort.SliceStable(f.prefixes, func(i, j int) bool { return len(f.prefixes[i].value) > len(f.prefixes[j].value) })
 	return f, nil
-}
-
-func sortedNames(m map[string]*Tier) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 var _ filters.Config = (*Config)(nil)

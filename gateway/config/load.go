@@ -3,10 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,14 +129,14 @@ func (v *validator) validate() {
 	if len(c.Pools) == 0 {
 		v.errorf([]string{"pools"}, "at least one pool is needed")
 	}
-	for _, name := range sortedKeys(c.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		v.validatePool(name, c.Pools[name])
 	}
 	if len(c.Routes) == 0 {
 		v.errorf([]string{"routes"}, "at least one route is needed")
 	}
 	seen := map[string]string{}
-	for _, name := range sortedKeys(c.Routes) {
+	for _, name := range slices.Sorted(maps.Keys(c.Routes)) {
 		r := c.Routes[name]
 		v.validateRoute(name, r)
 		key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.Path, "/")
@@ -202,7 +204,7 @@ func (v *validator) validatePool(name string, p *Pool) {
 
 func (v *validator) validateRoute(name string, r *Route) {
 	path := []string{"routes", name}
-	if !validName(name) {
+	if !filters.ValidName(name) {
 		v.errorf(path, "route names use letters, digits, '-' and '_' (they appear in Consul keys and metrics): %q", name)
 	}
 	switch {
@@ -218,9 +220,9 @@ func (v *validator) validateRoute(name string, r *Route) {
 	}
 	r.Host = strings.ToLower(r.Host)
 	if r.Pool == "" {
-		v.errorf(append(path, "pool"), "the name of a pool is needed (one of: %s)", strings.Join(sortedKeys(v.cfg.Pools), ", "))
+		v.errorf(append(path, "pool"), "the name of a pool is needed (one of: %s)", strings.Join(slices.Sorted(maps.Keys(v.cfg.Pools)), ", "))
 	} else if _, ok := v.cfg.Pools[r.Pool]; !ok {
-		v.errorf(append(path, "pool"), "no pool named %q (pools: %s)", r.Pool, strings.Join(sortedKeys(v.cfg.Pools), ", "))
+		v.errorf(append(path, "pool"), "no pool named %q (pools: %s)", r.Pool, strings.Join(slices.Sorted(maps.Keys(v.cfg.Pools)), ", "))
 	}
 	if r.Timeout == 0 {
 		if r.Core {
@@ -241,7 +243,7 @@ func (v *validator) validateRoute(name string, r *Route) {
 	if fb.Status < 200 || fb.Status > 599 {
 		v.errorf(append(path, "fallback", "status"), "want an HTTP status 200-599, got %d", fb.Status)
 	}
-	for _, k := range sortedKeys(fb.Headers) {
+	for _, k := range slices.Sorted(maps.Keys(fb.Headers)) {
 		val := fb.Headers[k]
 		if !validHeaderName(k) {
 			v.errorf(append(path, "fallback", "headers", k), "not a valid header name: %q", k)
@@ -338,27 +340,6 @@ func (v *validator) filterErrors(path []string, err error) {
 		}
 		v.errorf(path, "%v", e)
 	}
-}
-
-func sortedKeys[T any](m map[string]T) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 func validHeaderName(s string) bool {
