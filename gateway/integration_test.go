@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -30,18 +29,7 @@ routes:
     fallback: {status: 503, body: '{"ok":false}'}
 `
 
-var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-
-func get(t testing.TB, url string) (int, string, http.Header) {
-	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
-}
+var client = itest.Client
 
 type readyz struct {
 	Generation uint64 `json:"generation"`
@@ -49,7 +37,7 @@ type readyz struct {
 
 func generation(t testing.TB, g *itest.Gateway) uint64 {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/readyz"))
+	_, body, _ := itest.Get(t, g.AdminURL("/readyz"))
 	var r readyz
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
 		t.Fatalf("/readyz: %v: %s", err, body)
@@ -59,7 +47,7 @@ func generation(t testing.TB, g *itest.Gateway) uint64 {
 
 func lastEvent(t testing.TB, g *itest.Gateway) map[string]any {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/events"))
+	_, body, _ := itest.Get(t, g.AdminURL("/events"))
 	var evs []map[string]any
 	if err := json.Unmarshal([]byte(body), &evs); err != nil {
 		t.Fatalf("/events: %v", err)
@@ -70,20 +58,9 @@ func lastEvent(t testing.TB, g *itest.Gateway) map[string]any {
 	return evs[len(evs)-1]
 }
 
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func metricValue(t testing.TB, g *itest.Gateway, series string) string {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/metrics"))
+	_, body, _ := itest.Get(t, g.AdminURL("/metrics"))
 	for _, line := range strings.Split(body, "\n") {
 		if strings.HasPrefix(line, series+" ") {
 			return strings.TrimPrefix(line, series+" ")
@@ -100,7 +77,7 @@ func TestSIGHUPReload(t *testing.T) {
 	cfg := strings.ReplaceAll(itConfig, "{{QUERY}}", q)
 	g := itest.StartGateway(t, cfg)
 
-	if code, body, _ := get(t, g.URL("/lottery")); code != 200 || !strings.Contains(body, `"ok":true`) {
+	if code, body, _ := itest.Get(t, g.URL("/lottery")); code != 200 || !strings.Contains(body, `"ok":true`) {
 		t.Fatalf("before reload: %d %s", code, body)
 	}
 	gen := generation(t, g)
@@ -108,7 +85,7 @@ func TestSIGHUPReload(t *testing.T) {
 	// bad: unknown pool and a negative timeout
 	g.WriteConfig(t, strings.Replace(strings.Replace(cfg, "pool: query", "pool: qeury", 1), "timeout: 1s", "timeout: -1s", 1))
 	g.Proc.Signal(syscall.SIGHUP)
-	waitFor(t, "the rejected event", 5*time.Second, func() bool {
+	itest.WaitFor(t, "the rejected event", 5*time.Second, func() bool {
 		ev := lastEvent(t, g)
 		return ev != nil && ev["result"] == "rejected"
 	})
@@ -122,7 +99,7 @@ func TestSIGHUPReload(t *testing.T) {
 	if got := generation(t, g); got != gen {
 		t.Fatalf("generation %d after a rejected reload, want %d", got, gen)
 	}
-	if code, _, _ := get(t, g.URL("/lottery")); code != 200 {
+	if code, _, _ := itest.Get(t, g.URL("/lottery")); code != 200 {
 		t.Fatalf("not serving the old configuration after a bad reload: %d", code)
 	}
 	if v := metricValue(t, g, `floodgate_config_updates_total{result="rejected"}`); v != "1" {
@@ -132,8 +109,8 @@ func TestSIGHUPReload(t *testing.T) {
 	// good: the route's kill switch
 	g.WriteConfig(t, strings.Replace(cfg, "core: true", "core: true\n    enabled: false", 1))
 	g.Proc.Signal(syscall.SIGHUP)
-	waitFor(t, "the new generation", 5*time.Second, func() bool { return generation(t, g) == gen+1 })
-	code, body, hdr := get(t, g.URL("/lottery"))
+	itest.WaitFor(t, "the new generation", 5*time.Second, func() bool { return generation(t, g) == gen+1 })
+	code, body, hdr := itest.Get(t, g.URL("/lottery"))
 	if code != 503 || hdr.Get("X-Floodgate-Verdict") != "route/disabled" || body != `{"ok":false}` {
 		t.Fatalf("after good reload: %d %q verdict %q, want the fallback with route/disabled", code, body, hdr.Get("X-Floodgate-Verdict"))
 	}
@@ -188,7 +165,7 @@ func TestBackendKilledMidRun(t *testing.T) {
 	fallbackDuring := fallback.Load()
 	itest.BackendAt(t, "query", q)
 	okAtRestart := ok.Load()
-	waitFor(t, "traffic to recover", 5*time.Second, func() bool { return ok.Load() > okAtRestart+50 })
+	itest.WaitFor(t, "traffic to recover", 5*time.Second, func() bool { return ok.Load() > okAtRestart+50 })
 	close(stop)
 	wg.Wait()
 
@@ -235,7 +212,7 @@ routes:
 		var lat []time.Duration
 		for i := 0; i < n; i++ {
 			start := time.Now()
-			code, _, hdr := get(t, g.URL("/info"))
+			code, _, hdr := itest.Get(t, g.URL("/info"))
 			lat = append(lat, time.Since(start))
 			if code != 200 || hdr.Get("X-Floodgate-Verdict") != "" {
 				t.Fatalf("light route answered %d %q", code, hdr.Get("X-Floodgate-Verdict"))

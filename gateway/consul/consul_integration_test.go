@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,7 +28,7 @@ routes:
   report:  {path: /report, pool: query, timeout: 100ms}
 `
 
-var client = &http.Client{Timeout: 5 * time.Second}
+var client = itest.Client
 
 type env struct {
 	consul *itest.Consul
@@ -58,33 +57,10 @@ func (e *env) startGateway(t *testing.T) *itest.Gateway {
 
 func (e *env) put(t *testing.T, key, value string) { e.consul.Put(t, e.prefix+key, value) }
 
-func get(t testing.TB, url string) (int, string, http.Header) {
-	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
-}
-
 func verdict(t testing.TB, g *itest.Gateway, path string) string {
 	t.Helper()
-	_, _, h := get(t, g.URL(path))
+	_, _, h := itest.Get(t, g.URL(path))
 	return h.Get("X-Floodgate-Verdict")
-}
-
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 type event struct {
@@ -96,7 +72,7 @@ type event struct {
 
 func events(t testing.TB, g *itest.Gateway) []event {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/events"))
+	_, body, _ := itest.Get(t, g.AdminURL("/events"))
 	var evs []event
 	if err := json.Unmarshal([]byte(body), &evs); err != nil {
 		t.Fatalf("/events: %v", err)
@@ -121,7 +97,7 @@ type readiness struct {
 
 func ready(t testing.TB, g *itest.Gateway) readiness {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/readyz"))
+	_, body, _ := itest.Get(t, g.AdminURL("/readyz"))
 	var r readiness
 	json.Unmarshal([]byte(body), &r)
 	return r
@@ -129,7 +105,7 @@ func ready(t testing.TB, g *itest.Gateway) readiness {
 
 func sourceOf(t testing.TB, g *itest.Gateway, path string) string {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/config"))
+	_, body, _ := itest.Get(t, g.AdminURL("/config"))
 	var c struct {
 		Sources []struct{ Path, Value, Source string } `json:"sources"`
 	}
@@ -147,24 +123,24 @@ func TestLiveSwitchAndSource(t *testing.T) {
 	// the usual layout keeps active_plan present (empty: no plan), so that removing the
 	// last override is not an empty read (which would be held for confirmation)
 	e.put(t, "active_plan", "")
-	waitFor(t, "the first consul read", 5*time.Second, func() bool { return !ready(t, e.gw).Stale })
+	itest.WaitFor(t, "the first consul read", 5*time.Second, func() bool { return !ready(t, e.gw).Stale })
 	if v := verdict(t, e.gw, "/lottery"); v != "" {
 		t.Fatalf("lottery verdict %q before any switch", v)
 	}
 	e.put(t, "routes/lottery/enabled", "false")
-	took := waitFor(t, "the kill switch", 2*time.Second, func() bool { return verdict(t, e.gw, "/lottery") == "route/disabled" })
+	took := itest.WaitFor(t, "the kill switch", 2*time.Second, func() bool { return verdict(t, e.gw, "/lottery") == "route/disabled" })
 	t.Logf("kill switch enforced %v after the write", took)
 	if got, want := sourceOf(t, e.gw, "routes.lottery.enabled"), "false from consul:"+e.prefix+"routes/lottery/enabled"; got != want {
 		t.Errorf("/config source = %q, want %q", got, want)
 	}
 	e.consul.Delete(t, e.prefix+"routes/lottery/enabled", false)
-	waitFor(t, "the switch removed", 2*time.Second, func() bool { return verdict(t, e.gw, "/lottery") == "" })
+	itest.WaitFor(t, "the switch removed", 2*time.Second, func() bool { return verdict(t, e.gw, "/lottery") == "" })
 }
 
 func TestBadValuesRejectedWhole(t *testing.T) {
 	e := start(t)
 	e.put(t, "routes/info/enabled", "false")
-	waitFor(t, "info disabled", 3*time.Second, func() bool { return verdict(t, e.gw, "/info") == "route/disabled" })
+	itest.WaitFor(t, "info disabled", 3*time.Second, func() bool { return verdict(t, e.gw, "/info") == "route/disabled" })
 	gen := ready(t, e.gw).Generation
 	for _, tc := range []struct {
 		desc, key, value, want string
@@ -179,7 +155,7 @@ func TestBadValuesRejectedWhole(t *testing.T) {
 		// one bad key next to a good change, in one transaction: the good change must
 		// not go live either
 		e.consul.Txn(t, map[string]string{e.prefix + "routes/report/enabled": "false", e.prefix + tc.key: tc.value})
-		waitFor(t, tc.desc+": rejected event", 3*time.Second, func() bool {
+		itest.WaitFor(t, tc.desc+": rejected event", 3*time.Second, func() bool {
 			ev := lastEvent(t, e.gw)
 			return ev.Result == "rejected" && strings.Contains(strings.Join(ev.Errors, "\n"), tc.want)
 		})
@@ -194,12 +170,12 @@ func TestBadValuesRejectedWhole(t *testing.T) {
 		}
 		e.consul.Delete(t, e.prefix+tc.key, false)
 		e.consul.Delete(t, e.prefix+"routes/report/enabled", false)
-		waitFor(t, tc.desc+": back to the good keys", 3*time.Second, func() bool {
+		itest.WaitFor(t, tc.desc+": back to the good keys", 3*time.Second, func() bool {
 			return lastEvent(t, e.gw).Result == "applied" && verdict(t, e.gw, "/report") == ""
 		})
 		gen = ready(t, e.gw).Generation
 	}
-	_, body, _ := get(t, e.gw.AdminURL("/metrics"))
+	_, body, _ := itest.Get(t, e.gw.AdminURL("/metrics"))
 	if !regexp.MustCompile(`floodgate_config_updates_total\{result="rejected"\} [1-9]`).MatchString(body) {
 		t.Errorf("rejected updates not counted")
 	}
@@ -209,12 +185,12 @@ func TestPlanActivateAndRevert(t *testing.T) {
 	e := start(t)
 	e.put(t, "routes/info/enabled", "true")
 	e.put(t, "plans/midnight", "routes/info/enabled: false\nroutes/report/enabled: false\n")
-	waitFor(t, "plan stored", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "applied" && !ready(t, e.gw).Stale })
+	itest.WaitFor(t, "plan stored", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "applied" && !ready(t, e.gw).Stale })
 	if v := verdict(t, e.gw, "/info"); v != "" {
 		t.Fatalf("plan applied before activation: /info verdict %q", v)
 	}
 	e.put(t, "active_plan", "midnight")
-	waitFor(t, "the plan in force", 3*time.Second, func() bool {
+	itest.WaitFor(t, "the plan in force", 3*time.Second, func() bool {
 		return verdict(t, e.gw, "/info") == "route/disabled" && verdict(t, e.gw, "/report") == "route/disabled"
 	})
 	// the plan beats the per-key override
@@ -222,12 +198,12 @@ func TestPlanActivateAndRevert(t *testing.T) {
 		t.Errorf("/config source = %q, want the plan", got)
 	}
 	e.put(t, "active_plan", "")
-	waitFor(t, "the plan reverted", 3*time.Second, func() bool {
+	itest.WaitFor(t, "the plan reverted", 3*time.Second, func() bool {
 		return verdict(t, e.gw, "/info") == "" && verdict(t, e.gw, "/report") == ""
 	})
 	// a plan naming nothing valid cannot be activated
 	e.put(t, "active_plan", "does-not-exist")
-	waitFor(t, "activation of a missing plan rejected", 3*time.Second, func() bool {
+	itest.WaitFor(t, "activation of a missing plan rejected", 3*time.Second, func() bool {
 		ev := lastEvent(t, e.gw)
 		return ev.Result == "rejected" && strings.Contains(strings.Join(ev.Errors, " "), `names plan "does-not-exist"`)
 	})
@@ -243,14 +219,14 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 	}
 	e.put(t, "routes/info/enabled", "false")
 	e.put(t, "routes/report/enabled", "false")
-	waitFor(t, "5 keys in force", 3*time.Second, func() bool {
+	itest.WaitFor(t, "5 keys in force", 3*time.Second, func() bool {
 		return verdict(t, e.gw, "/report") == "route/disabled" && verdict(t, e.gw, "/info") == "route/disabled"
 	})
 	gen := ready(t, e.gw).Generation
 
 	// the whole prefix deleted: held, nothing changes
 	e.consul.Delete(t, e.prefix, true)
-	waitFor(t, "the held event", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "held" })
+	itest.WaitFor(t, "the held event", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "held" })
 	ev := lastEvent(t, e.gw)
 	if !strings.Contains(ev.Errors[0], "the read is empty") {
 		t.Errorf("held because %q", ev.Errors[0])
@@ -265,7 +241,7 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 		t.Fatalf("no fingerprint in %q", ev.Errors[0])
 	}
 	e.put(t, "confirm", m[1])
-	waitFor(t, "the confirmed update", 3*time.Second, func() bool { return verdict(t, e.gw, "/info") == "" })
+	itest.WaitFor(t, "the confirmed update", 3*time.Second, func() bool { return verdict(t, e.gw, "/info") == "" })
 
 	// most keys removed at once: held too
 	for _, k := range keys[:3] {
@@ -273,11 +249,11 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 	}
 	e.put(t, "routes/info/enabled", "false")
 	e.put(t, "routes/report/enabled", "false")
-	waitFor(t, "5 keys again", 3*time.Second, func() bool { return verdict(t, e.gw, "/report") == "route/disabled" })
+	itest.WaitFor(t, "5 keys again", 3*time.Second, func() bool { return verdict(t, e.gw, "/report") == "route/disabled" })
 	for _, k := range []string{"routes/lottery/timeout", "routes/info/timeout", "routes/report/timeout", "routes/report/enabled"} {
 		e.consul.Delete(t, e.prefix+k, false)
 	}
-	waitFor(t, "a held or applied outcome", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "held" })
+	itest.WaitFor(t, "a held or applied outcome", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "held" })
 	if verdict(t, e.gw, "/report") != "route/disabled" {
 		t.Fatalf("a read removing 4 of 5 keys was applied")
 	}
@@ -291,8 +267,8 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 func TestConsulOutage(t *testing.T) {
 	e := start(t)
 	e.put(t, "routes/info/enabled", "false")
-	waitFor(t, "switch in force", 3*time.Second, func() bool { return verdict(t, e.gw, "/info") == "route/disabled" })
-	waitFor(t, "snapshot written", 3*time.Second, func() bool { return fileExists(e.snap) })
+	itest.WaitFor(t, "switch in force", 3*time.Second, func() bool { return verdict(t, e.gw, "/info") == "route/disabled" })
+	itest.WaitFor(t, "snapshot written", 3*time.Second, func() bool { return fileExists(e.snap) })
 
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -329,9 +305,9 @@ func TestConsulOutage(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	e.consul.Stop()
-	waitFor(t, "readiness to say stale", 5*time.Second, func() bool { return ready(t, e.gw).Stale })
+	itest.WaitFor(t, "readiness to say stale", 5*time.Second, func() bool { return ready(t, e.gw).Stale })
 	time.Sleep(3 * time.Second)
-	_, metrics, _ := get(t, e.gw.AdminURL("/metrics"))
+	_, metrics, _ := itest.Get(t, e.gw.AdminURL("/metrics"))
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 {
@@ -361,20 +337,20 @@ func TestConsulOutage(t *testing.T) {
 
 	// Consul comes back empty (a fresh dev agent): held, not applied; then re-synced.
 	e.consul.Restart(t)
-	waitFor(t, "the empty read to be held", 15*time.Second, func() bool { return lastEvent(t, g2).Result == "held" })
+	itest.WaitFor(t, "the empty read to be held", 15*time.Second, func() bool { return lastEvent(t, g2).Result == "held" })
 	if v := verdict(t, g2, "/info"); v != "route/disabled" {
 		t.Fatalf("an empty Consul after an outage wiped the switch")
 	}
 	e.consul.Put(t, e.prefix+"routes/info/enabled", "false")
 	e.consul.Put(t, e.prefix+"routes/report/enabled", "false")
-	waitFor(t, "re-sync", 5*time.Second, func() bool { return verdict(t, g2, "/report") == "route/disabled" && !ready(t, g2).Stale })
+	itest.WaitFor(t, "re-sync", 5*time.Second, func() bool { return verdict(t, g2, "/report") == "route/disabled" && !ready(t, g2).Stale })
 }
 
 // TestPropagation measures write-to-enforcement over 100 changes of a switch.
 func TestPropagation(t *testing.T) {
 	e := start(t)
 	e.put(t, "active_plan", "")
-	waitFor(t, "the first consul read", 5*time.Second, func() bool { return !ready(t, e.gw).Stale })
+	itest.WaitFor(t, "the first consul read", 5*time.Second, func() bool { return !ready(t, e.gw).Stale })
 	var lat []time.Duration
 	for i := 0; i < 100; i++ {
 		val, want := "false", "route/disabled"

@@ -31,7 +31,7 @@ routes:
 
 func instancesLive(t testing.TB, g *itest.Gateway) int64 {
 	t.Helper()
-	_, body, _ := get(t, g.AdminURL("/consul"))
+	_, body, _ := itest.Get(t, g.AdminURL("/consul"))
 	var s struct {
 		Instances int64 `json:"instances_live"`
 	}
@@ -83,7 +83,7 @@ func TestGlobalLimitSplitAcrossInstances(t *testing.T) {
 			"-snapshot", filepath.Join(t.TempDir(), "lkg.json"), "-instance-id", fmt.Sprintf("gw%d", i)))
 	}
 	for _, g := range gws {
-		waitFor(t, "three live instances", 10*time.Second, func() bool { return instancesLive(t, g) == 3 })
+		itest.WaitFor(t, "three live instances", 10*time.Second, func() bool { return instancesLive(t, g) == 3 })
 	}
 
 	admitted(t, gws, time.Second) // spend the initial bursts
@@ -97,7 +97,7 @@ func TestGlobalLimitSplitAcrossInstances(t *testing.T) {
 
 	gws[2].Proc.Kill()
 	rest := gws[:2]
-	took := waitFor(t, "the survivors to re-split", 15*time.Second, func() bool {
+	took := itest.WaitFor(t, "the survivors to re-split", 15*time.Second, func() bool {
 		return instancesLive(t, rest[0]) == 2 && instancesLive(t, rest[1]) == 2
 	})
 	t.Logf("one instance killed: the others re-split after %v", took.Round(time.Millisecond))
