@@ -239,102 +239,75 @@ func mapKeys(doc *yaml.Node, key string) []string {
 	return nil
 }
 
-type errList struct {
-	errs []string
-	line func(path ...any) int
-}
-
-func (e *errList) add(path []any, format string, args ...any) {
-	var b strings.Builder
-	if l := e.line(path...); l > 0 {
-		fmt.Fprintf(&b, "line %d: ", l)
-	}
-	for i, el := range path {
-		switch k := el.(type) {
-		case string:
-			if i > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(k)
-		case int:
-			fmt.Fprintf(&b, "[%d]", k)
-		}
-	}
-	b.WriteString(": ")
-	fmt.Fprintf(&b, format, args...)
-	e.errs = append(e.errs, b.String())
-}
-
-func at(els ...any) []any { return els }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func bad(x float64) bool { return math.IsNaN(x) || math.IsInf(x, 0) }
 
 func (f *Funnel) validate(line func(path ...any) int) error {
-	e := &errList{line: line}
+	e := &yamlpath.Problems{Line: line}
 	if f.SafetyFactor != 0 && (bad(f.SafetyFactor) || f.SafetyFactor < 1 || f.SafetyFactor > 100) {
-		e.add(at("safety_factor"), "must be between 1 and 100, got %v", f.SafetyFactor)
+		e.Add(yamlpath.At("safety_factor"), "must be between 1 and 100, got %v", f.SafetyFactor)
 	}
 	if f.Instances < 0 || f.Instances > 10000 {
-		e.add(at("instances"), "must be between 1 and 10000, got %d", f.Instances)
+		e.Add(yamlpath.At("instances"), "must be between 1 and 10000, got %d", f.Instances)
 	}
 	if f.BurstRatio != nil && (bad(*f.BurstRatio) || *f.BurstRatio < 0 || *f.BurstRatio > 10) {
-		e.add(at("burst_ratio"), "must be between 0 and 10, got %v", *f.BurstRatio)
+		e.Add(yamlpath.At("burst_ratio"), "must be between 0 and 10, got %v", *f.BurstRatio)
 	}
 	if len(f.Channels) == 0 {
-		e.add(at("channels"), "at least one promotion channel with its exposures/s is needed")
+		e.Add(yamlpath.At("channels"), "at least one promotion channel with its exposures/s is needed")
 	}
 	steps := map[string]bool{}
 	if len(f.Steps) == 0 {
-		e.add(at("funnel"), "at least one step is needed")
+		e.Add(yamlpath.At("funnel"), "at least one step is needed")
 	}
 	for i, s := range f.Steps {
 		if !nameRe.MatchString(s.Name) {
-			e.add(at("funnel", i, "name"), "must be 1-64 letters, digits, '_', '-' or '.', got %q", s.Name)
+			e.Add(yamlpath.At("funnel", i, "name"), "must be 1-64 letters, digits, '_', '-' or '.', got %q", s.Name)
 		} else if steps[s.Name] {
-			e.add(at("funnel", i, "name"), "step %q is named twice", s.Name)
+			e.Add(yamlpath.At("funnel", i, "name"), "step %q is named twice", s.Name)
 		}
 		steps[s.Name] = true
 		if bad(s.Conversion) || s.Conversion < 0 || s.Conversion > 1 {
-			e.add(at("funnel", i, "conversion"), "must be a share between 0 and 1, got %v", s.Conversion)
+			e.Add(yamlpath.At("funnel", i, "conversion"), "must be a share between 0 and 1, got %v", s.Conversion)
 		}
 	}
 	for _, c := range f.ChannelNames() {
 		ch := f.Channels[c]
 		if !nameRe.MatchString(c) {
-			e.add(at("channels", c), "bad channel name %q (it is the promotion tag)", c)
+			e.Add(yamlpath.At("channels", c), "bad channel name %q (it is the promotion tag)", c)
 		}
 		if bad(ch.Exposures) || ch.Exposures < 0 {
-			e.add(at("channels", c, "exposures"), "must be exposures per second >= 0, got %v", ch.Exposures)
+			e.Add(yamlpath.At("channels", c, "exposures"), "must be exposures per second >= 0, got %v", ch.Exposures)
 		}
 		for _, s := range keys(ch.Conversion) {
 			v := ch.Conversion[s]
 			if !steps[s] {
-				e.add(at("channels", c, "conversion", s), "unknown step %q (steps: %s)", s, strings.Join(stepNames(f.Steps), ", "))
+				e.Add(yamlpath.At("channels", c, "conversion", s), "unknown step %q (steps: %s)", s, strings.Join(stepNames(f.Steps), ", "))
 			}
 			if bad(v) || v < 0 || v > 1 {
-				e.add(at("channels", c, "conversion", s), "must be a share between 0 and 1, got %v", v)
+				e.Add(yamlpath.At("channels", c, "conversion", s), "must be a share between 0 and 1, got %v", v)
 			}
 		}
 	}
 	if len(f.Routes) == 0 {
-		e.add(at("routes"), "at least one route is needed")
+		e.Add(yamlpath.At("routes"), "at least one route is needed")
 	}
 	for _, r := range f.RouteNames() {
 		rt := f.Routes[r]
 		if !nameRe.MatchString(r) {
-			e.add(at("routes", r), "bad route name %q", r)
+			e.Add(yamlpath.At("routes", r), "bad route name %q", r)
 		}
 		if !steps[rt.Step] {
-			e.add(at("routes", r, "step"), "unknown step %q (steps: %s)", rt.Step, strings.Join(stepNames(f.Steps), ", "))
+			e.Add(yamlpath.At("routes", r, "step"), "unknown step %q (steps: %s)", rt.Step, strings.Join(stepNames(f.Steps), ", "))
 		}
 		if bad(rt.RequestsPerVisitor) || rt.RequestsPerVisitor < 0 {
-			e.add(at("routes", r, "requests_per_visitor"), "must be >= 0, got %v", rt.RequestsPerVisitor)
+			e.Add(yamlpath.At("routes", r, "requests_per_visitor"), "must be >= 0, got %v", rt.RequestsPerVisitor)
 		}
 		bs := rt.BackendNames()
 		if len(bs) == 0 {
-			e.add(at("routes", r), "name its backend (backend: NAME or backends: [A, B])")
+			e.Add(yamlpath.At("routes", r), "name its backend (backend: NAME or backends: [A, B])")
 		}
 		seen := map[string]bool{}
 		for _, b := range bs {
@@ -343,32 +316,32 @@ func (f *Funnel) validate(line func(path ...any) int) error {
 				field = "backend"
 			}
 			if _, ok := f.Backends[b]; !ok {
-				e.add(at("routes", r, field), "unknown backend %q (backends: %s)", b, strings.Join(f.BackendNames(), ", "))
+				e.Add(yamlpath.At("routes", r, field), "unknown backend %q (backends: %s)", b, strings.Join(f.BackendNames(), ", "))
 			}
 			if seen[b] {
-				e.add(at("routes", r, field), "backend %q named twice", b)
+				e.Add(yamlpath.At("routes", r, field), "backend %q named twice", b)
 			}
 			seen[b] = true
 		}
 		for _, fl := range rt.Filters {
 			if fl != TokenBucket && fl != PromoThrottle {
-				e.add(at("routes", r, "filters"), "the planner writes limits for %s and %s only, got %q", TokenBucket, PromoThrottle, fl)
+				e.Add(yamlpath.At("routes", r, "filters"), "the planner writes limits for %s and %s only, got %q", TokenBucket, PromoThrottle, fl)
 			}
 		}
 	}
 	if len(f.Backends) == 0 {
-		e.add(at("backends"), "at least one backend with its capacity is needed")
+		e.Add(yamlpath.At("backends"), "at least one backend with its capacity is needed")
 	}
 	for _, b := range f.BackendNames() {
 		if !nameRe.MatchString(b) {
-			e.add(at("backends", b), "bad backend name %q", b)
+			e.Add(yamlpath.At("backends", b), "bad backend name %q", b)
 		}
 		if c := f.Backends[b].Capacity; bad(c) || c < 0 {
-			e.add(at("backends", b, "capacity"), "must be requests per second >= 0, got %v", c)
+			e.Add(yamlpath.At("backends", b, "capacity"), "must be requests per second >= 0, got %v", c)
 		}
 	}
-	if len(e.errs) > 0 {
-		return errors.New(strings.Join(e.errs, "\n"))
+	if err := e.Err(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -454,132 +454,103 @@ var (
 	tokenRe   = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 
-type lineFunc func(path ...any) int
 
-type errList struct {
-	errs []string
-	line lineFunc
-}
-
-func (e *errList) add(path []any, format string, args ...any) {
-	var b strings.Builder
-	if l := e.line(path...); l > 0 {
-		fmt.Fprintf(&b, "line %d: ", l)
-	}
-	for i, el := range path {
-		switch k := el.(type) {
-		case string:
-			if i > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(k)
-		case int:
-			fmt.Fprintf(&b, "[%d]", k)
-		}
-	}
-	b.WriteString(": ")
-	fmt.Fprintf(&b, format, args...)
-	e.errs = append(e.errs, b.String())
-}
-
-func at(els ...any) []any { return els }
-
-func (pr *Profile) validate(line lineFunc) error {
-	e := &errList{line: line}
+func (pr *Profile) validate(line func(path ...any) int) error {
+	e := &yamlpath.Problems{Line: line}
 	if pr.Rate < 0 || math.IsNaN(pr.Rate) || pr.Rate > MaxRate {
-		e.add(at("rate"), "plan rate must be between 0 and %d requests/s, got %v", MaxRate, pr.Rate)
+		e.Add(yamlpath.At("rate"), "plan rate must be between 0 and %d requests/s, got %v", MaxRate, pr.Rate)
 	}
 	if pr.Timeout < 0 {
-		e.add(at("timeout"), "must not be negative, got %v", pr.Timeout)
+		e.Add(yamlpath.At("timeout"), "must not be negative, got %v", pr.Timeout)
 	}
 	if pr.Target != "" {
 		if err := CheckTarget(pr.Target); err != nil {
-			e.add(at("target"), "%v", err)
+			e.Add(yamlpath.At("target"), "%v", err)
 		}
 	}
 	if u := pr.Users; u != nil {
 		if u.Size <= 0 || u.Size > MaxPopulation {
-			e.add(at("users", "size"), "must be between 1 and %d, got %d", int64(MaxPopulation), u.Size)
+			e.Add(yamlpath.At("users", "size"), "must be between 1 and %d, got %d", int64(MaxPopulation), u.Size)
 		}
 		if u.First < 0 {
-			e.add(at("users", "first"), "must not be negative, got %d", u.First)
+			e.Add(yamlpath.At("users", "first"), "must not be negative, got %d", u.First)
 		}
 		switch u.Distribution {
 		case "", "uniform", "zipf":
 		default:
-			e.add(at("users", "distribution"), "must be uniform or zipf, got %q", u.Distribution)
+			e.Add(yamlpath.At("users", "distribution"), "must be uniform or zipf, got %q", u.Distribution)
 		}
 		if u.ZipfS != 0 && (u.ZipfS <= 1 || math.IsNaN(u.ZipfS) || u.ZipfS > 10) {
-			e.add(at("users", "zipf_s"), "must be greater than 1 (and at most 10), got %v", u.ZipfS)
+			e.Add(yamlpath.At("users", "zipf_s"), "must be greater than 1 (and at most 10), got %v", u.ZipfS)
 		}
 		if u.ZipfS != 0 && u.Distribution != "zipf" {
-			e.add(at("users", "zipf_s"), "is only used with distribution: zipf")
+			e.Add(yamlpath.At("users", "zipf_s"), "is only used with distribution: zipf")
 		}
-		checkParam(e, at("users", "param"), u.Param)
+		checkParam(e, yamlpath.At("users", "param"), u.Param)
 	}
 	if t := pr.Tags; t != nil {
-		checkParam(e, at("tags", "param"), t.Param)
+		checkParam(e, yamlpath.At("tags", "param"), t.Param)
 		if len(t.Shares) == 0 {
-			e.add(at("tags", "shares"), "must name at least one tag")
+			e.Add(yamlpath.At("tags", "shares"), "must name at least one tag")
 		}
 		sum := 0.0
 		for _, s := range t.Sorted() {
 			if s.Tag == "" {
-				e.add(at("tags", "shares"), "tag name must not be empty")
+				e.Add(yamlpath.At("tags", "shares"), "tag name must not be empty")
 			}
 			if !(s.Share > 0 && s.Share <= 1) {
-				e.add(at("tags", "shares", s.Tag), "share must be in (0, 1], got %v", s.Share)
+				e.Add(yamlpath.At("tags", "shares", s.Tag), "share must be in (0, 1], got %v", s.Share)
 			}
 			sum += s.Share
 		}
 		if sum > 1+1e-9 {
-			e.add(at("tags", "shares"), "shares add up to %.4g, more than 1", sum)
+			e.Add(yamlpath.At("tags", "shares"), "shares add up to %.4g, more than 1", sum)
 		}
 	}
 	if len(pr.Routes) == 0 {
-		e.add(at("routes"), "at least one route is needed")
+		e.Add(yamlpath.At("routes"), "at least one route is needed")
 	}
 	if len(pr.Routes) > MaxRoutes {
-		e.add(at("routes"), "at most %d routes, got %d", MaxRoutes, len(pr.Routes))
+		e.Add(yamlpath.At("routes"), "at most %d routes, got %d", MaxRoutes, len(pr.Routes))
 	}
 	seen := map[string]int{}
 	for i, r := range pr.Routes {
 		if !routeName.MatchString(r.Name) {
-			e.add(at("routes", i, "name"), "must be 1-64 letters, digits, '_', '-' or '.', got %q", r.Name)
+			e.Add(yamlpath.At("routes", i, "name"), "must be 1-64 letters, digits, '_', '-' or '.', got %q", r.Name)
 		} else if j, dup := seen[r.Name]; dup {
-			e.add(at("routes", i, "name"), "%q is already the name of routes[%d]", r.Name, j)
+			e.Add(yamlpath.At("routes", i, "name"), "%q is already the name of routes[%d]", r.Name, j)
 		} else {
 			seen[r.Name] = i
 		}
 		if r.Method != "" && !tokenRe.MatchString(r.Method) {
-			e.add(at("routes", i, "method"), "not an HTTP method: %q", r.Method)
+			e.Add(yamlpath.At("routes", i, "method"), "not an HTTP method: %q", r.Method)
 		}
 		if !strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, " \t\r\n#") {
-			e.add(at("routes", i, "path"), "must start with / and have no spaces or fragment, got %q", r.Path)
+			e.Add(yamlpath.At("routes", i, "path"), "must start with / and have no spaces or fragment, got %q", r.Path)
 		}
 		if r.Weight < 0 || math.IsNaN(r.Weight) || math.IsInf(r.Weight, 0) {
-			e.add(at("routes", i, "weight"), "must be positive, got %v", r.Weight)
+			e.Add(yamlpath.At("routes", i, "weight"), "must be positive, got %v", r.Weight)
 		}
 		if r.ExtraUserParam != nil {
 			if pr.Users == nil {
-				e.add(at("routes", i, "extra_user_param"), "needs users: (a population to draw the user from)")
+				e.Add(yamlpath.At("routes", i, "extra_user_param"), "needs users: (a population to draw the user from)")
 			}
-			checkParam(e, at("routes", i, "extra_user_param"), *r.ExtraUserParam)
+			checkParam(e, yamlpath.At("routes", i, "extra_user_param"), *r.ExtraUserParam)
 		}
 		if r.IDParam != nil {
-			checkParam(e, at("routes", i, "id_param"), *r.IDParam)
+			checkParam(e, yamlpath.At("routes", i, "id_param"), *r.IDParam)
 		}
 		for k, v := range r.Headers {
 			if !tokenRe.MatchString(k) {
-				e.add(at("routes", i, "headers", k), "not a header name: %q", k)
+				e.Add(yamlpath.At("routes", i, "headers", k), "not a header name: %q", k)
 			}
 			if strings.ContainsAny(v, "\r\n") {
-				e.add(at("routes", i, "headers", k), "header value must not contain CR or LF")
+				e.Add(yamlpath.At("routes", i, "headers", k), "header value must not contain CR or LF")
 			}
 		}
 	}
 	if len(pr.Stages) == 0 {
-		e.add(at("stages"), "at least one stage is needed")
+		e.Add(yamlpath.At("stages"), "at least one stage is needed")
 	}
 	needPlan := false
 	rate := func(path []any, r Rate) {
@@ -587,54 +558,54 @@ func (pr *Profile) validate(line lineFunc) error {
 			needPlan = true
 		}
 		if r.Value < 0 {
-			e.add(path, "must not be negative, got %v", r)
+			e.Add(path, "must not be negative, got %v", r)
 		} else if r.PerSecond(pr.Rate) > MaxRate {
-			e.add(path, "%v is more than %d requests/s", r, MaxRate)
+			e.Add(path, "%v is more than %d requests/s", r, MaxRate)
 		}
 	}
 	dur := func(path []any, d time.Duration) {
 		if d <= 0 {
-			e.add(path, "must be positive, got %v", d)
+			e.Add(path, "must be positive, got %v", d)
 		}
 	}
 	for i, s := range pr.Stages {
 		n := 0
 		if s.Ramp != nil {
 			n++
-			rate(at("stages", i, "ramp", "from"), s.Ramp.From)
-			rate(at("stages", i, "ramp", "to"), s.Ramp.To)
-			dur(at("stages", i, "ramp", "duration"), s.Ramp.Duration)
+			rate(yamlpath.At("stages", i, "ramp", "from"), s.Ramp.From)
+			rate(yamlpath.At("stages", i, "ramp", "to"), s.Ramp.To)
+			dur(yamlpath.At("stages", i, "ramp", "duration"), s.Ramp.Duration)
 		}
 		if s.Hold != nil {
 			n++
-			rate(at("stages", i, "hold", "rate"), s.Hold.Rate)
-			dur(at("stages", i, "hold", "duration"), s.Hold.Duration)
+			rate(yamlpath.At("stages", i, "hold", "rate"), s.Hold.Rate)
+			dur(yamlpath.At("stages", i, "hold", "duration"), s.Hold.Duration)
 		}
 		if s.Spike != nil {
 			n++
-			rate(at("stages", i, "spike", "rate"), s.Spike.Rate)
-			dur(at("stages", i, "spike", "duration"), s.Spike.Duration)
+			rate(yamlpath.At("stages", i, "spike", "rate"), s.Spike.Rate)
+			dur(yamlpath.At("stages", i, "spike", "duration"), s.Spike.Duration)
 			if s.Spike.Rise < 0 || (s.Spike.Duration > 0 && s.Spike.Rise >= s.Spike.Duration) {
-				e.add(at("stages", i, "spike", "rise"), "must be at least 0 and shorter than the duration (%v), got %v", s.Spike.Duration, s.Spike.Rise)
+				e.Add(yamlpath.At("stages", i, "spike", "rise"), "must be at least 0 and shorter than the duration (%v), got %v", s.Spike.Duration, s.Spike.Rise)
 			}
 		}
 		if n != 1 {
-			e.add(at("stages", i), "a stage is exactly one of ramp, hold or spike (got %d)", n)
+			e.Add(yamlpath.At("stages", i), "a stage is exactly one of ramp, hold or spike (got %d)", n)
 		}
 	}
 	if needPlan && pr.Rate <= 0 {
-		e.add(at("rate"), "relative stage rates (1x, 160%%) need a plan rate: set rate: or -rate")
+		e.Add(yamlpath.At("rate"), "relative stage rates (1x, 160%%) need a plan rate: set rate: or -rate")
 	}
 	if d := pr.TotalDuration(); d > MaxDuration {
-		e.add(at("stages"), "stages last %v in all, more than %v", d, MaxDuration)
+		e.Add(yamlpath.At("stages"), "stages last %v in all, more than %v", d, MaxDuration)
 	}
-	if len(e.errs) > 0 {
-		return errors.New(strings.Join(e.errs, "\n"))
+	if err := e.Err(); err != nil {
+		return err
 	}
 	return nil
 }
 
-func checkParam(e *errList, path []any, pa Param) {
+func checkParam(e *yamlpath.Problems, path []any, pa Param) {
 	n := 0
 	for _, s := range []string{pa.Query, pa.Header, pa.Cookie} {
 		if s != "" {
@@ -642,12 +613,12 @@ func checkParam(e *errList, path []any, pa Param) {
 		}
 	}
 	if n != 1 {
-		e.add(path, "name exactly one of query, header or cookie")
+		e.Add(path, "name exactly one of query, header or cookie")
 		return
 	}
 	w, name := pa.Place()
 	if (w == InHeader && !tokenRe.MatchString(name)) || (w != InHeader && strings.ContainsAny(name, "=&;, \t\r\n?#")) {
-		e.add(path, "bad parameter name %q", name)
+		e.Add(path, "bad parameter name %q", name)
 	}
 }
 

@@ -2,7 +2,13 @@
 // name the line of a bad value.
 package yamlpath
 
-import "gopkg.in/yaml.v3"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
 
 // Line returns the line of the node at path (mapping keys as strings, sequence indexes
 // as ints) below n - or of the deepest node on the way that exists.
@@ -37,3 +43,47 @@ func Line(n *yaml.Node, path ...any) int {
 	}
 	return line
 }
+
+// Problems collects validation problems, each located by its path: "line 6:
+// stages[0].hold.rate: must not be negative, got -5".
+type Problems struct {
+	// Line finds the line of a path (e.g. a closure over Line and the document); nil
+	// or 0 leaves the line out.
+	Line func(path ...any) int
+	List []string
+}
+
+// Add records a problem at path (mapping keys as strings, sequence indexes as ints).
+func (p *Problems) Add(path []any, format string, args ...any) {
+	var b strings.Builder
+	if p.Line != nil {
+		if l := p.Line(path...); l > 0 {
+			fmt.Fprintf(&b, "line %d: ", l)
+		}
+	}
+	for i, el := range path {
+		switch k := el.(type) {
+		case string:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		}
+	}
+	b.WriteString(": ")
+	fmt.Fprintf(&b, format, args...)
+	p.List = append(p.List, b.String())
+}
+
+// Err returns nil without problems, else one error listing them, one per line.
+func (p *Problems) Err() error {
+	if len(p.List) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(p.List, "\n"))
+}
+
+// At builds a path: At("stages", 0, "hold", "rate").
+func At(els ...any) []any { return els }
