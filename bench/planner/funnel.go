@@ -239,7 +239,6 @@ func mapKeys(doc *yaml.Node, key string) []string {
 	return nil
 }
 
-
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func bad(x float64) bool { return math.IsNaN(x) || math.IsInf(x, 0) }

@@ -454,7 +454,6 @@ var (
 	tokenRe   = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 
-
 func (pr *Profile) validate(line func(path ...any) int) error {
 	e := &yamlpath.Problems{Line: line}
 	if pr.Rate < 0 || math.IsNaN(pr.Rate) || pr.Rate > MaxRate {
