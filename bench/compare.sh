@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/compare.sh - `make bench`: floodgate against nginx and haproxy on loopback.
 #
-# Measures, under the same wrk load, in one run:
+# Measures, under the same wrk load (the same request stream for every configuration:
+# bench/configs/filters.lua), in one run:
 #   direct           the query backend alone (zero-alloc fasthttp; the baseline)
 #   gateway          floodgate, empty chain (bench/configs/gateway.yaml)
 #   gateway-filters  floodgate, all four filters, random users and tags
@@ -46,7 +47,6 @@ THREADS="${BENCH_THREADS:-1}"
 PLACEMENTS="${BENCH_PLACEMENTS:-unpinned pinned}"
 CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters nginx-1w nginx-auto haproxy-t1 haproxy-t2}"
 RESULTS="${BENCH_RESULTS-$ROOT/bench/RESULTS.md}"
-PATH_PLAIN="/lottery"
 
 log() { printf '%s\n' "compare: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -262,11 +262,11 @@ our_ticks() { # CPU ticks of every process this script started, and of their chi
 # wrk_run PLACEMENT CONFIG DURATION -> prints "rps p50ms p99ms errors"
 wrk_run() {
 	local pl="$1" c="$2" d="$3" port="${TARGET[$1/$2]}" url script=() pin=()
-	url="http://127.0.0.1:$port$PATH_PLAIN"
-	if [ "$c" = gateway-filters ]; then
-		url="http://127.0.0.1:$port/info"
-		script=(-s "$CONF/filters.lua")
-	fi
+	# Every configuration gets the same request stream (filters.lua: /info with random
+	# user numbers and promotion tags), so that wrk, which shares the machine, costs the
+	# same in every run and the ratios compare the proxies alone.
+	url="http://127.0.0.1:$port/info"
+	script=(-s "$CONF/filters.lua")
 	[ "$pl" = pinned ] && pin=(taskset -c "$LOAD_CPUS")
 	"${pin[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${script[@]}" "$url" 2>&1 |
 		awk '
