@@ -73,7 +73,7 @@ func runGateway(args []string) error {
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	ln, err := net.Listen("tcp4", cfg.Server.Listen)
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		aln.Close()
 		return fmt.Errorf("traffic listener %s: %w", cfg.Server.Listen, err)

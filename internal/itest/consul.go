@@ -55,8 +55,9 @@ func freePort(t testing.TB) int {
 	return n
 }
 
-// StartConsul starts a dev agent and waits until it has a leader.
-func StartConsul(t testing.TB) *Consul {
+// StartConsul starts a dev agent and waits until it has a leader. extra are more agent
+// flags (e.g. -hcl to enable ACLs).
+func StartConsul(t testing.TB, extra ...string) *Consul {
 	t.Helper()
 	c := &Consul{bin: ConsulBinary(t)}
 	http := freePort(t)
@@ -66,6 +67,7 @@ func StartConsul(t testing.TB) *Consul {
 		"-http-port", strconv.Itoa(http), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", strconv.Itoa(freePort(t)), "-serf-wan-port", strconv.Itoa(freePort(t)),
 		"-server-port", strconv.Itoa(freePort(t))}
+	c.args = append(c.args, extra...)
 	c.start(t)
 	return c
 }
