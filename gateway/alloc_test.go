@@ -24,7 +24,15 @@ func okUpstream(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }
 // gateway (routing, header hygiene, X-Forwarded-For, proxying, counting) as well as the
 // fasthttp client and servers around it.
 func TestRequestPathAllocatesNothing(t *testing.T) {
-	r := newRig(t, allocConfig)
+	t.Run("access log off", func(t *testing.T) { requestPathAllocs(t, allocConfig) })
+	t.Run("access log on", func(t *testing.T) {
+		path := t.TempDir() + "/access.log"
+		requestPathAllocs(t, "access_log: {enabled: true, path: \""+path+"\"}\n"+allocConfig)
+	})
+}
+
+func requestPathAllocs(t *testing.T, cfg string) {
+	r := newRig(t, cfg)
 	r.upstream("q1:1", okUpstream)
 	for _, tc := range []struct {
 		desc, uri string
@@ -64,7 +72,14 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 // BenchmarkRequestPath is the in-memory round trip (client + gateway + upstream in one
 // process); see bench/ for the loopback comparison with nginx and haproxy.
 func BenchmarkRequestPath(b *testing.B) {
-	r := newRig(b, allocConfig)
+	b.Run("access-log-off", func(b *testing.B) { benchRequestPath(b, allocConfig) })
+	b.Run("access-log-on", func(b *testing.B) {
+		benchRequestPath(b, "access_log: {enabled: true, path: \""+b.TempDir()+"/access.log\"}\n"+allocConfig)
+	})
+}
+
+func benchRequestPath(b *testing.B, cfg string) {
+	r := newRig(b, cfg)
 	r.upstream("q1:1", okUpstream)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -105,17 +105,29 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	mono := g.mono(now)
 	rt := st.match(ctx.Host(), ctx.Path())
 	if rt == nil {
 		st.notFound(ctx)
+		if st.access != nil {
+			st.access.record(ctx, nil, st.notFoundR, peerAddr(ctx), now)
+		}
 		return
 	}
 	clientIP := st.clientIP(ctx)
-	start := now // the upstream exchange starts now with an empty chain; else forward reads the clock
+	reason := g.admit(ctx, st, rt, clientIP, now)
+	if st.access != nil {
+		st.access.record(ctx, rt, reason, clientIP, now)
+	}
+}
+
+// admit runs the route's switch, chain and proxy; it returns the reason of the gateway's
+// own answer, or nil when the upstream answered.
+func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, now time.Time) *filters.Reason {
+	mono := g.mono(now)
+	start := now // when the upstream exchange starts, unless a filter made the request wait
 	if !rt.enabled {
 		rt.answer(ctx, st, rt.disabled, 0)
-		return
+		return rt.disabled
 	}
 	if len(rt.chain) > 0 {
 		req := g.reqs.Get().(*filters.Request)
@@ -131,28 +143,28 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 				req.Ctx = nil
 				g.reqs.Put(req)
 				rt.answer(ctx, st, res.Reason, res.RetryAfter)
-				return
+				return res.Reason
 			}
 			if res.Wait > 0 {
 				time.Sleep(res.Wait)
+				start = time.Time{}
 			}
 		}
 		req.Ctx = nil
 		g.reqs.Put(req)
-		start = time.Time{} // filters may have waited or looked something up remotely
 	}
-	g.forward(ctx, st, rt, clientIP, mono, start)
+	return g.forward(ctx, st, rt, clientIP, mono, start)
 }
 
 // forward proxies the request to the route's pool. start is the time the upstream
 // latency is measured from: the request's time when the route has no filters (routing
 // takes well under a microsecond, far below the histogram's resolution), or zero to read
 // the clock here.
-func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, start time.Time) {
+func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, start time.Time) *filters.Reason {
 	u := rt.pool.pick(mono)
 	if u == nil {
 		rt.answer(ctx, st, rt.upstream[failUnavailable], 0)
-		return
+		return rt.upstream[failUnavailable]
 	}
 	req := &ctx.Request
 	cleanRequest(&req.Header)
@@ -175,16 +187,17 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 		}
 		resp.Reset()
 		rt.answer(ctx, st, rt.upstream[kind], 0)
-		return
+		return rt.upstream[kind]
 	}
 	rt.pool.succeeded(u)
 	if rt.fallback5xx && resp.StatusCode() >= 500 {
 		resp.Reset()
 		rt.answer(ctx, st, rt.upstream[failError5xx], 0)
-		return
+		return rt.upstream[failError5xx]
 	}
 	cleanResponse(&resp.Header)
 	rt.admitted.Inc()
+	return nil
 }
 
 // answer writes the route's fallback answer for reason.

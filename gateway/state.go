@@ -42,6 +42,7 @@ type state struct {
 	notFoundFB    fallback
 	notFoundR     *filters.Reason
 	edge          map[string]*filters.Reason
+	access        *accessLog // nil: no access log
 }
 
 type route struct {
@@ -125,6 +126,22 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 		p := newPool(name, *pc, g.dial)
 		st.pools[name] = p
 		newPools[p] = true
+	}
+	if al := cfg.AccessLog; al.Enabled {
+		if prev != nil && prev.access != nil && prev.access.path == al.Path && len(prev.access.slots) >= al.Buffer {
+			st.access = prev.access
+		} else {
+			l, err := newAccessLog(al.Path, al.Buffer)
+			if err != nil {
+				return nil, nil, config.Errors{{Path: "access_log.path", Msg: fmt.Sprintf("cannot open: %v", err)}}
+			}
+			st.access = l
+			defer func() {
+				if err != nil {
+					l.close()
+				}
+			}()
+		}
 	}
 	var errs config.Errors
 	for _, name := range slices.Sorted(maps.Keys(cfg.Routes)) {
@@ -221,6 +238,9 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 			if st.pools[name] != p {
 				p.close()
 			}
+		}
+		if prev.access != nil && prev.access != st.access {
+			prev.access.close()
 		}
 	}
 	return st, retire, nil

@@ -125,6 +125,12 @@ func (v *validator) validate() {
 		}
 	}
 	v.validateAdmin()
+	if al := c.AccessLog; al.Enabled && strings.TrimSpace(al.Path) == "" {
+		v.errorf([]string{"access_log", "path"}, "a file path or stderr is needed when the access log is enabled")
+	}
+	if b := c.AccessLog.Buffer; b < 1024 || b > 1<<24 {
+		v.errorf([]string{"access_log", "buffer"}, "must be between 1024 and 16777216 records (got %d)", b)
+	}
 
 	if len(c.Pools) == 0 {
 		v.errorf([]string{"pools"}, "at least one pool is needed")

@@ -21,10 +21,12 @@ import (
 
 // Config is the whole, validated configuration of one gateway process.
 type Config struct {
-	Server Server            `yaml:"server" json:"server"`
-	Admin  Admin             `yaml:"admin" json:"admin"`
-	Pools  map[string]*Pool  `yaml:"pools" json:"pools"`
-	Routes map[string]*Route `yaml:"routes" json:"routes"`
+	Server Server `yaml:"server" json:"server"`
+	Admin  Admin  `yaml:"admin" json:"admin"`
+	// AccessLog is the optional access log (off by default).
+	AccessLog AccessLog         `yaml:"access_log" json:"access_log"`
+	Pools     map[string]*Pool  `yaml:"pools" json:"pools"`
+	Routes    map[string]*Route `yaml:"routes" json:"routes"`
 
 	// Sources lists every value that was set (not defaulted), with where it came from.
 	Sources []Leaf `yaml:"-" json:"-"`
@@ -58,6 +60,18 @@ type Admin struct {
 	// mandatory when Listen is not a loopback address.
 	Token     string `yaml:"token" json:"-"`
 	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
+}
+
+// AccessLog writes one JSON line per request (route, method, path, status, verdict,
+// client, duration). The request path only copies a fixed-size record into a ring and
+// never waits: when the writer falls behind, records are dropped and counted
+// (floodgate_access_log_dropped_total). It can be turned on and off by a reload.
+type AccessLog struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Path is a file (appended) or "stderr".
+	Path string `yaml:"path" json:"path"`
+	// Buffer is the ring's size in records (rounded up to a power of two).
+	Buffer int `yaml:"buffer" json:"buffer"`
 }
 
 // Pool is a fixed set of upstream addresses (never taken from a request) with its own
@@ -151,7 +165,8 @@ func defaultConfig() *Config {
 			VerdictHeader:   true,
 			ShutdownTimeout: Duration(10 * time.Second),
 		},
-		Admin: Admin{Listen: "127.0.0.1:9901"},
+		Admin:     Admin{Listen: "127.0.0.1:9901"},
+		AccessLog: AccessLog{Path: "stderr", Buffer: 65536},
 	}
 }
 
