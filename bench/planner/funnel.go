@@ -169,14 +169,12 @@ func LoadFile(path string) (*Funnel, error) {
 	return f, nil
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type .*$`)
-
 // Parse decodes (strictly: unknown fields are errors) and validates a funnel; name
 // prefixes the error messages.
 func Parse(name string, data []byte) (*Funnel, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, cleanYAMLError(err))
+		return nil, fmt.Errorf("%s: %v", name, yamlpath.CleanError(err))
 	}
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: empty funnel", name)
@@ -185,7 +183,7 @@ func Parse(name string, data []byte) (*Funnel, error) {
 	dec.KnownFields(true)
 	var f Funnel
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, cleanYAMLError(err))
+		return nil, fmt.Errorf("%s: %v", name, yamlpath.CleanError(err))
 	}
 	doc := root.Content[0]
 	f.channelOrder = mapKeys(doc, "channels")
@@ -206,21 +204,6 @@ func Parse(name string, data []byte) (*Funnel, error) {
 
 // Validate checks a funnel built in code.
 func (f *Funnel) Validate() error { return f.validate(func(...any) int { return 0 }) }
-
-func cleanYAMLError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			if s := unknownField.FindStringSubmatch(m); s != nil {
-				m = fmt.Sprintf("line %s: unknown field %q", s[1], s[2])
-			}
-			msgs[i] = m
-		}
-		return errors.New(strings.Join(msgs, "\n"))
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
-}
 
 func mapKeys(doc *yaml.Node, key string) []string {
 	if doc.Kind != yaml.MappingNode {

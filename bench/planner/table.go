@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"github.com/floodgate/floodgate/internal/texttable"
 	"io"
 	"strconv"
 	"strings"
@@ -20,13 +21,13 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		name, num(p.SafetyFactor), p.Instances, num(100*p.BurstRatio))
 
 	fmt.Fprintln(ew, "Funnel (per second):")
-	t := &table{left: 1}
+	t := &texttable.Table{Left: 1}
 	head := []string{"CHANNEL", "EXPOSURES"}
 	for _, s := range p.Steps {
 		head = append(head, strings.ToUpper(s))
 	}
 	head = append(head, "REQUESTS", "x"+num(p.SafetyFactor))
-	t.add(head...)
+	t.Add(head...)
 	totals := make([]float64, len(p.Steps))
 	var exp, need, planned float64
 	for _, c := range p.Channels {
@@ -36,7 +37,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 			totals[i] += v
 		}
 		row = append(row, num(c.Need), num(c.Planned))
-		t.add(row...)
+		t.Add(row...)
 		exp += c.Exposures
 		need += c.Need
 		planned += c.Planned
@@ -46,13 +47,13 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		for _, v := range totals {
 			row = append(row, num(v))
 		}
-		t.add(append(row, num(need), num(planned))...)
+		t.Add(append(row, num(need), num(planned))...)
 	}
-	t.write(ew)
+	t.Write(ew)
 
 	fmt.Fprintf(ew, "\nRoutes (need = visitors x requests per visitor; limit = need x %s, cut to what the backends carry):\n", num(p.SafetyFactor))
-	t = &table{left: 3}
-	t.add("ROUTE", "STEP", "BACKENDS", "VISITORS", "REQ/VISITOR", "NEED", "x"+num(p.SafetyFactor), "LIMIT", "PER INSTANCE", "BURST", "TIERS PER INSTANCE")
+	t = &texttable.Table{Left: 3}
+	t.Add("ROUTE", "STEP", "BACKENDS", "VISITORS", "REQ/VISITOR", "NEED", "x"+num(p.SafetyFactor), "LIMIT", "PER INSTANCE", "BURST", "TIERS PER INSTANCE")
 	for _, r := range p.Routes {
 		name := r.Name
 		if r.Core {
@@ -77,15 +78,15 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		if !r.PromoThrottle && !r.Abandoned && !r.NoEstimate {
 			note = "(no promo_throttle)"
 		}
-		t.add(name, r.Step, strings.Join(r.Backends, ","), num(r.Visitors), num(r.RequestsPerVisitor), num(r.Need), num(r.Planned),
+		t.Add(name, r.Step, strings.Join(r.Backends, ","), num(r.Visitors), num(r.RequestsPerVisitor), num(r.Need), num(r.Planned),
 			limit, per, burst, note)
 	}
-	t.add("TOTAL", "", "", "", "", num(p.Need), num(p.Planned), "", "", "", "")
-	t.write(ew)
+	t.Add("TOTAL", "", "", "", "", num(p.Need), num(p.Planned), "", "", "", "")
+	t.Write(ew)
 
 	fmt.Fprintln(ew, "\nBackends:")
-	t = &table{left: 2}
-	t.add("BACKEND", "ROUTES", "NEED", "x"+num(p.SafetyFactor), "CAPACITY", "ADMITTED", "STATUS")
+	t = &texttable.Table{Left: 2}
+	t.Add("BACKEND", "ROUTES", "NEED", "x"+num(p.SafetyFactor), "CAPACITY", "ADMITTED", "STATUS")
 	for _, b := range p.Backends {
 		status := "ok"
 		switch b.Status {
@@ -105,9 +106,9 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		if routes == "" {
 			routes = "-"
 		}
-		t.add(b.Name, routes, num(b.Need), num(b.Planned), num(b.Capacity), num(b.Admitted), status)
+		t.Add(b.Name, routes, num(b.Need), num(b.Planned), num(b.Capacity), num(b.Admitted), status)
 	}
-	t.write(ew)
+	t.Write(ew)
 	if ws := p.Warnings(); len(ws) > 0 {
 		fmt.Fprintln(ew)
 		for _, m := range ws {
@@ -115,40 +116,4 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		}
 	}
 	return ew.err
-}
-
-// table aligns columns: the first left ones and the last to the left, the rest to the right.
-type table struct {
-	left int
-	rows [][]string
-}
-
-func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
-
-func (t *table) write(w io.Writer) {
-	var width []int
-	for _, r := range t.rows {
-		for i, c := range r {
-			for len(width) <= i {
-				width = append(width, 0)
-			}
-			width[i] = max(width[i], len([]rune(c)))
-		}
-	}
-	for _, r := range t.rows {
-		var b strings.Builder
-		b.WriteString("  ")
-		for i, c := range r {
-			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			if i < t.left || i == len(width)-1 {
-				b.WriteString(c + pad)
-			} else {
-				b.WriteString(pad + c)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-	}
 }

@@ -390,13 +390,11 @@ func Load(nameOrPath string) (*Profile, error) {
 	return LoadFile(nameOrPath)
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type .*$`)
-
 // Parse decodes and validates a profile. name prefixes error messages (a file name).
 func Parse(name string, data []byte) (*Profile, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, cleanYAMLError(err))
+		return nil, fmt.Errorf("%s: %v", name, yamlpath.CleanError(err))
 	}
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: empty profile", name)
@@ -405,7 +403,7 @@ func Parse(name string, data []byte) (*Profile, error) {
 	dec.KnownFields(true)
 	var p Profile
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%s: %v", name, cleanYAMLError(err))
+		return nil, fmt.Errorf("%s: %v", name, yamlpath.CleanError(err))
 	}
 	// A second document is almost certainly a mistake (a stray "---").
 	var extra yaml.Node
@@ -432,21 +430,6 @@ func prefixErr(name string, err error) error {
 		b.WriteString(name + ": " + line)
 	}
 	return errors.New(b.String())
-}
-
-func cleanYAMLError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			if s := unknownField.FindStringSubmatch(m); s != nil {
-				m = fmt.Sprintf("line %s: unknown field %q", s[1], s[2])
-			}
-			msgs[i] = m
-		}
-		return errors.New(strings.Join(msgs, "\n"))
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
 var (

@@ -6,6 +6,7 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/floodgate/floodgate/internal/texttable"
 	"io"
 	"math"
 	"sort"
@@ -205,14 +206,14 @@ func WriteText(w io.Writer, r *loadgen.Result) error {
 		100*r.LateFraction(), r.LateThreshold)
 
 	secs := activeSeconds(r)
-	t := &table{left: 3}
-	t.add("ROUTE", "VERDICT", "CLASS", "COUNT", "SHARE", "RATE/s", "P50", "P90", "P99", "P99.9", "MAX", "STATUS")
+	t := &texttable.Table{Left: 3}
+	t.Add("ROUTE", "VERDICT", "CLASS", "COUNT", "SHARE", "RATE/s", "P50", "P90", "P99", "P99.9", "MAX", "STATUS")
 	row := func(route, verdict, class string, count, of int64, p Percentiles, status string) {
 		share := "-"
 		if of > 0 {
 			share = formatPct(100 * float64(count) / float64(of))
 		}
-		t.add(route, verdict, class, strconv.FormatInt(count, 10), share, strconv.FormatFloat(float64(count)/secs, 'f', 1, 64),
+		t.Add(route, verdict, class, strconv.FormatInt(count, 10), share, strconv.FormatFloat(float64(count)/secs, 'f', 1, 64),
 			FormatUS(p.P50), FormatUS(p.P90), FormatUS(p.P99), FormatUS(p.P999), FormatUS(p.Max), status)
 	}
 	for _, rr := range r.Routes {
@@ -235,7 +236,7 @@ func WriteText(w io.Writer, r *loadgen.Result) error {
 			row(rr.Name, "(no answers)", "-", 0, 0, Percentiles{}, "-")
 		}
 	}
-	t.add()
+	t.Add()
 	for c := loadgen.Class(0); c < loadgen.NumClasses; c++ {
 		n := r.ClassCount("", c)
 		if n == 0 && c != loadgen.ClassAdmitted && c != loadgen.ClassShed {
@@ -247,7 +248,7 @@ func WriteText(w io.Writer, r *loadgen.Result) error {
 		}
 		row(label, "", c.String(), n, r.Completed, percentilesOf(r.Latency(c)), "")
 	}
-	t.write(ew)
+	t.Write(ew)
 	if ws := r.Warnings(); len(ws) > 0 {
 		fmt.Fprintln(ew)
 		for _, m := range ws {
@@ -332,42 +333,4 @@ func statusesText(m map[string]int64) string {
 		return "-"
 	}
 	return strings.Join(parts, " ")
-}
-
-// table aligns columns: the first left columns to the left, the others to the right (the
-// last column, free text, to the left as well).
-type table struct {
-	left int
-	rows [][]string
-}
-
-func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
-
-func (t *table) write(w io.Writer) {
-	var width []int
-	for _, r := range t.rows {
-		for i, c := range r {
-			for len(width) <= i {
-				width = append(width, 0)
-			}
-			if n := len([]rune(c)); n > width[i] {
-				width[i] = n
-			}
-		}
-	}
-	for _, r := range t.rows {
-		var b strings.Builder
-		for i, c := range r {
-			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			if i < t.left || i == len(width)-1 {
-				b.WriteString(c + pad)
-			} else {
-				b.WriteString(pad + c)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-	}
 }

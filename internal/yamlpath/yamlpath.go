@@ -5,6 +5,7 @@ package yamlpath
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -87,3 +88,22 @@ func (p *Problems) Err() error {
 
 // At builds a path: At("stages", 0, "hold", "rate").
 func At(els ...any) []any { return els }
+
+var unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type .*$`)
+
+// CleanError rewrites yaml.v3's decoding errors for people: "line 6: unknown field
+// \"colour\"" instead of Go type names, one problem per line, no "yaml: " prefix.
+func CleanError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			if s := unknownField.FindStringSubmatch(m); s != nil {
+				m = fmt.Sprintf("line %s: unknown field %q", s[1], s[2])
+			}
+			msgs[i] = m
+		}
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+}
