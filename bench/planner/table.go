@@ -21,7 +21,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		name, num(p.SafetyFactor), p.Instances, num(100*p.BurstRatio))
 
 	fmt.Fprintln(ew, "Funnel (per second):")
-	t := &texttable.Table{Left: 1}
+	t := &texttable.Table{Left: 1, Indent: "  "}
 	head := []string{"CHANNEL", "EXPOSURES"}
 	for _, s := range p.Steps {
 		head = append(head, strings.ToUpper(s))
@@ -52,7 +52,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 	t.Write(ew)
 
 	fmt.Fprintf(ew, "\nRoutes (need = visitors x requests per visitor; limit = need x %s, cut to what the backends carry):\n", num(p.SafetyFactor))
-	t = &texttable.Table{Left: 3}
+	t = &texttable.Table{Left: 3, Indent: "  "}
 	t.Add("ROUTE", "STEP", "BACKENDS", "VISITORS", "REQ/VISITOR", "NEED", "x"+num(p.SafetyFactor), "LIMIT", "PER INSTANCE", "BURST", "TIERS PER INSTANCE")
 	for _, r := range p.Routes {
 		name := r.Name
@@ -85,7 +85,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 	t.Write(ew)
 
 	fmt.Fprintln(ew, "\nBackends:")
-	t = &texttable.Table{Left: 2}
+	t = &texttable.Table{Left: 2, Indent: "  "}
 	t.Add("BACKEND", "ROUTES", "NEED", "x"+num(p.SafetyFactor), "CAPACITY", "ADMITTED", "STATUS")
 	for _, b := range p.Backends {
 		status := "ok"

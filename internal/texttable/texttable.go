@@ -11,7 +11,9 @@ import (
 // left, the others (numbers) to the right.
 type Table struct {
 	Left int
-	rows [][]string
+	// Indent starts every line.
+	Indent string
+	rows   [][]string
 }
 
 // Add appends a row.
@@ -30,6 +32,7 @@ func (t *Table) Write(w io.Writer) {
 	}
 	for _, r := range t.rows {
 		var b strings.Builder
+		b.WriteString(t.Indent)
 		for i, c := range r {
 			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
 			if i > 0 {
