@@ -250,9 +250,7 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 	e.put(t, "routes/info/enabled", "false")
 	e.put(t, "routes/report/enabled", "false")
 	itest.WaitFor(t, "5 keys again", 3*time.Second, func() bool { return verdict(t, e.gw, "/report") == "route/disabled" })
-	for _, k := range []string{"routes/lottery/timeout", "routes/info/timeout", "routes/report/timeout", "routes/report/enabled"} {
-		e.consul.Delete(t, e.prefix+k, false)
-	}
+	e.consul.DeleteKeys(t, e.prefix+"routes/lottery/timeout", e.prefix+"routes/info/timeout", e.prefix+"routes/report/timeout", e.prefix+"routes/report/enabled")
 	itest.WaitFor(t, "a held or applied outcome", 3*time.Second, func() bool { return lastEvent(t, e.gw).Result == "held" })
 	if verdict(t, e.gw, "/report") != "route/disabled" {
 		t.Fatalf("a read removing 4 of 5 keys was applied")

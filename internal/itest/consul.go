@@ -158,3 +158,23 @@ func (c *Consul) Txn(t testing.TB, kv map[string]string) {
 		t.Fatalf("consul txn: status %d: %s", resp.StatusCode, b)
 	}
 }
+
+// DeleteKeys deletes several keys in one Consul transaction (a watcher sees all gone at
+// once, as when a prefix is wiped).
+func (c *Consul) DeleteKeys(t testing.TB, keys ...string) {
+	t.Helper()
+	var ops []string
+	for _, k := range keys {
+		ops = append(ops, fmt.Sprintf(`{"KV":{"Verb":"delete","Key":%q}}`, k))
+	}
+	req, _ := http.NewRequest(http.MethodPut, "http://"+c.Addr+"/v1/txn", strings.NewReader("["+strings.Join(ops, ",")+"]"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("consul txn: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("consul txn delete: status %d: %s", resp.StatusCode, b)
+	}
+}
