@@ -12,7 +12,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/floodgate/floodgate/gateway"
+	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
@@ -189,7 +189,7 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.token == "" && !isLoopback(host) {
+	if s.token == "" && !config.IsLoopback(host) {
 		return nil, errors.New("admin: refusing to bind " + addr + " without a token (set admin.token or bind to 127.0.0.1)")
 	}
 	return net.Listen("tcp", addr)
@@ -211,14 +211,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return s.srv.Shutdown(ctx)
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // JSON returns a handler that serves fn's value as JSON (for read-only status endpoints).

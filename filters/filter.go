@@ -125,9 +125,7 @@ type BuildContext struct {
 	Filter string
 	Logger *zap.Logger
 	// Env is shared by every route of one gateway process and survives reloads.
-	Env *Env
-	// reasons made by Reason, in the order they were declared.
-	reasons []*Reason
+	Env     *Env
 	newHook func(*Reason)
 }
 
@@ -151,15 +149,11 @@ func (bc *BuildContext) Reason(name string, status int) *Reason {
 	r := &Reason{Filter: bc.Filter, Name: name, Status: status}
 	r.Verdict = bc.Filter + "/" + name
 	r.header = []byte(r.Verdict)
-	bc.reasons = append(bc.reasons, r)
 	if bc.newHook != nil {
 		bc.newHook(r)
 	}
 	return r
 }
-
-// Reasons returns the reasons declared so far.
-func (bc *BuildContext) Reasons() []*Reason { return bc.reasons }
 
 // Reason is one way a filter rejects. The gateway writes Verdict into the
 // X-Floodgate-Verdict header and counts it in floodgate_requests_total{route,verdict}.

@@ -1,7 +1,6 @@
 package filters
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 
@@ -130,14 +129,4 @@ func Mix(h, salt uint64) uint64 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
 	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
 	return z ^ (z >> 31)
-}
-
-// HashBytes is the hash KeySpec.Hash uses, for filters that hash other request data.
-func HashBytes(b []byte) uint64 { return xxhash.Sum64(b) }
-
-// HashUint64 hashes a number the same way on every platform.
-func HashUint64(n uint64) uint64 {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], n)
-	return xxhash.Sum64(b[:])
 }

@@ -90,18 +90,6 @@ func (u *Updater) Layers() (doc *config.Document, overrides []config.Override, p
 	return u.doc, append([]config.Override(nil), u.overrides...), Plan{Name: u.plan.Name, Overrides: append([]config.Override(nil), u.plan.Overrides...)}
 }
 
-// Compose builds (without applying) the configuration that up would produce: for dry
-// runs and plan diffs.
-func (u *Updater) Compose(up Update) (*config.Config, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	doc, ov, plan := u.next(up)
-	if doc == nil {
-		return nil, errors.New("no configuration file loaded")
-	}
-	return config.Load(doc, ov, plan.Overrides)
-}
-
 func (u *Updater) next(up Update) (*config.Document, []config.Override, Plan) {
 	doc, ov, plan := u.doc, u.overrides, u.plan
 	if up.Doc != nil {

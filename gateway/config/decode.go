@@ -221,15 +221,3 @@ func typeName(t reflect.Type) string {
 	}
 	return t.String()
 }
-
-// DecodeStrict decodes n into out (a pointer) with the same strict rules and messages as
-// the gateway's configuration, for filters that decode nested parts themselves. where
-// names the source for messages.
-func DecodeStrict(n *yaml.Node, out any, where string) error {
-	d := &decoder{doc: &tree{file: where}}
-	d.decode(n, reflect.ValueOf(out).Elem(), nil)
-	if len(d.errs) > 0 {
-		return d.errs
-	}
-	return nil
-}

@@ -168,7 +168,7 @@ func (v *validator) validateAdmin() {
 		}
 	}
 	host, _, _ := net.SplitHostPort(a.Listen)
-	if !isLoopback(host) && a.Token == "" {
+	if !IsLoopback(host) && a.Token == "" {
 		v.errorf([]string{"admin", "listen"}, "%q is not a loopback address: set admin.token or admin.token_file, or bind to 127.0.0.1", a.Listen)
 	}
 }
@@ -388,7 +388,8 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (a name or an address) is this machine's loopback.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
