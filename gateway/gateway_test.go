@@ -253,9 +253,12 @@ func TestBadUpdateKeepsServing(t *testing.T) {
 	if resp := r.do("GET", "/off", nil); resp.StatusCode() != 200 || len(resp.Header.Peek(VerdictHeader)) != 0 {
 		t.Fatalf("/off after enabling: %d verdict %q", resp.StatusCode(), resp.Header.Peek(VerdictHeader))
 	}
-	// The pool did not change, so it was carried over (connections and ejection state).
+	// Applying the same content again is no new generation.
 	if err := r.apply(good + "\n"); err != nil {
 		t.Fatal(err)
+	}
+	if r.gw.Generation() != gen+1 {
+		t.Fatalf("generation %d after re-applying equal content, want %d (unchanged)", r.gw.Generation(), gen+1)
 	}
 }
 
