@@ -3,7 +3,7 @@ package gateway_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -127,37 +127,22 @@ func TestBackendKilledMidRun(t *testing.T) {
 	var ok, fallback, bare, transport atomic.Int64
 	verdicts := sync.Map{}
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(g.URL("/lottery"))
-				if err != nil {
-					transport.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				v := resp.Header.Get("X-Floodgate-Verdict")
-				switch {
-				case resp.StatusCode == 200 && v == "":
-					ok.Add(1)
-				case v != "":
-					fallback.Add(1)
-					verdicts.Store(v, true)
-				default:
-					bare.Add(1)
-				}
-			}
-		}()
-	}
+	wait := itest.Load(8, []string{g.URL("/lottery")}, stop, func(_ string, resp *http.Response, err error) {
+		if err != nil {
+			transport.Add(1)
+			return
+		}
+		v := resp.Header.Get("X-Floodgate-Verdict")
+		switch {
+		case resp.StatusCode == 200 && v == "":
+			ok.Add(1)
+		case v != "":
+			fallback.Add(1)
+			verdicts.Store(v, true)
+		default:
+			bare.Add(1)
+		}
+	})
 	time.Sleep(500 * time.Millisecond)
 	okBefore := ok.Load()
 	qp.Kill()
@@ -167,7 +152,7 @@ func TestBackendKilledMidRun(t *testing.T) {
 	okAtRestart := ok.Load()
 	itest.WaitFor(t, "traffic to recover", 5*time.Second, func() bool { return ok.Load() > okAtRestart+50 })
 	close(stop)
-	wg.Wait()
+	wait()
 
 	if okBefore == 0 {
 		t.Fatalf("no successful requests before the kill")
@@ -226,35 +211,19 @@ routes:
 	// flood the heavy route with 48 concurrent clients for about 2 s
 	var busy, admitted atomic.Int64
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 48; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(g.URL("/grant"))
-				if err != nil {
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.Header.Get("X-Floodgate-Verdict") == "upstream/busy" {
-					busy.Add(1)
-				} else if resp.StatusCode == 200 {
-					admitted.Add(1)
-				}
-			}
-		}()
-	}
+	wait := itest.Load(48, []string{g.URL("/grant")}, stop, func(_ string, resp *http.Response, err error) {
+		switch {
+		case err != nil:
+		case resp.Header.Get("X-Floodgate-Verdict") == "upstream/busy":
+			busy.Add(1)
+		case resp.StatusCode == 200:
+			admitted.Add(1)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	flood := measure(200)
 	close(stop)
-	wg.Wait()
+	wait()
 
 	p99 := func(l []time.Duration) time.Duration { return l[len(l)*99/100] }
 	t.Logf("light route p50/p99: alone %v/%v, during heavy flood %v/%v; heavy: admitted %d, busy %d",

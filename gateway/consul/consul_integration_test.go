@@ -3,13 +3,12 @@ package consul_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -269,45 +268,24 @@ func TestConsulOutage(t *testing.T) {
 	itest.WaitFor(t, "snapshot written", 3*time.Second, func() bool { return fileExists(e.snap) })
 
 	var sent, failed atomic.Int64
-	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				for _, p := range []string{"/lottery", "/info"} {
-					resp, err := client.Get(e.gw.URL(p))
-					sent.Add(1)
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					want := ""
-					if p == "/info" {
-						want = "route/disabled"
-					}
-					if resp.Header.Get("X-Floodgate-Verdict") != want {
-						failed.Add(1)
-					}
-				}
-			}
-		}()
-	}
+	wait := itest.Load(4, []string{e.gw.URL("/lottery"), e.gw.URL("/info")}, stop, func(url string, resp *http.Response, err error) {
+		sent.Add(1)
+		want := ""
+		if strings.HasSuffix(url, "/info") {
+			want = "route/disabled"
+		}
+		if err != nil || resp.Header.Get("X-Floodgate-Verdict") != want {
+			failed.Add(1)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	e.consul.Stop()
 	itest.WaitFor(t, "readiness to say stale", 5*time.Second, func() bool { return ready(t, e.gw).Stale })
 	time.Sleep(3 * time.Second)
 	_, metrics, _ := itest.Get(t, e.gw.AdminURL("/metrics"))
 	close(stop)
-	wg.Wait()
+	wait()
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d requests failed or changed verdict while Consul was down", failed.Load(), sent.Load())
 	}

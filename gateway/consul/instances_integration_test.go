@@ -3,11 +3,10 @@ package consul_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
+	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,28 +42,17 @@ func instancesLive(t testing.TB, g *itest.Gateway) int64 {
 // returns how many requests were admitted (200 without a verdict).
 func admitted(t *testing.T, gws []*itest.Gateway, d time.Duration) int64 {
 	var n atomic.Int64
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(d)
+	var urls []string
 	for _, g := range gws {
-		for w := 0; w < 3; w++ {
-			wg.Add(1)
-			go func(url string) {
-				defer wg.Done()
-				for time.Now().Before(deadline) {
-					resp, err := client.Get(url)
-					if err != nil {
-						continue
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 && resp.Header.Get("X-Floodgate-Verdict") == "" {
-						n.Add(1)
-					}
-				}
-			}(g.URL("/lottery"))
-		}
+		urls = append(urls, g.URL("/lottery"))
 	}
-	wg.Wait()
+	stop := make(chan struct{})
+	time.AfterFunc(d, func() { close(stop) })
+	itest.Load(3*len(gws), urls, stop, func(_ string, resp *http.Response, err error) {
+		if err == nil && resp.StatusCode == 200 && resp.Header.Get("X-Floodgate-Verdict") == "" {
+			n.Add(1)
+		}
+	})()
 	return n.Load()
 }
 

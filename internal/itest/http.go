@@ -3,6 +3,7 @@ package itest
 import (
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,4 +37,33 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// Load runs workers goroutines that GET urls in turn, over and over, until stop returns
+// (close the channel it is made from); every answer (body drained) or transport error is
+// passed to observe. Call the returned function to wait for the workers to end.
+func Load(workers int, urls []string, stop <-chan struct{}, observe func(url string, resp *http.Response, err error)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				for _, u := range urls {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp, err := Client.Get(u)
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+					observe(u, resp, err)
+				}
+			}
+		}()
+	}
+	return wg.Wait
 }
