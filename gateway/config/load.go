@@ -132,6 +132,7 @@ func (v *validator) validate() {
 		v.errorf([]string{"access_log", "buffer"}, "must be between 1024 and 16777216 records (got %d)", b)
 	}
 
+	v.validateQueue()
 	if len(c.Pools) == 0 {
 		v.errorf([]string{"pools"}, "at least one pool is needed")
 	}
@@ -263,7 +264,138 @@ func (v *validator) validateRoute(name string, r *Route) {
 	if strings.ContainsAny(fb.ContentType, "\r\n") {
 		v.errorf(append(path, "fallback", "content_type"), "must not contain line breaks")
 	}
+	if r.Async != nil {
+		v.validateAsync(name, r)
+	}
 	v.validateFilters(name, r)
+}
+
+func (v *validator) validateQueue() {
+	q := &v.cfg.Queue
+	path := []string{"queue"}
+	if strings.TrimSpace(q.URL) == "" {
+		v.errorf(append(path, "url"), "the NATS server URLs are needed, e.g. nats://127.0.0.1:4222")
+	}
+	for _, u := range strings.Split(q.URL, ",") {
+		if err := CheckNATSURL(strings.TrimSpace(u)); err != nil && strings.TrimSpace(q.URL) != "" {
+			v.errorf(append(path, "url"), "%v", err)
+		}
+	}
+	if !validStreamName(q.Stream) {
+		v.errorf(append(path, "stream"), "a stream name uses letters, digits, '-' and '_': %q", q.Stream)
+	}
+	if q.Replicas != 1 && q.Replicas != 3 && q.Replicas != 5 {
+		v.errorf(append(path, "replicas"), "want 1, 3 or 5, got %d", q.Replicas)
+	}
+	if q.MaxAge < Duration(time.Minute) {
+		v.errorf(append(path, "max_age"), "must be at least 1m (the queue is the log reconciliation reads), got %s", q.MaxAge)
+	}
+	if q.MaxBytes < 1<<20 {
+		v.errorf(append(path, "max_bytes"), "must be at least 1MiB, got %d", q.MaxBytes)
+	}
+	if q.PublishTimeout <= 0 || q.PublishTimeout > Duration(time.Minute) {
+		v.errorf(append(path, "publish_timeout"), "must be > 0 and at most 1m, got %s", q.PublishTimeout)
+	}
+	if q.MaxBatch < 1 || q.MaxBatch > 1000 {
+		v.errorf(append(path, "max_batch"), "must be between 1 and 1000 (JetStream's atomic batch limit), got %d", q.MaxBatch)
+	}
+	if q.Journal.MaxBytes < 1<<20 {
+		v.errorf(append(path, "journal", "max_bytes"), "must be at least 1MiB, got %d", q.Journal.MaxBytes)
+	}
+	if q.Journal.SegmentBytes < 1<<20 || q.Journal.SegmentBytes > 1<<30 {
+		v.errorf(append(path, "journal", "segment_bytes"), "must be between 1MiB and 1GiB, got %d", q.Journal.SegmentBytes)
+	}
+}
+
+// CheckNATSURL checks one NATS server URL (nats://host:port).
+func CheckNATSURL(u string) error {
+	rest, ok := strings.CutPrefix(u, "nats://")
+	if !ok {
+		return fmt.Errorf("want nats://host:port, got %q", u)
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return checkHostPort(rest)
+}
+
+func validStreamName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseAsyncKey parses async.idempotency_key: header:NAME, query:NAME or form:NAME.
+func ParseAsyncKey(s string) (kind, name string, err error) {
+	kind, name, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok || name == "" || (kind != "header" && kind != "query" && kind != "form") {
+		return "", "", fmt.Errorf("want header:NAME, query:NAME or form:NAME, got %q", s)
+	}
+	if kind == "header" && !validHeaderName(name) {
+		return "", "", fmt.Errorf("not a valid header name: %q", name)
+	}
+	return kind, name, nil
+}
+
+func (v *validator) validateAsync(name string, r *Route) {
+	a := r.Async
+	path := []string{"routes", name, "async"}
+	if _, _, err := ParseAsyncKey(a.IdempotencyKey); err != nil {
+		v.errorf(append(path, "idempotency_key"), "%v", err)
+	}
+	for i, f := range a.Required {
+		if strings.TrimSpace(f) == "" || strings.ContainsAny(f, "&=#? ") {
+			v.errorf(append(path, "required", strconv.Itoa(i)), "not a form field name: %q", f)
+		}
+	}
+	for i, h := range a.KeepHeaders {
+		switch {
+		case !validHeaderName(h):
+			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "not a valid header name: %q", h)
+		case isHopByHop(h) || strings.EqualFold(h, "Content-Length") || strings.EqualFold(h, "Host"):
+			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "%s is not kept (framing and hop-by-hop headers are the gateway's)", h)
+		}
+	}
+	if len(a.KeepHeaders) > 32 {
+		v.errorf(append(path, "keep_headers"), "at most 32 headers, got %d", len(a.KeepHeaders))
+	}
+	d := &a.Deliver
+	dp := append(path, "deliver")
+	if d.Path != "" && (!strings.HasPrefix(d.Path, "/") || strings.ContainsAny(d.Path, "?# \t")) {
+		v.errorf(append(dp, "path"), "a plain path starting with '/' (no query), got %q", d.Path)
+	}
+	if !(d.Rate > 0) || d.Rate > 1e6 {
+		v.errorf(append(dp, "rate"), "grants per second across all deliverers: want > 0 and <= 1000000, got %v", d.Rate)
+	}
+	if d.Concurrency < 1 || d.Concurrency > 4096 {
+		v.errorf(append(dp, "concurrency"), "want 1-4096, got %d", d.Concurrency)
+	}
+	if d.Timeout == 0 {
+		d.Timeout = r.Timeout
+	}
+	if d.MaxAttempts < 1 || d.MaxAttempts > 1000 {
+		v.errorf(append(dp, "max_attempts"), "want 1-1000, got %d", d.MaxAttempts)
+	}
+	if len(d.Backoff) == 0 {
+		v.errorf(append(dp, "backoff"), "at least one wait is needed, e.g. [1s, 5s, 30s]")
+	}
+	for i, b := range d.Backoff {
+		if b <= 0 || b > Duration(24*time.Hour) {
+			v.errorf(append(dp, "backoff", strconv.Itoa(i)), "want > 0 and <= 24h, got %s", b)
+		}
+	}
+	if d.AckWait <= d.Timeout {
+		v.errorf(append(dp, "ack_wait"), "must be above the delivery timeout (%s), got %s: the queue would hand a grant to a second deliverer while the first still waits", d.Timeout, d.AckWait)
+	}
+	if !validHeaderName(d.IDHeader) {
+		v.errorf(append(dp, "id_header"), "not a valid header name: %q", d.IDHeader)
+	}
 }
 
 func (v *validator) validateFilters(route string, r *Route) {

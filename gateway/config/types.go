@@ -24,9 +24,11 @@ type Config struct {
 	Server Server `yaml:"server" json:"server"`
 	Admin  Admin  `yaml:"admin" json:"admin"`
 	// AccessLog is the optional access log (off by default).
-	AccessLog AccessLog         `yaml:"access_log" json:"access_log"`
-	Pools     map[string]*Pool  `yaml:"pools" json:"pools"`
-	Routes    map[string]*Route `yaml:"routes" json:"routes"`
+	AccessLog AccessLog `yaml:"access_log" json:"access_log"`
+	// Queue is where async routes record their grants (NATS JetStream + the local journal).
+	Queue  Queue             `yaml:"queue" json:"queue"`
+	Pools  map[string]*Pool  `yaml:"pools" json:"pools"`
+	Routes map[string]*Route `yaml:"routes" json:"routes"`
 
 	// Sources lists every value that was set (not defaulted), with where it came from.
 	Sources []Leaf `yaml:"-" json:"-"`
@@ -123,6 +125,10 @@ type Route struct {
 	// with the fallback answer (verdict upstream/error).
 	Upstream5xx string   `yaml:"upstream_5xx" json:"upstream_5xx"`
 	Fallback    Fallback `yaml:"fallback" json:"fallback"`
+	// Async, if set, makes the route asynchronous: the gateway answers 202 itself once the
+	// request is durably recorded, and `floodgate deliver` sends it to the pool later, at
+	// the pool's pace. See README "Async delivery".
+	Async *Async `yaml:"async" json:"async,omitempty"`
 	// Filters maps a filter name to its configuration; see filters/<name>/README.md.
 	RawFilters map[string]*yaml.Node `yaml:"filters" json:"-"`
 
@@ -137,6 +143,97 @@ type Fallback struct {
 	ContentType string            `yaml:"content_type" json:"content_type"`
 	Body        string            `yaml:"body" json:"body"`
 	Headers     map[string]string `yaml:"headers" json:"headers,omitempty"`
+}
+
+// Queue is the durable queue of async routes: a NATS JetStream stream (an embedded
+// `floodgate queue` server or an existing NATS cluster) and, for when the queue is down,
+// full or slow, the gateway's local journal.
+type Queue struct {
+	// URL lists the NATS servers, comma-separated (nats://127.0.0.1:4222).
+	URL string `yaml:"url" json:"url"`
+	// Stream is the JetStream stream that keeps accepted grants (subjects
+	// floodgate.grants.<route>); created or updated by the gateway and the deliverer.
+	Stream string `yaml:"stream" json:"stream"`
+	// Replicas is the stream's replication factor (1, 3 or 5; 3 needs a 3-node cluster).
+	Replicas int `yaml:"replicas" json:"replicas"`
+	// MaxAge is how long the stream keeps accepted grants (the log reconciliation reads).
+	MaxAge Duration `yaml:"max_age" json:"max_age"`
+	// MaxBytes caps the stream; when full, new grants are refused by the queue (never the
+	// oldest dropped) and go to the journal.
+	MaxBytes Size `yaml:"max_bytes" json:"max_bytes"`
+	// PublishTimeout is how long the gateway waits for the queue's acknowledgement before
+	// it writes the grants to the journal instead.
+	PublishTimeout Duration `yaml:"publish_timeout" json:"publish_timeout"`
+	// MaxBatch is the most grants one commit (one queue batch, one journal fsync) carries.
+	MaxBatch int `yaml:"max_batch" json:"max_batch"`
+	// Journal is the local journal.
+	Journal Journal `yaml:"journal" json:"journal"`
+}
+
+// Journal is the gateway's local journal of grants the queue could not take.
+type Journal struct {
+	// Dir is the journal's directory; empty: floodgate/journal-<server.listen> in the
+	// user cache directory.
+	Dir string `yaml:"dir" json:"dir"`
+	// MaxBytes caps the journal; beyond it grants are refused (async/unavailable).
+	MaxBytes Size `yaml:"max_bytes" json:"max_bytes"`
+	// SegmentBytes is the size at which the journal starts a new segment file.
+	SegmentBytes Size `yaml:"segment_bytes" json:"segment_bytes"`
+}
+
+// Async is an async route's recording and delivery.
+type Async struct {
+	// IdempotencyKey is where the client's key is: header:NAME, query:NAME or form:NAME.
+	// The grant id is derived from it, so a resubmission gets the same grant id.
+	IdempotencyKey string `yaml:"idempotency_key" json:"idempotency_key"`
+	// RequireKey answers 400 (async/missing_key) to requests without a key; when false the
+	// gateway makes a random key (no resubmission protection).
+	RequireKey bool `yaml:"require_key" json:"require_key"`
+	// Required lists form fields (query or urlencoded body) that must be present, so that
+	// the gateway refuses at once (400 async/bad_request) what the backend would refuse.
+	Required []string `yaml:"required" json:"required,omitempty"`
+	// KeepHeaders lists the request headers recorded with the grant and sent on delivery.
+	KeepHeaders []string `yaml:"keep_headers" json:"keep_headers,omitempty"`
+	// Deliver is how `floodgate deliver` sends grants to the route's pool.
+	Deliver Deliver `yaml:"deliver" json:"deliver"`
+}
+
+// Deliver is the delivery side of an async route; every field changes live (Consul
+// routes/<route>/async/deliver/<field>).
+type Deliver struct {
+	// Path is the path grants are sent to; empty: the path the client used.
+	Path string `yaml:"path" json:"path,omitempty"`
+	// Rate is the most grants per second sent, across all deliverers together.
+	Rate float64 `yaml:"rate" json:"rate"`
+	// Concurrency is the most delivery calls in flight per deliverer.
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// Paused stops delivery (grants wait in the queue).
+	Paused bool `yaml:"paused" json:"paused"`
+	// Timeout bounds one delivery call; 0: the route's timeout.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// MaxAttempts is how often a grant is tried before it is parked as failed.
+	MaxAttempts int `yaml:"max_attempts" json:"max_attempts"`
+	// Backoff is the wait before each retry (the last one repeats).
+	Backoff []Duration `yaml:"backoff" json:"backoff"`
+	// AckWait is how long the queue waits for a deliverer before it hands the grant to
+	// another; keep it above timeout.
+	AckWait Duration `yaml:"ack_wait" json:"ack_wait"`
+	// IDHeader carries the grant id to the backend, which records each id once.
+	IDHeader string `yaml:"id_header" json:"id_header"`
+}
+
+func (a *Async) setDefaults() {
+	*a = Async{
+		IdempotencyKey: "header:Idempotency-Key",
+		RequireKey:     true,
+		Deliver: Deliver{
+			Concurrency: 16,
+			MaxAttempts: 10,
+			Backoff:     []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute)},
+			AckWait:     Duration(30 * time.Second),
+			IDHeader:    "X-Grant-Id",
+		},
+	}
 }
 
 // FilterSpec is one filter of a route's chain, decoded and validated.
@@ -167,6 +264,16 @@ func defaultConfig() *Config {
 		},
 		Admin:     Admin{Listen: "127.0.0.1:9901"},
 		AccessLog: AccessLog{Path: "stderr", Buffer: 65536},
+		Queue: Queue{
+			URL:            "nats://127.0.0.1:4222",
+			Stream:         "FLOODGATE_GRANTS",
+			Replicas:       1,
+			MaxAge:         Duration(30 * 24 * time.Hour),
+			MaxBytes:       10 << 30,
+			PublishTimeout: Duration(time.Second),
+			MaxBatch:       500,
+			Journal:        Journal{MaxBytes: 1 << 30, SegmentBytes: 64 << 20},
+		},
 	}
 }
 
