@@ -226,6 +226,8 @@ func (j *Journal) recover(rep *Report) error {
 	}
 	ck, missing, ckErr := readCheckpoint(j.dir)
 	switch {
+	case rep.CheckpointProblem != "": // a second pass, without the checkpoint
+		missing = true
 	case ckErr != nil:
 		rep.CheckpointProblem = ckErr.Error()
 	case missing && len(seqs) > 0:
@@ -310,10 +312,7 @@ func (j *Journal) recover(rep *Report) error {
 			return j.restartRecovery(rep)
 		}
 		if len(res.damage) > 0 {
-			if err := j.quarantine(path, name, fi.Size(), res.damage); err != nil {
-				f.Close()
-				return err
-			}
+			j.quarantine(path, name, fi.Size(), res.damage)
 			rep.Quarantined = append(rep.Quarantined, res.damage...)
 		}
 		rep.Records += int(recs)
@@ -362,9 +361,10 @@ func (j *Journal) restartRecovery(rep *Report) error {
 	return j.recover(rep)
 }
 
-// quarantine copies a damaged segment to Dir/quarantine/ (once per segment and size)
-// and logs every damaged range.
-func (j *Journal) quarantine(path, name string, size int64, damage []Damage) error {
+// quarantine logs every damaged range and copies the segment to Dir/quarantine/
+// (once per segment and size). A failed copy is logged, not fatal: the damaged bytes
+// stay in place in the segment anyway, and the gateway must start.
+func (j *Journal) quarantine(path, name string, size int64, damage []Damage) {
 	qdir := filepath.Join(j.dir, quarantineDir)
 	dst := filepath.Join(qdir, fmt.Sprintf("%s.%d", name, size))
 	for _, d := range damage {
@@ -373,16 +373,18 @@ func (j *Journal) quarantine(path, name string, size int64, damage []Damage) err
 			zap.String("reason", d.Reason), zap.String("copy", dst))
 	}
 	if _, err := os.Stat(dst); err == nil {
-		return nil
+		return
 	}
-	if err := os.MkdirAll(qdir, 0o700); err != nil {
-		return fmt.Errorf("journal: quarantine: %w", err)
+	err := os.MkdirAll(qdir, 0o700)
+	if err == nil {
+		err = copyFile(path, dst)
 	}
-	if err := copyFile(path, dst); err != nil {
-		return fmt.Errorf("journal: quarantine copy of %s: %w", path, err)
+	if err != nil {
+		j.log.Error("journal: cannot copy a damaged segment to quarantine; it stays in place, unmodified",
+			zap.String("segment", path), zap.Error(err))
+		return
 	}
 	syncDir(qdir)
-	return nil
 }
 
 func copyFile(src, dst string) error {

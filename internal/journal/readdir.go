@@ -9,8 +9,11 @@ import (
 )
 
 // ReadDir returns every un-replayed record in dir, in append order, without modifying
-// anything; a Journal (of this or another process) may be appending meanwhile, and
-// then the result is a prefix of what it appends. It is meant for reconciliation.
+// anything; a Journal (of this or another process) may be appending and committing
+// meanwhile, and then the result is still one unbroken run of the appended records,
+// from at or before the checkpoint up to at least everything acknowledged before the
+// call (possibly some records being written, not yet acknowledged). It is meant for
+// reconciliation.
 //
 // What it finds is in the Report: a torn tail of the newest segment (possibly a record
 // being written right now) is ignored and counted in TornBytes; damage is skipped and
@@ -68,7 +71,12 @@ func readSegments(dir string, seqs []uint64, ck position, rep *Report) (out []En
 		name := segmentName(seq)
 		f, err := os.Open(filepath.Join(dir, name))
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // committed and deleted since we listed it
+			// Committed and deleted since we listed it, and with it every older
+			// segment: what was read so far is committed too. Drop it, so that the
+			// result stays one unbroken run of records.
+			out = out[:0]
+			rep.Records, rep.Bytes, rep.Segments = 0, 0, 0
+			continue
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("journal: %w", err)
