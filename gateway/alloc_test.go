@@ -50,6 +50,11 @@ func requestPathAllocs(t *testing.T, cfg string) {
 		req.Header.Set("X-Forwarded-For", "203.0.113.1")
 		req.Header.Set("Connection", "keep-alive, X-Hop")
 		req.Header.Set("X-Hop", "1")
+		// every line of a list header is read: a second X-Forwarded-For and Connection
+		req.Header.Add("X-Forwarded-For", "198.51.100.7")
+		req.Header.Add("Connection", "X-Hop2")
+		req.Header.Set("X-Hop2", "1")
+		req.Header.Set("True-Client-IP", "6.6.6.6")
 		do := func() {
 			if err := r.client.Do(req, resp); err != nil {
 				t.Fatal(err)

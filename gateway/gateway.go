@@ -232,7 +232,11 @@ func (st *state) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
 	if len(st.trusted) == 0 || !st.isTrusted(peer) {
 		return peer
 	}
-	xff := ctx.Request.Header.PeekBytes(xffName)
+	var buf [maxForwardedFor]byte
+	xff, ok := forwardedChain(&ctx.Request.Header, &buf) // every line, as one list
+	if !ok {
+		return peer // a chain too long to read is not believed
+	}
 	for len(xff) > 0 {
 		i := bytes.LastIndexByte(xff, ',')
 		part := bytes.TrimSpace(xff[i+1:])

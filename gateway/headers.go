@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net/netip"
 
 	"github.com/valyala/fasthttp"
@@ -16,24 +17,49 @@ var (
 	hopByHop     = [][]byte{[]byte("Keep-Alive"), []byte("Proxy-Connection"), []byte("TE"), []byte("Trailer"), []byte("Transfer-Encoding"), []byte("Upgrade")}
 	tokenClose   = []byte("close")
 	tokenKeepAlv = []byte("keep-alive")
+
+	// requestOnlyStrip: request headers never forwarded besides the hop-by-hop ones:
+	// "Proxy" (httpoxy: CGI-style upstreams turn it into HTTP_PROXY), HTTP2-Settings
+	// (only meaningful with an h2c Upgrade, which the gateway never forwards), and the
+	// client-address headers other than X-Forwarded-For / X-Real-IP, which the gateway
+	// does not rewrite: a client could otherwise name any address in them.
+	requestOnlyStrip = [][]byte{[]byte("Proxy"), []byte("HTTP2-Settings"),
+		[]byte("Forwarded"), []byte("True-Client-IP"), []byte("X-Client-IP"), []byte("X-Cluster-Client-IP")}
 )
 
 func bytesString(b []byte) string { return bytesconv.String(b) }
 
-// cleanRequest removes hop-by-hop headers before a request goes upstream: Connection and
-// every header it names, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade.
-// The client's "Connection: close" is a property of the client connection only; the
-// upstream connection stays keep-alive (fasthttp recorded the client's wish already).
+// maxConnTokens bounds the bytes of all Connection lines of one message the gateway
+// reads; a message with more is cut there (its remaining named headers are not hop-by-hop
+// names anyone uses).
+const maxConnTokens = 512
+
+// cleanRequest removes hop-by-hop headers before a request goes upstream: every
+// Connection line and every header any of them names, Keep-Alive, Proxy-*, Proxy, TE,
+// Trailer, Transfer-Encoding, Upgrade, HTTP2-Settings, and the client-address headers
+// the gateway does not set itself (Forwarded, True-Client-IP, X-Client-IP,
+// X-Cluster-Client-IP). The client's "Connection: close" is a property of the client
+// connection only; the upstream connection stays keep-alive (fasthttp recorded the
+// client's wish already).
 //
 // cleanRequest and cleanResponse are written out for each concrete header type: through
 // an interface, the buffers below would escape to the heap on every request.
 func cleanRequest(h *fasthttp.RequestHeader) {
 	h.ResetConnectionClose()
-	if conn := h.PeekBytes(connName); len(conn) > 0 {
-		// copy the names out first: deleting shifts fasthttp's storage under conn
-		var buf [256]byte
-		names := append(buf[:0], conn...)
-		for tok, rest := nextToken(names); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
+	// every Connection line, copied out first: deleting shifts fasthttp's storage
+	var buf [maxConnTokens]byte
+	n := 0
+	h.VisitAll(func(k, v []byte) {
+		if equalFold(k, connName) && n < len(buf) {
+			n += copy(buf[n:], v)
+			if n < len(buf) {
+				buf[n] = ','
+				n++
+			}
+		}
+	})
+	if n > 0 {
+		for tok, rest := nextToken(buf[:n]); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
 			if tok != nil {
 				h.DelBytes(tok)
 			}
@@ -41,6 +67,9 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 		h.DelBytes(connName)
 	}
 	for _, k := range hopByHop {
+		h.DelBytes(k)
+	}
+	for _, k := range requestOnlyStrip {
 		h.DelBytes(k)
 	}
 	for {
@@ -61,10 +90,19 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 // cleanResponse does the same for the upstream's answer before it goes to the client.
 func cleanResponse(h *fasthttp.ResponseHeader) {
 	h.ResetConnectionClose()
-	if conn := h.PeekBytes(connName); len(conn) > 0 {
-		var buf [256]byte
-		names := append(buf[:0], conn...)
-		for tok, rest := nextToken(names); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
+	var buf [maxConnTokens]byte
+	n := 0
+	h.VisitAll(func(k, v []byte) {
+		if equalFold(k, connName) && n < len(buf) {
+			n += copy(buf[n:], v)
+			if n < len(buf) {
+				buf[n] = ','
+				n++
+			}
+		}
+	})
+	if n > 0 {
+		for tok, rest := nextToken(buf[:n]); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
 			if tok != nil {
 				h.DelBytes(tok)
 			}
@@ -109,22 +147,110 @@ func isProxyHeader(k []byte) bool {
 	return len(k) > len(proxyPrefix) && equalFold(k[:len(proxyPrefix)], proxyPrefix)
 }
 
-// setForwardedFor sets X-Forwarded-For and X-Real-IP for the upstream. A client's own
-// X-Forwarded-For is kept (and the peer appended) only when the peer is a trusted proxy;
-// otherwise it is replaced, so a client cannot forge its address.
+// maxForwardedFor bounds the combined X-Forwarded-For chain the gateway reads and
+// forwards. A longer chain is not believed: the client address is then the peer (or
+// the nearest trusted hop), and the upstream gets only the peer.
+const maxForwardedFor = 1024
+
+// forwardedChain copies every X-Forwarded-For line of h, in order, into buf as one
+// comma-separated list (RFC 9110 5.3: several lines of a list field are one list). ok
+// is false when they do not fit.
+func forwardedChain(h *fasthttp.RequestHeader, buf *[maxForwardedFor]byte) (chain []byte, ok bool) {
+	n, ok := 0, true
+	h.VisitAll(func(k, v []byte) {
+		if !ok || !equalFold(k, xffName) {
+			return
+		}
+		v = trimSpace(v)
+		if len(v) == 0 {
+			return
+		}
+		if n > 0 {
+			if n+2 > len(buf) {
+				ok = false
+				return
+			}
+			buf[n], buf[n+1] = ',', ' '
+			n += 2
+		}
+		if n+len(v) > len(buf) {
+			ok = false
+			return
+		}
+		n += copy(buf[n:], v)
+	})
+	return buf[:n], ok
+}
+
+// setForwardedFor sets X-Forwarded-For and X-Real-IP for the upstream, replacing every
+// line of them the client sent. The client's own chain (all its X-Forwarded-For lines,
+// combined) is kept, and the peer appended, only when the peer is a trusted proxy;
+// otherwise it is dropped, so a client cannot forge its address.
 func setForwardedFor(h *fasthttp.RequestHeader, peer, client netip.Addr, trustedPeer bool) {
-	var buf [256]byte
-	b := buf[:0]
+	var chain [maxForwardedFor]byte
+	var out [maxForwardedFor + 64]byte
+	b := out[:0]
 	if trustedPeer {
-		if prev := h.PeekBytes(xffName); len(prev) > 0 {
+		if prev, ok := forwardedChain(h, &chain); ok && len(prev) > 0 {
 			b = append(b, prev...)
 			b = append(b, ", "...)
 		}
 	}
 	b = peer.AppendTo(b)
+	h.DelBytes(xffName) // every line
 	h.SetBytesKV(xffName, b)
-	b = client.AppendTo(buf[:0])
+	b = client.AppendTo(out[:0])
+	h.DelBytes(realIPName)
 	h.SetBytesKV(realIPName, b)
+}
+
+// protectedNames are the header names (lower case) that a look-alike spelling must not
+// smuggle past the gateway: framing, hop-by-hop and proxy headers, and the headers the
+// gateway itself sets or reads for the upstream. A CGI/WSGI-style upstream maps "_" (and
+// some ".") to "-", so "Transfer_Encoding" is Transfer-Encoding to it.
+var protectedNames = [][]byte{
+	[]byte("content-length"), []byte("transfer-encoding"), []byte("connection"), []byte("keep-alive"),
+	[]byte("te"), []byte("trailer"), []byte("upgrade"), []byte("host"), []byte("proxy"),
+	[]byte("http2-settings"), []byte("forwarded"), []byte("x-forwarded-for"), []byte("x-real-ip"),
+	[]byte("true-client-ip"), []byte("x-client-ip"), []byte("x-cluster-client-ip"),
+	[]byte("x-forwarded-host"), []byte("x-forwarded-proto"),
+}
+
+var (
+	lowerProxyPrefix     = []byte("proxy-")
+	lowerFloodgatePrefix = []byte("x-floodgate-")
+)
+
+// lookAlikeName reports a header name that is not itself a protected name but
+// normalises to one when "_" and "." are read as "-" (and case is ignored): such a name
+// means one thing to the gateway and another to the upstream.
+func lookAlikeName(name []byte) bool {
+	if bytes.IndexByte(name, '_') < 0 && bytes.IndexByte(name, '.') < 0 {
+		return false
+	}
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return false
+	}
+	n := buf[:len(name)]
+	for i, c := range name {
+		switch {
+		case c == '_' || c == '.':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		n[i] = c
+	}
+	if bytes.HasPrefix(n, lowerProxyPrefix) || bytes.HasPrefix(n, lowerFloodgatePrefix) {
+		return true
+	}
+	for _, p := range protectedNames {
+		if bytes.Equal(n, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func indexByte(b []byte, c byte) int {

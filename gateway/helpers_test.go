@@ -72,7 +72,7 @@ func newRig(t testing.TB, yamlSrc string) *testRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go srv.Serve(strictListener{ln}) // as Gateway.Serve does
 	t.Cleanup(func() { srv.Shutdown() })
 	r.client = &fasthttp.HostClient{Addr: "gateway:80", Dial: r.net.dial, ReadTimeout: 5 * time.Second, MaxIdemponentCallAttempts: 1}
 	return r

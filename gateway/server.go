@@ -66,7 +66,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		}
 	}
 	registerOpenConns(g.server)
-	return g.server.Serve(ln)
+	return g.server.Serve(strictListener{ln})
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (up to the configured
@@ -158,9 +158,18 @@ func plainPath(p []byte) bool {
 // host (HTTP/1.0 allows them; fasthttp's client cannot send them upstream, and the pool
 // would count that as an upstream failure: a client could eject a healthy upstream).
 // Then it serves the rest.
+//
+// It also answers 400 for a request line other than HTTP/1.1 or HTTP/1.0 (fasthttp takes
+// any HTTP/x.y), for a message whose chunked framing is not strict (see framing.go), and
+// for header names that normalise to a framing, hop-by-hop, proxy or gateway name
+// (ambiguousHead); and it drops the fields of a chunked body's trailer section, which
+// fasthttp would otherwise merge into the head forwarded upstream (RFC 9110 6.5.1 lets
+// a recipient discard them; they never become headers).
 func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
-	if ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 {
+	sc, _ := ctx.Conn().(*strictConn)
+	if ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 || !knownProtocol(h.Protocol()) ||
+		(sc != nil && sc.badFraming(ctx.ConnRequestNum())) || !dropTrailers(h) {
 		g.edgeAnswer(ctx, "bad_request", fasthttp.StatusBadRequest)
 		ctx.SetConnectionClose()
 		return
@@ -175,6 +184,73 @@ func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
 }
 
 var schemeHTTP = []byte("http")
+
+var http10 = []byte("HTTP/1.0")
+
+// knownProtocol: the request line names HTTP/1.1 or HTTP/1.0. fasthttp accepts any
+// HTTP/x.y (HTTP/1.2, HTTP/2.0, HTTP/9.9) and the gateway would forward it as HTTP/1.1.
+func knownProtocol(p []byte) bool { return bytes.Equal(p, http11) || bytes.Equal(p, http10) }
+
+// maxTrailerBytes bounds the trailer section the gateway drops field by field; a larger
+// one is refused (400).
+const maxTrailerBytes = 2048
+
+// dropTrailers removes the fields of a chunked body's trailer section from h, keeping
+// head fields of the same names. fasthttp keeps trailer fields beside the head and
+// merges them into it when the Trailer header is removed (as the hop-by-hop cleaning
+// does), so without this a trailer "X-Floodgate-Packs: vip" would reach the upstream as
+// a header that no filter saw. It reports false when the section is too large to drop
+// without allocating.
+func dropTrailers(h *fasthttp.RequestHeader) bool {
+	th := h.TrailerHeader() // "name: value\r\n"... "\r\n"
+	if len(th) <= 2 {
+		return true
+	}
+	if len(th) > maxTrailerBytes {
+		return false
+	}
+	var tbuf [maxTrailerBytes]byte
+	t := tbuf[:copy(tbuf[:], th)]
+	for len(t) > 0 {
+		i := bytes.IndexByte(t, '\n')
+		if i < 0 {
+			break
+		}
+		line := t[:i]
+		t = t[i+1:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue
+		}
+		name := line[:colon]
+		// keep the head's own values of name: deleting a name deletes both sections
+		var vbuf [maxTrailerBytes]byte
+		var lens [32]int
+		nv, nb, fit := 0, 0, true
+		h.VisitAll(func(k, v []byte) {
+			if !equalFold(k, name) {
+				return
+			}
+			if nv == len(lens) || nb+len(v) > len(vbuf) {
+				fit = false
+				return
+			}
+			nb += copy(vbuf[nb:], v)
+			lens[nv] = len(v)
+			nv++
+		})
+		if !fit {
+			return false
+		}
+		h.DelBytes(name)
+		off := 0
+		for j := 0; j < nv; j++ {
+			h.AddBytesKV(name, vbuf[off:off+lens[j]])
+			off += lens[j]
+		}
+	}
+	return true
+}
 
 var (
 	contentLengthName    = []byte("Content-Length")
@@ -219,6 +295,9 @@ func ambiguousHead(raw []byte) bool {
 		name := line[:colon]
 		if bytes.IndexByte(name, ' ') >= 0 { // fasthttp rejects tabs and CTLs in names itself
 			return true
+		}
+		if lookAlikeName(name) {
+			return true // Transfer_Encoding, Content.Length, X_Forwarded_For, Proxy_Authorization...
 		}
 		switch len(name) {
 		case len(contentLengthName):
