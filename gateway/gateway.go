@@ -21,6 +21,7 @@ import (
 
 	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/accept"
 )
 
 // VerdictHeader is the header on every answer the gateway makes itself.
@@ -43,6 +44,11 @@ type Gateway struct {
 
 	server *fasthttp.Server
 	reqs   sync.Pool
+
+	// acceptor stores the grants of async routes (nil: the gateway serves no async route).
+	acceptor *accept.Acceptor
+	recent   *recentGrants
+	instance string
 }
 
 // Options configures New.
@@ -51,11 +57,19 @@ type Options struct {
 	Env    *filters.Env
 	// Dial replaces TCP dialing to upstreams; tests use in-memory listeners.
 	Dial fasthttp.DialFunc
+	// Acceptor stores the grants of async routes; nil refuses configurations with async
+	// routes.
+	Acceptor *accept.Acceptor
+	// InstanceID names this gateway in the grants it accepts.
+	InstanceID string
 }
 
 // New returns a Gateway that serves nothing until the first Apply.
 func New(opts Options) *Gateway {
-	g := &Gateway{logger: opts.Logger, env: opts.Env, epoch: time.Now(), dial: opts.Dial}
+	g := &Gateway{logger: opts.Logger, env: opts.Env, epoch: time.Now(), dial: opts.Dial, acceptor: opts.Acceptor, instance: opts.InstanceID}
+	if g.acceptor != nil {
+		g.recent = newRecentGrants(200000, 10*time.Minute)
+	}
 	if g.logger == nil {
 		g.logger = zap.NewNop()
 	}
@@ -152,6 +166,9 @@ func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP
 		}
 		req.Ctx = nil
 		g.reqs.Put(req)
+	}
+	if rt.async != nil {
+		return g.accept(ctx, st, rt, now)
 	}
 	return g.forward(ctx, st, rt, clientIP, mono, start)
 }

@@ -58,6 +58,7 @@ type route struct {
 	fallback5xx bool
 	fallback    fallback
 	chain       []link
+	async       *asyncRoute // nil: proxied
 	disabled    *filters.Reason
 	upstream    [numFailures]*filters.Reason
 	admitted    prometheus.Counter
@@ -171,6 +172,13 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 				status = fasthttp.StatusBadGateway
 			}
 			rt.upstream[k] = gatewayReason(name, "upstream", failureNames[k], status)
+		}
+		if rc.Async != nil {
+			a, aerr := g.buildAsync(name, rc)
+			if aerr != nil {
+				errs = append(errs, &config.Error{Path: fmt.Sprintf("routes.%s.async", name), Msg: aerr.Error()})
+			}
+			rt.async = a
 		}
 		var prevRoute *route
 		if prev != nil {

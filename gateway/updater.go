@@ -190,6 +190,9 @@ func (g *Gateway) apply(cfg *config.Config) (uint64, error) {
 	if prev != nil && g.server != nil && prev.cfg.Admin.Listen != cfg.Admin.Listen {
 		return 0, config.Errors{{Path: "admin.listen", Msg: "changed: takes effect only at restart"}}
 	}
+	if prev != nil && g.acceptor != nil && !reflect.DeepEqual(prev.cfg.Queue, cfg.Queue) {
+		return 0, config.Errors{{Path: "queue", Msg: "queue settings changed: the queue connection and the journal are opened at start; revert them or restart the gateway"}}
+	}
 	st, retire, err := g.build(cfg, prev)
 	if err != nil {
 		return 0, err

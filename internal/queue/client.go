@@ -164,15 +164,30 @@ type batchAck struct {
 	} `json:"error"`
 }
 
-// PublishBatch stores payloads on subject as one atomic batch and returns once the
+// Outgoing is one message of a batch.
+type Outgoing struct {
+	Subject string
+	Data    []byte
+}
+
+// PublishBatch stores payloads on one subject as one atomic batch; see Publish.
+func (c *Client) PublishBatch(ctx context.Context, subject string, payloads [][]byte) error {
+	msgs := make([]Outgoing, len(payloads))
+	for i, p := range payloads {
+		msgs[i] = Outgoing{Subject: subject, Data: p}
+	}
+	return c.Publish(ctx, msgs)
+}
+
+// Publish stores msgs (each on its own subject of the grants stream) as one atomic batch and returns once the
 // stream acknowledged the whole batch (all stored) or failed (none stored). At most 1,000
-// payloads (JetStream's atomic batch limit). ctx bounds the wait for the acknowledgement.
+// messages (JetStream's atomic batch limit). ctx bounds the wait for the acknowledgement.
 //
 // A failure is not proof that nothing was stored: an acknowledgement lost on the way
 // back leaves a stored batch behind. Callers journal the grants then, and the second copy
 // is harmless (grants are delivered idempotently by id).
-func (c *Client) PublishBatch(ctx context.Context, subject string, payloads [][]byte) error {
-	n := len(payloads)
+func (c *Client) Publish(ctx context.Context, msgs []Outgoing) error {
+	n := len(msgs)
 	switch {
 	case n == 0:
 		return nil
@@ -183,8 +198,8 @@ func (c *Client) PublishBatch(ctx context.Context, subject string, payloads [][]
 	}
 	id := nuid.Next()
 	var seq [20]byte
-	for i, p := range payloads {
-		m := &nats.Msg{Subject: subject, Data: p, Header: nats.Header{}}
+	for i, o := range msgs {
+		m := &nats.Msg{Subject: o.Subject, Data: o.Data, Header: nats.Header{}}
 		m.Header["Nats-Batch-Id"] = []string{id}
 		m.Header["Nats-Batch-Sequence"] = []string{string(strconv.AppendInt(seq[:0], int64(i+1), 10))}
 		if i < n-1 {
@@ -197,7 +212,7 @@ func (c *Client) PublishBatch(ctx context.Context, subject string, payloads [][]
 		resp, err := c.NC.RequestMsgWithContext(ctx, m)
 		if err != nil {
 			if errors.Is(err, nats.ErrNoResponders) {
-				return fmt.Errorf("%w: no stream answers on %s", ErrRefused, subject)
+				return fmt.Errorf("%w: no stream answers on %s", ErrRefused, m.Subject)
 			}
 			return fmt.Errorf("queue: waiting for the batch acknowledgement: %w", err)
 		}
