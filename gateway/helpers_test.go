@@ -57,8 +57,15 @@ type testRig struct {
 
 func newRig(t testing.TB, yamlSrc string) *testRig {
 	t.Helper()
+	return newRigOpts(t, Options{}, yamlSrc)
+}
+
+// newRigOpts is newRig with gateway options (Dial is set by the rig).
+func newRigOpts(t testing.TB, opts Options, yamlSrc string) *testRig {
+	t.Helper()
 	r := &testRig{t: t, net: newMemNet()}
-	r.gw = New(Options{Dial: r.net.dial})
+	opts.Dial = r.net.dial
+	r.gw = New(opts)
 	r.up = NewUpdater(r.gw, nil)
 	doc, err := config.Parse("test.yaml", []byte(yamlSrc))
 	if err != nil {

@@ -59,7 +59,27 @@ func runGateway(args []string) error {
 		return exitError{code: 1, msg: "configuration not loaded"}
 	}
 
-	gw := gateway.New(gateway.Options{Logger: logger})
+	// The file alone decides whether this gateway serves async routes (the queue and the
+	// journal are opened at start); Consul overrides come later.
+	first, err := config.Load(doc)
+	if err != nil {
+		printConfigErrors(err)
+		return exitError{code: 1, msg: "configuration not loaded"}
+	}
+	instance := *instanceID
+	if instance == "" {
+		instance = defaultInstanceID(first.Server.Listen)
+	}
+	async, err := startAsync(first, instance, logger)
+	if err != nil {
+		return err
+	}
+	gopts := gateway.Options{Logger: logger, InstanceID: instance}
+	if async != nil {
+		defer async.close()
+		gopts.Acceptor = async.acc
+	}
+	gw := gateway.New(gopts)
 	up := gateway.NewUpdater(gw, logger)
 	source := "file:" + doc.Name
 	if _, err := up.Apply(gateway.Update{Source: source, Doc: doc, Note: "start"}); err != nil {
@@ -69,6 +89,9 @@ func runGateway(args []string) error {
 	cfg := gw.Config()
 
 	adm := admin.New(gw, up, cfg.Admin.Token, logger)
+	if async != nil {
+		adm.Handle("/async", async)
+	}
 	aln, err := adm.Listen(cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)

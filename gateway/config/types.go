@@ -10,6 +10,8 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -357,3 +359,28 @@ func (s *Size) UnmarshalText(b []byte) error {
 
 // MarshalText writes the size in bytes.
 func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
+
+// HasAsync reports whether any route is async.
+func (c *Config) HasAsync() bool {
+	for _, r := range c.Routes {
+		if r.Async != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// JournalDir is the local journal's directory: queue.journal.dir, or
+// floodgate/journal-<server.listen> in the user cache directory (the same for the gateway
+// and for `floodgate reconcile` reading the same configuration).
+func (c *Config) JournalDir() string {
+	if c.Queue.Journal.Dir != "" {
+		return c.Queue.Journal.Dir
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	name := strings.NewReplacer(":", "_", "[", "", "]", "").Replace(c.Server.Listen)
+	return filepath.Join(base, "floodgate", "journal-"+name)
+}

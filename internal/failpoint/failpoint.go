@@ -50,11 +50,18 @@ func init() {
 
 // Hit kills the process with SIGKILL if the armed failpoint is name and this is the
 // armed hit.
-func Hit(n string) {
+func Hit(n string) { HitThen(n, nil) }
+
+// HitThen is Hit, running before (if not nil) just before the kill: a test uses it to
+// leave the state a crash at that point would leave (e.g. a half-written record).
+func HitThen(n string, before func()) {
 	if !armed.Load() || n != name {
 		return
 	}
 	if hits.Add(1) == after {
+		if before != nil {
+			before()
+		}
 		os.Stderr.WriteString("failpoint " + n + ": SIGKILL\n")
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // never returns
