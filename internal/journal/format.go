@@ -151,7 +151,7 @@ type window struct {
 	base int64 // file offset of buf[0]
 }
 
-const windowChunk = 4 << 20
+const windowChunk = 256 << 10
 
 // peek returns the n bytes at off, or nil when they reach past end.
 func (w *window) peek(off int64, n int) ([]byte, error) {

@@ -352,8 +352,7 @@ func (j *Journal) recover(rep *Report) error {
 
 // restartRecovery runs recover again without the checkpoint.
 func (j *Journal) restartRecovery(rep *Report) error {
-	problem := rep.CheckpointProblem
-	*rep = Report{CheckpointProblem: problem}
+	*rep = Report{CheckpointProblem: rep.CheckpointProblem, TornBytes: rep.TornBytes, Deleted: rep.Deleted}
 	j.segs = nil
 	if err := os.Rename(filepath.Join(j.dir, checkpointName), filepath.Join(j.dir, checkpointName+".bad")); err != nil {
 		return fmt.Errorf("journal: moving a bad checkpoint aside: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,14 +197,20 @@ func TestTornTailEveryOffset(t *testing.T) {
 		{desc: "small last record", sizes: []int{300, 40, 120}},
 		{desc: "empty last record", sizes: []int{300, 0}},
 		{desc: "only record", sizes: []int{77}},
-		{desc: "large last record", sizes: []int{10, 2000}},
+		{desc: "large last record", sizes: []int{10, 1000}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			seg, offs, want := writeRecords(t, t.TempDir(), tc.sizes)
 			last := offs[len(offs)-1]
+			dir := t.TempDir()
 			for cut := last; cut < int64(len(seg)); cut++ {
-				dir := t.TempDir()
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
 				if err := os.WriteFile(filepath.Join(dir, segmentName(1)), seg[:cut], 0o600); err != nil {
 					t.Fatal(err)
 				}
@@ -409,4 +416,107 @@ func TestFsyncFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailedRoundFailsEveryCaller: callers whose records were in the round whose fsync
+// failed, and callers queued behind it, all get the error; the fsync is not retried.
+func TestFailedRoundFailsEveryCaller(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	boom := errors.New("injected EIO")
+	var calls atomic.Int64
+	fsync := func(f *os.File) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return boom
+	}
+	j, _ := open(t, Options{Dir: t.TempDir(), Fsync: fsync})
+	defer j.Close()
+	errs := make(chan error, 10)
+	go func() { errs <- j.Append(payload(0, 10)) }()
+	<-entered // the first round is in its fsync
+	for i := 1; i < 10; i++ {
+		go func() { errs <- j.Append(payload(i, 10)) }()
+	}
+	for j.queuedLen() < 9 { // everyone queued behind the failing round
+		runtime.Gosched()
+	}
+	close(release)
+	for range 10 {
+		if err := <-errs; !errors.Is(err, boom) {
+			t.Fatalf("caller got %v, want the injected error", err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d fsyncs, want 1: a failed fsync is never retried", n)
+	}
+	if es, _ := all(t, j); len(es) != 0 {
+		t.Fatalf("%d records pending after the failure, want 0", len(es))
+	}
+}
+
+// TestPendingSeesOnlyDurableRecords: records whose fsync has not finished are not
+// returned by Pending (ReadDir may see them: it reads what is in the file).
+func TestPendingSeesOnlyDurableRecords(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var gate atomic.Bool
+	fsync := func(f *os.File) error {
+		if gate.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return nil
+	}
+	dir := t.TempDir()
+	j, _ := open(t, Options{Dir: dir, Fsync: fsync})
+	defer j.Close()
+	if err := j.Append(payload(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	gate.Store(true)
+	done := make(chan error)
+	go func() { done <- j.Append(payload(1, 10)) }()
+	<-entered
+	es, _ := all(t, j)
+	equalPayloads(t, payloads(es), [][]byte{payload(0, 10)})
+	if st := j.Stats(); st.PendingRecords != 1 {
+		t.Fatalf("PendingRecords %d during the fsync, want 1", st.PendingRecords)
+	}
+	gate.Store(false)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	es, _ = all(t, j)
+	equalPayloads(t, payloads(es), [][]byte{payload(0, 10), payload(1, 10)})
+}
+
+func TestClosed(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, Options{Dir: dir})
+	j.Append(payload(0, 10))
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := j.Append(payload(1, 10)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+	if _, _, err := j.Pending(10); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Pending after Close: %v, want ErrClosed", err)
+	}
+	j2, _ := open(t, Options{Dir: dir}) // the lock was released
+	j2.Close()
+}
+
+// queuedLen is the number of records waiting for the next round (for tests).
+func (j *Journal) queuedLen() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.queuedN
 }
