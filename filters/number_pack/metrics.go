@@ -17,12 +17,12 @@ var (
 		"Read-through lookups against the packs backend by route and result: hit, negative_hit (cached 'in no pack'), fetched, stale (expired answer used because the backend failed), error, timeout, busy (max_inflight reached).",
 		"route", "result")
 	loadsVec = metrics.NewCounterVec("number_pack_loads_total",
-		"Pack loads by route and result: ok, error (a file could not be read or parsed), evicted (the cache lost an entry while loading; the load is thrown away).",
+		"Pack loads by route and result: ok, error (a file could not be read or parsed).",
 		"route", "result")
 	numbersVec = metrics.NewGaugeVec("number_pack_numbers",
 		"Distinct user numbers in each loaded pack.", "route", "pack")
 	entriesVec = metrics.NewGaugeVec("number_pack_entries",
-		"Distinct user numbers in the route's pack cache (all its packs together).", "route")
+		"User numbers held for the route: its packs' distinct numbers added up (a number in two packs counts twice).", "route")
 	loadSecondsVec = metrics.NewGaugeVec("number_pack_load_seconds",
 		"Duration of the route's last successful pack load.", "route")
 	loadedVec = metrics.NewGaugeVec("number_pack_loaded",
@@ -38,7 +38,7 @@ type filterMetrics struct {
 
 	svcHit, svcNegHit, svcFetched, svcStale, svcError, svcTimeout, svcBusy prometheus.Counter
 
-	loadOK, loadError, loadEvicted prometheus.Counter
+	loadOK, loadError prometheus.Counter
 	numbers                        []prometheus.Gauge // by pack bit
 	entries, loadSeconds, loaded   prometheus.Gauge
 }
@@ -69,7 +69,6 @@ func newFilterMetrics(route string, packs []string, open bool) *filterMetrics {
 
 		loadOK:      loadsVec.WithLabelValues(route, "ok"),
 		loadError:   loadsVec.WithLabelValues(route, "error"),
-		loadEvicted: loadsVec.WithLabelValues(route, "evicted"),
 		entries:     entriesVec.WithLabelValues(route),
 		loadSeconds: loadSecondsVec.WithLabelValues(route),
 		loaded:      loadedVec.WithLabelValues(route),

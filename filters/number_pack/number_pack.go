@@ -3,12 +3,12 @@
 //
 // Membership comes from one of two sources:
 //
-//   - file: every pack of the route is loaded whole from its file into one bigcache
-//     (one entry per number, its value the bitmask of the route's packs it is in), in the
-//     background, at start and whenever a file's version changes. A new version is
+//   - file: every pack of the route is loaded whole from its file into a packfile.Set
+//     (sorted low bits in buckets, ~2.2 bytes per number), shared with every route naming
+//     the same file at the same version, in the background, at start and whenever a
+//     file's version changes. A new version is
 //     loaded beside the serving cache and swapped in with one atomic store: a lookup
-//     never sees a half-loaded pack. See store.go for how the cache is kept from ever
-//     losing an entry.
+//     never sees a half-loaded pack.
 //   - service: read through from the packs backend (GET /v1/membership?user=N) into a
 //     bounded bigcache with a TTL for members and a shorter one for non-members; a
 //     request whose user is not cached waits for the lookup, bounded by a short timeout.
@@ -67,14 +67,15 @@ func (f *Filter) Decide(r *filters.Request) filters.Result {
 	r.Ctx.Request.Header.DelBytes(f.header)
 	raw, ok := f.key.Bytes(r)
 	var key []byte
+	var n uint64
 	if ok {
-		key, ok = canonical(raw)
+		key, n, ok = canonical(raw)
 	}
 	if !ok {
 		f.m.noKey.Inc()
 		return f.notMember()
 	}
-	mask, cause := f.membership(key, r.Now)
+	mask, cause := f.membership(key, n, r.Now)
 	if cause != known {
 		f.m.unknown.Inc()
 		switch cause {
@@ -111,13 +112,13 @@ func (f *Filter) notMember() filters.Result {
 	return filters.RejectWith(f.notEligible)
 }
 
-// membership returns the bitmask of the route's packs that hold key (a canonical
-// number), or the reason it cannot be known. A number found in a loaded pack is a member
+// membership returns the bitmask of the route's packs that hold the user number n (key
+// is its canonical decimal form), or the reason it cannot be known. A number found in a loaded pack is a member
 // even while another pack of the route is still loading; "in none" needs all of them.
-func (f *Filter) membership(key []byte, now int64) (uint64, int) {
+func (f *Filter) membership(key []byte, n uint64, now int64) (uint64, int) {
 	if f.files != nil {
 		if v := f.files.current(); v != nil {
-			if m := v.lookup(key); m != 0 || v.known == f.full {
+			if m := v.lookup(n); m != 0 || v.known == f.full {
 				return m, known
 			}
 		}

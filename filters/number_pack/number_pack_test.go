@@ -1,6 +1,7 @@
 package numberpack
 
 import (
+	"strconv"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -197,8 +198,8 @@ func TestCanonical(t *testing.T) {
 		{"18446744073709551614", "18446744073709551614"},
 		{"18446744073709551615", ""}, {"18446744073709551616", ""}, {"", ""}, {"-1", ""}, {"1 ", ""}, {"1e5", ""},
 	} {
-		got, ok := canonical([]byte(tc.in))
-		if string(got) != tc.want || ok != (tc.want != "") {
+		got, n, ok := canonical([]byte(tc.in))
+		if string(got) != tc.want || ok != (tc.want != "") || (ok && strconv.FormatUint(n, 10) != tc.want) {
 			t.Errorf("canonical(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
 		}
 	}

@@ -4,7 +4,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,123 +74,169 @@ func keys(n, k int) (members, others [][]byte) {
 	return members, others
 }
 
-// BenchmarkPack is the pack cache at 1M and 10M numbers: load time and memory per number
-// (reported), then lookups of random members and non-members, beside a plain
-// map[uint64]uint64 holding the same numbers. Run with -bench Pack -benchtime 1x for the
-// loads (one load per size); the lookups use the usual benchtime.
+// rss returns the process's resident set (VmRSS of /proc/self/status) after a full GC
+// with the freed memory given back to the OS, so that what it counts is what is live.
+func rss(tb testing.TB) int64 {
+	tb.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// BenchmarkPack compares the stores for bulk-loaded packs on the same data in one run:
+// the Set (this filter), the bigcache store it replaced, and a plain map[uint64]uint64,
+// at 1M and 10M numbers: load time, memory per number (heap and resident set, measured
+// before and after the load), then lookups of random members and non-members, serial
+// and parallel. Run with -benchtime 1x for one load per size (the lookups then run
+// once too: add -bench 'Pack/.*/lookup' -benchtime 1s for their figures), e.g.
+//
+//	flock /tmp/floodgate-bench.lock go test -run XXX -bench 'Pack$' -benchtime 1x ./filters/number_pack/
 func BenchmarkPack(b *testing.B) {
 	for _, n := range []int{1_000_000, 10_000_000} {
 		name := strconv.Itoa(n/1_000_000) + "M"
 		path := bigPack(b, n)
 		members, others := keys(n, 4096)
+		memberNums, otherNums := make([]uint64, 4096), make([]uint64, 4096)
+		for i := range members {
+			memberNums[i], _ = packfile.ParseNumber(members[i])
+			otherNums[i], _ = packfile.ParseNumber(others[i])
+		}
 
 		var g *generation
-		b.Run(name+"/bigcache/load", func(b *testing.B) {
+		b.Run(name+"/set/load", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				g = nil
-				before := heapInUse()
+				if g != nil {
+					g.release()
+					g = nil
+				}
+				heap0, rss0 := heapInUse(), rss(b)
 				start := time.Now()
 				var err error
 				g, err = loadGeneration([]packSpec{{"big", path}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
-				took := time.Since(start)
-				b.ReportMetric(took.Seconds(), "s/load")
-				b.ReportMetric(float64(heapInUse()-before)/float64(g.total), "B/number")
+				g.refs.Store(1)
+				b.ReportMetric(time.Since(start).Seconds(), "s/load")
+				b.ReportMetric(float64(heapInUse()-heap0)/float64(g.total), "heapB/number")
+				b.ReportMetric(float64(rss(b)-rss0)/float64(g.total), "rssB/number")
 			}
 			b.StopTimer()
-			// No decision flips: every number is a member, the non-members are not.
-			var key []byte
-			for _, x := range spreadNumbers(n, 0) {
-				key = strconv.AppendUint(key[:0], x, 10)
-				if g.lookup(key) != 1 {
+			for _, x := range spreadNumbers(n, 0) { // no decision flips
+				if g.lookup(x) != 1 {
 					b.Fatalf("number %d missing after the load", x)
 				}
 			}
-			for _, k := range others {
-				if g.lookup(k) != 0 {
-					b.Fatalf("non-member %s found", k)
+			for _, x := range otherNums {
+				if g.lookup(x) != 0 {
+					b.Fatalf("non-member %d found", x)
 				}
 			}
 		})
 		if g == nil {
 			continue
 		}
-		b.Run(name+"/bigcache/lookup_member", func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				g.lookup(members[i&4095])
-				i++
-			}
-		})
-		b.Run(name+"/bigcache/lookup_nonmember", func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				g.lookup(others[i&4095])
-				i++
-			}
-		})
-		b.Run(name+"/bigcache/lookup_member_parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				i := rand.IntN(4096)
-				for pb.Next() {
-					g.lookup(members[i&4095])
-					i++
-				}
-			})
-		})
+		lookups(b, name+"/set", func(i int) { g.lookup(memberNums[i&4095]) }, func(i int) { g.lookup(otherNums[i&4095]) })
+		g.release()
 		g = nil
+
+		var c *cacheGeneration
+		b.Run(name+"/bigcache/load", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				c = nil
+				heap0, rss0 := heapInUse(), rss(b)
+				start := time.Now()
+				var err error
+				c, err = loadCacheGeneration([]packSpec{{"big", path}}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(time.Since(start).Seconds(), "s/load")
+				b.ReportMetric(float64(heapInUse()-heap0)/float64(c.total), "heapB/number")
+				b.ReportMetric(float64(rss(b)-rss0)/float64(c.total), "rssB/number")
+			}
+			b.StopTimer()
+			for _, k := range others {
+				if c.lookup(k) != 0 {
+					b.Fatalf("non-member %s found", k)
+				}
+			}
+		})
+		if c != nil {
+			lookups(b, name+"/bigcache", func(i int) { c.lookup(members[i&4095]) }, func(i int) { c.lookup(others[i&4095]) })
+			c.cache.Close()
+			c = nil
+		}
 
 		var m map[uint64]uint64
 		b.Run(name+"/map/load", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				m = nil
-				before := heapInUse()
+				heap0, rss0 := heapInUse(), rss(b)
 				start := time.Now()
 				m = make(map[uint64]uint64)
 				if _, err := packfile.Read(path, func(x uint64) error { m[x] |= 1; return nil }); err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
-				b.ReportMetric(float64(heapInUse()-before)/float64(len(m)), "B/number")
+				b.ReportMetric(float64(heapInUse()-heap0)/float64(len(m)), "heapB/number")
+				b.ReportMetric(float64(rss(b)-rss0)/float64(len(m)), "rssB/number")
 			}
 		})
-		memberNums, otherNums := make([]uint64, 4096), make([]uint64, 4096)
-		for i := range members {
-			memberNums[i], _ = packfile.ParseNumber(members[i])
-			otherNums[i], _ = packfile.ParseNumber(others[i])
-		}
-		b.Run(name+"/map/lookup_member", func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				n, _ := packfile.ParseNumber(members[i&4095]) // the same parse the cache's key needs
-				_ = m[n]
-				i++
-			}
-		})
-		b.Run(name+"/map/lookup_nonmember", func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				n, _ := packfile.ParseNumber(others[i&4095])
-				_ = m[n]
-				i++
-			}
-		})
+		lookups(b, name+"/map", func(i int) { _ = m[memberNums[i&4095]] }, func(i int) { _ = m[otherNums[i&4095]] })
 		m = nil
 	}
 }
 
-// BenchmarkDecide is the whole filter on a 1M-number pack with random users. Each
+// lookups runs a store's member, non-member and parallel member lookups.
+func lookups(b *testing.B, name string, member, other func(i int)) {
+	b.Run(name+"/lookup_member", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			member(i)
+			i++
+		}
+	})
+	b.Run(name+"/lookup_nonmember", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			other(i)
+			i++
+		}
+	})
+	b.Run(name+"/lookup_member_parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := rand.IntN(4096)
+			for pb.Next() {
+				member(i)
+				i++
+			}
+		})
+	})
+}
+
+// BenchmarkDecide is the whole filter on a 10M-number pack with random users. Each
 // goroutine reuses one request (as a connection does) and sets its uin per iteration
 // (about 10 ns of the figure).
 func BenchmarkDecide(b *testing.B) {
-	const n = 1_000_000
+	const n = 10_000_000
 	path := bigPack(b, n)
 	members, others := keys(n, 4096)
 	for _, mode := range []string{"require", "annotate"} {

@@ -1,49 +1,30 @@
 package numberpack
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/bits"
 	"os"
-	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/allegro/bigcache/v3"
 	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 
-	"github.com/floodgate/floodgate/internal/bytesconv"
 	"github.com/floodgate/floodgate/internal/packfile"
 )
 
-// How the pack cache is kept from losing entries (bigcache #239, #267: entries vanish
-// early when LifeWindow, CleanWindow or the per-shard size limit bite):
-//
-//   - LifeWindow is the longest Duration and CleanWindow is 0: no entry ever expires and
-//     no cleaner goroutine runs. (LifeWindow 0 would expire every entry one second after
-//     it was set, on the next Set in its shard - during a long load.)
-//   - HardMaxCacheSize is split evenly across shards, so one unlucky shard evicts while
-//     the cache as a whole has room. The loader knows every number before it creates the
-//     cache, so it counts the bytes each shard will hold and sizes every shard's queue
-//     for the fullest one: the queue is allocated once, never grows, never wraps. The hard
-//     limit is 25% above that, a guard that is never reached.
-//   - Keys are the canonical decimal numbers and the Hasher is a bijection of the number
-//     (murmur3's finalizer): two numbers can never share a hash, so a Set can never
-//     replace another number's entry (bigcache keys its index by hash alone).
-//   - The cache is written only while it is built, before it serves; after the swap no
-//     Set runs, so the eviction paths (which bigcache runs inside Set) never run either.
-//   - And it is checked: OnRemoveWithReason counts removals during the load, and after it
-//     the cache must hold exactly the distinct numbers read. Any loss throws the new cache
-//     away (number_pack_loads_total{result="evicted"}); the previous one keeps serving.
+// Bulk-loaded packs live in packfile.Sets (sorted low bits in buckets, ~2.2 bytes per
+// 10-digit number, lookups without allocation or lock), one per pack file, shared by
+// every route that names the same file at the same version (registry.go). bigcache is
+// kept where it serves: the read-through cache of the packs service (service.go), whose
+// keys are the canonical decimal numbers hashed by numberHasher.
 
-// numberHasher is the bigcache Hasher of the pack caches: keys are canonical decimal user
+// numberHasher is the bigcache Hasher of the service's answer cache: keys are canonical decimal user
 // numbers, hashed as a bijection of their value.
 type numberHasher struct{}
 
@@ -72,63 +53,56 @@ func hashNumber(n uint64) uint64 {
 // reservedNumber is the one number the caches cannot hold (its hash is 0).
 const reservedNumber = math.MaxUint64
 
-// canonical returns the user number in b as the caches key it: 1 to 20 digits, no sign
-// or spaces, fitting a uint64, without leading zeros ("007" is 7). It does not allocate:
-// the result is a sub-slice of b.
-func canonical(b []byte) ([]byte, bool) {
+// canonical returns the user number in b as the caches key it - 1 to 20 digits, no sign
+// or spaces, fitting a uint64, without leading zeros ("007" is 7) - and its value. It
+// does not allocate: the result is a sub-slice of b.
+func canonical(b []byte) ([]byte, uint64, bool) {
 	n, ok := packfile.ParseNumber(b)
 	if !ok || n == reservedNumber {
-		return nil, false
+		return nil, 0, false
 	}
 	for len(b) > 1 && b[0] == '0' {
 		b = b[1:]
 	}
-	return b, true
+	return b, n, true
 }
 
-// generation is one loaded state of a route's pack files: a bigcache holding every
-// number of every pack once, with a value of width bytes: the little-endian bitmask of
-// the packs it is in (bit i = paths[i]). With a single pack the value is empty (width 0:
-// being there is the answer), which saves bigcache's value copy on every hit. It is
-// immutable once built and may be shared by the loaders of successive configurations.
+// generation is one loaded state of a route's pack files: one shared Set per pack file
+// (bit i of a lookup's mask = paths[i]). It is immutable once built and may be shared by
+// the loaders of successive configurations; its sets may also be shared with other
+// routes naming the same files (see registry.go).
 type generation struct {
-	cache  *bigcache.BigCache
+	sets   []*sharedSet
 	paths  []string
 	files  []fileVersion
 	counts []int // distinct numbers per pack
-	width  int
-	total  int // distinct numbers
+	total  int   // distinct numbers over all packs (a number in two packs counts twice)
 	took   time.Duration
 	refs   atomic.Int32
 }
 
-// lookup returns the bitmask of key (a canonical number), 0 if it is in no pack.
-// bigcache's Get copies the stored key (to compare it) and the value: on a hit, one
-// small allocation with one pack (empty value), two with several; none on a miss.
-// v3.1.0 has no copy-free read (GetWithInfo copies the same).
-func (g *generation) lookup(key []byte) uint64 {
-	v, err := g.cache.Get(bytesconv.String(key))
-	if err != nil {
-		return 0
-	}
-	if g.width == 0 {
-		return 1
-	}
+// lookup returns the bitmask of the packs holding n, 0 if none. It reads each pack's
+// set once and allocates nothing.
+func (g *generation) lookup(n uint64) uint64 {
 	var m uint64
-	for i := len(v) - 1; i >= 0; i-- {
-		m = m<<8 | uint64(v[i])
+	for i, s := range g.sets {
+		if s.set.Contains(n) {
+			m |= 1 << uint(i)
+		}
 	}
 	return m
 }
 
 func (g *generation) acquire() { g.refs.Add(1) }
 
-// release drops a loader's hold; the last one closes the cache. Close only stops
-// bigcache's cleaner (none runs here), so a request still reading the generation after
-// its loader retired is safe; the memory goes back when the last reader is gone.
+// release drops a loader's hold; the last one gives the generation's sets back to the
+// registry. A request still reading the generation after its loader retired is safe:
+// the sets are immutable and the memory goes back when the last reader is gone.
 func (g *generation) release() {
 	if g.refs.Add(-1) == 0 {
-		g.cache.Close()
+		for _, s := range g.sets {
+			s.release()
+		}
 	}
 }
 
@@ -142,8 +116,8 @@ type view struct {
 	known uint64
 }
 
-func (v *view) lookup(key []byte) uint64 {
-	m := v.gen.lookup(key)
+func (v *view) lookup(n uint64) uint64 {
+	m := v.gen.lookup(n)
 	if v.remap == nil || m == 0 {
 		return m
 	}
@@ -192,254 +166,28 @@ func sameStat(a, b os.FileInfo) bool {
 
 var errStopped = errors.New("number_pack: loader stopped")
 
-// errEvicted marks a load whose cache lost entries while it was filled.
-var errEvicted = errors.New("the cache lost entries while loading")
-
-// loadWorkers is how many goroutines fill a cache: half the CPUs, so that a reload
-// during the event leaves the other half to the traffic.
-var loadWorkers = func() int { return max(1, runtime.GOMAXPROCS(0)/2) }
-
-// Shard counts: about 8Ki numbers per shard, between 16 and 1024 shards.
-const (
-	minShards       = 16
-	maxShards       = 1024
-	numbersPerShard = 8 << 10
-	// hintPerShard is the initial hashmap size per shard. bigcache sizes both its index
-	// and its (unused here) stats map from MaxEntriesInWindow/Shards, so a large hint
-	// would cost a second, empty index; the index grows as entries come instead.
-	hintPerShard = 64
-	entryHeader  = 8 + 8 + 2 // bigcache's timestamp, hash and key length
-)
-
-func shardCount(n int) int {
-	s := minShards
-	for s < maxShards && s*numbersPerShard < n {
-		s <<= 1
-	}
-	return s
-}
-
-// queueBytes is how many bytes bigcache's queue takes for one entry of a keyLen-byte key
-// and a width-byte value (its varint length header included).
-func queueBytes(keyLen, width int) int {
-	l := entryHeader + keyLen + width
-	switch {
-	case l < 127:
-		return l + 1
-	case l < 16382:
-		return l + 2
-	}
-	return l + 3
-}
-
-func decimalLen(n uint64) int {
-	l := 1
-	for n >= 10 {
-		n /= 10
-		l++
-	}
-	return l
-}
-
-// merged walks the sorted, distinct numbers of several packs in order, each number once
-// with the bitmask of the packs holding it.
-type merged struct {
-	nums [][]uint64
-	pos  []int
-}
-
-func newMerged(nums [][]uint64) *merged { return &merged{nums: nums, pos: make([]int, len(nums))} }
-
-func (m *merged) next() (n, mask uint64, ok bool) {
-	for i, ns := range m.nums {
-		if p := m.pos[i]; p < len(ns) && (!ok || ns[p] < n) {
-			n, ok = ns[p], true
-		}
-	}
-	if !ok {
-		return 0, 0, false
-	}
-	for i, ns := range m.nums {
-		if p := m.pos[i]; p < len(ns) && ns[p] == n {
-			mask |= 1 << uint(i)
-			m.pos[i]++
-		}
-	}
-	return n, mask, true
-}
-
-func (m *merged) rewind() { clear(m.pos) }
-
-// loadGeneration reads every pack file and builds a new, complete generation beside
-// whatever is serving. It checks stop between files and every 64Ki numbers.
+// loadGeneration takes every pack file's set from the registry (loading the files that
+// no route holds at their current version) and builds a new generation beside whatever
+// is serving. A load checks stop between files and every 64Ki numbers.
 func loadGeneration(packs []packSpec, stop <-chan struct{}) (*generation, error) {
-	return buildGeneration(packs, stop, 1)
-}
-
-// buildGeneration is loadGeneration with the shards sized at undersize times what they
-// need (1 in production; tests shrink them to force losses).
-func buildGeneration(packs []packSpec, stop <-chan struct{}, undersize float64) (*generation, error) {
 	start := time.Now()
-	g := &generation{width: (len(packs) + 7) / 8}
-	if len(packs) == 1 {
-		g.width = 0
-	}
-	nums := make([][]uint64, len(packs))
-	total := 0
-	for i, p := range packs {
-		ns, fv, err := readPack(p.path, stop)
+	g := &generation{}
+	for _, p := range packs {
+		s, err := acquireSet(p.path, stop)
 		if err != nil {
+			for _, s := range g.sets {
+				s.release()
+			}
 			return nil, err
 		}
-		nums[i] = ns
+		g.sets = append(g.sets, s)
 		g.paths = append(g.paths, p.path)
-		g.files = append(g.files, fv)
-		g.counts = append(g.counts, len(ns))
-		total += len(ns)
+		g.files = append(g.files, s.fv)
+		g.counts = append(g.counts, s.set.Len())
+		g.total += s.set.Len()
 	}
-
-	// Size every shard for what it will hold, and group the numbers by shard (a counting
-	// sort): filling one shard at a time keeps its index and queue in the CPU cache,
-	// several times faster than scattering 10M Sets across all shards.
-	shards := shardCount(total)
-	shardOf := func(n uint64) int { return int(hashNumber(n) & uint64(shards-1)) }
-	perShard := make([]int, shards)
-	start0 := make([]int, shards+1)
-	m := newMerged(nums)
-	for n, _, ok := m.next(); ok; n, _, ok = m.next() {
-		s := shardOf(n)
-		perShard[s] += queueBytes(decimalLen(n), g.width)
-		start0[s+1]++
-		g.total++
-	}
-	for s := 1; s <= shards; s++ {
-		start0[s] += start0[s-1]
-	}
-	order := make([]uint64, g.total)
-	var masks []uint64
-	if len(packs) > 1 {
-		masks = make([]uint64, g.total)
-	}
-	fill := slices.Clone(start0[:shards])
-	m.rewind()
-	for n, mask, ok := m.next(); ok; n, mask, ok = m.next() {
-		s := shardOf(n)
-		order[fill[s]] = n
-		if masks != nil {
-			masks[fill[s]] = mask
-		}
-		fill[s]++
-	}
-	nums, m = nil, nil // let the GC have the per-pack slices while the cache fills
-
-	maxShard := int(float64(slices.Max(perShard)+64) * undersize) // +64: the queue's margins
-	entrySize := (maxShard + hintPerShard - 1) / hintPerShard
-	hardMB := (shards*entrySize*hintPerShard*5/4 + 1<<20 - 1) >> 20
-	if undersize != 1 {
-		hardMB = max(1, (shards*entrySize*hintPerShard)>>20)
-	}
-	var removed atomic.Int64
-	cache, err := bigcache.New(context.Background(), bigcache.Config{
-		Shards:             shards,
-		LifeWindow:         time.Duration(math.MaxInt64),
-		CleanWindow:        0,
-		MaxEntriesInWindow: shards * hintPerShard,
-		MaxEntrySize:       entrySize,
-		HardMaxCacheSize:   hardMB,
-		Hasher:             numberHasher{},
-		OnRemoveWithReason: func(string, []byte, bigcache.RemoveReason) { removed.Add(1) },
-		Logger:             nopLogger{},
-	})
-	if err != nil {
-		return nil, err
-	}
-
-	// Fill: loadWorkers goroutines, each a contiguous range of shards (no two touch the
-	// same shard, so they never wait on each other's locks).
-	workers := min(loadWorkers(), shards)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var key [20]byte
-			var val [8]byte
-			val[0] = 1
-			from, to := start0[shards*w/workers], start0[shards*(w+1)/workers]
-			for i := from; i < to; i++ {
-				if (i-from)&0xffff == 0xffff && stopped(stop) {
-					errs[w] = errStopped
-					return
-				}
-				if masks != nil {
-					for b := 0; b < g.width; b++ {
-						val[b] = byte(masks[i] >> (8 * b))
-					}
-				}
-				if err := cache.Set(bytesconv.String(strconv.AppendUint(key[:0], order[i], 10)), val[:g.width]); err != nil {
-					errs[w] = fmt.Errorf("%w: %v", errEvicted, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		if errors.Is(err, errStopped) {
-			return nil, errStopped
-		}
-		return nil, err
-	}
-	if r := removed.Load(); r > 0 || cache.Len() != g.total {
-		return nil, fmt.Errorf("%w: %d of %d numbers missing, %d removed", errEvicted, g.total-cache.Len(), g.total, r)
-	}
-	g.cache = cache
 	g.took = time.Since(start)
 	return g, nil
-}
-
-// readPack reads one pack file into a sorted, distinct slice, with the file's version.
-// A file replaced or modified while it was read is an error (the next check retries).
-func readPack(path string, stop <-chan struct{}) ([]uint64, fileVersion, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	defer fh.Close()
-	before, err := fh.Stat()
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	h := xxhash.New()
-	ns := make([]uint64, 0, before.Size()/10+16) // a 9-10 digit number and '\n' per line
-	k := 0
-	_, err = packfile.ReadFrom(io.TeeReader(fh, h), path, func(n uint64) error {
-		if k++; k&0xffff == 0 && stopped(stop) {
-			return errStopped
-		}
-		if n == reservedNumber {
-			return fmt.Errorf("%s: number %d is reserved (not a user number)", path, n)
-		}
-		ns = append(ns, n)
-		return nil
-	})
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	if _, err := io.Copy(h, fh); err != nil { // bytes after a gzip stream's end
-		return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
-	}
-	after, err := os.Stat(path)
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	if !sameStat(before, after) {
-		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
-	}
-	slices.Sort(ns)
-	ns = slices.Compact(ns)
-	return ns, fileVersion{info: after, hash: h.Sum64()}, nil
 }
 
 // hashFile returns the xxhash64 of the file's bytes.
@@ -597,11 +345,7 @@ func (l *loader) load() {
 		return
 	}
 	if err != nil {
-		if errors.Is(err, errEvicted) {
-			l.m.loadEvicted.Inc()
-		} else {
-			l.m.loadError.Inc()
-		}
+		l.m.loadError.Inc()
 		l.report(err)
 		return
 	}

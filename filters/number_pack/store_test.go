@@ -1,7 +1,6 @@
 package numberpack
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,8 +23,8 @@ func TestNoFlipsAfterLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.total != n+n/2 || g.counts[0] != n || g.counts[1] != n {
-		t.Fatalf("loaded %d distinct (%v per pack), want %d (%d each)", g.total, g.counts, n+n/2, n)
+	if g.total != 2*n || g.counts[0] != n || g.counts[1] != n {
+		t.Fatalf("loaded %d (%v per pack), want %d (%d each)", g.total, g.counts, 2*n, n)
 	}
 	want := map[uint64]uint64{}
 	for _, x := range a {
@@ -34,58 +33,28 @@ func TestNoFlipsAfterLoad(t *testing.T) {
 	for _, x := range b {
 		want[x] |= 2
 	}
-	var key []byte
 	for x, m := range want {
-		key = strconv.AppendUint(key[:0], x, 10)
-		if got := g.lookup(key); got != m {
+		if got := g.lookup(x); got != m {
 			t.Fatalf("number %d: mask %b, want %b", x, got, m)
 		}
 	}
 	for _, x := range spreadNumbers(n, 3*n) { // disjoint from both
-		key = strconv.AppendUint(key[:0], x, 10)
-		if got := g.lookup(key); got != 0 {
+		if got := g.lookup(x); got != 0 {
 			t.Fatalf("non-member %d: mask %b", x, got)
 		}
 	}
-	if s := g.cache.Stats(); s.Collisions != 0 {
-		t.Errorf("%d hash collisions", s.Collisions)
-	}
-}
-
-// TestCacheNeverExpires: bigcache expires an entry on a later Set in its shard once it
-// is LifeWindow old (LifeWindow 0: one second). The pack cache must keep every entry
-// whatever the clock does.
-func TestCacheNeverExpires(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sleeps 1.1s")
-	}
-	dir := t.TempDir()
-	nums := spreadNumbers(20_000, 0)
-	g, err := loadGeneration([]packSpec{{"a", writePack(t, dir, "a", nums, false)}}, nil)
+	// The bigcache store it replaced answers the same for every number.
+	c, err := loadCacheGeneration([]packSpec{{"a", pa}, {"b", pb}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // bigcache's clock has a one-second resolution
-	for i, x := range spreadNumbers(2_000, 50_000) {
-		g.cache.Set(strconv.FormatUint(x, 10), []byte{1}) // a Set runs the eviction check
-		_ = i
-	}
-	for _, x := range nums {
-		if g.lookup([]byte(strconv.FormatUint(x, 10))) != 1 {
-			t.Fatalf("number %d vanished after a Set more than a second later", x)
+	for x, m := range want {
+		if got := c.lookup(strconv.AppendUint(nil, x, 10)); got != m {
+			t.Fatalf("bigcache: number %d: mask %b, want %b", x, got, m)
 		}
 	}
-}
-
-// TestEvictionDetected: a cache too small for its pack loses entries; the load must
-// notice and be thrown away rather than serve a pack with holes.
-func TestEvictionDetected(t *testing.T) {
-	dir := t.TempDir()
-	_, err := buildGeneration([]packSpec{{"a", writePack(t, dir, "a", spreadNumbers(100_000, 0), false)}}, nil, 0.5)
-	if !errors.Is(err, errEvicted) {
-		t.Fatalf("undersized load: err = %v, want errEvicted", err)
-	}
-	t.Log(err)
+	g.refs.Store(1)
+	g.release()
 }
 
 func TestBrokenFileKeepsServing(t *testing.T) {
@@ -223,9 +192,9 @@ func TestReorderedPacksAreNotReloaded(t *testing.T) {
 	}
 }
 
-// TestExactSizingNeverEvicts: packs of every size and number length, one to nine packs
-// (values of 0, 1 and 2 bytes), load without a single loss.
-func TestExactSizingNeverEvicts(t *testing.T) {
+// TestEverySizeAndLength: packs of every size and number length (1 to 20 digits), one to
+// nine packs, gzip or not, load without a single loss.
+func TestEverySizeAndLength(t *testing.T) {
 	dir := t.TempDir()
 	mixed := func(n int, seed uint64) []uint64 {
 		out := make([]uint64, 0, n)
@@ -251,11 +220,76 @@ func TestExactSizingNeverEvicts(t *testing.T) {
 					if x == reservedNumber {
 						continue
 					}
-					if g.lookup([]byte(strconv.FormatUint(x, 10)))&(1<<p) == 0 {
+					if g.lookup(x)&(1<<p) == 0 {
 						t.Fatalf("%d numbers x %d packs: %d missing from pack %d", n, k, x, p)
 					}
 				}
 			}
 		}
+	}
+}
+
+// registeredPath counts the registry's entries (versions) of one file.
+func registeredPath(path string) int {
+	registry.Lock()
+	defer registry.Unlock()
+	n := 0
+	for k := range registry.m {
+		if k.path == path {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPacksSharedBetweenRoutes: two routes naming the same file hold one Set; a new
+// version is loaded once for both and the old one is dropped when neither holds it; the
+// last route closed drops the file from the registry.
+func TestPacksSharedBetweenRoutes(t *testing.T) {
+	dir := t.TempDir()
+	path := writePack(t, dir, "vip", spreadNumbers(10_000, 0), false)
+	other := writePack(t, dir, "other", []uint64{5}, false)
+	yaml := "reload_every: 100ms\npacks: {vip: {file: " + yamlQuote(path) + "}}"
+	a := build(t, yaml, nil)
+	b := build(t, "mode: annotate\nreload_every: 100ms\npacks: {vip: {file: "+yamlQuote(path)+"}, x: {file: "+yamlQuote(other)+"}}", nil)
+	ga, gb := waitLoaded(t, a), waitLoaded(t, b)
+	if ga.sets[0] != gb.sets[0] {
+		t.Fatal("two routes naming the same file hold two sets")
+	}
+	if n := registeredPath(path); n != 1 {
+		t.Fatalf("%d registry entries for the file, want 1", n)
+	}
+	old := ga.sets[0]
+
+	writePack(t, dir, "vip", spreadNumbers(10_000, 5_000), false)
+	waitFor(t, "both routes to load the new version", func() bool {
+		return a.files.current().gen != ga && b.files.current().gen != gb
+	})
+	na, nb := a.files.current().gen, b.files.current().gen
+	if na.sets[0] != nb.sets[0] || na.sets[0] == old {
+		t.Fatal("the new version is not one set shared by both routes")
+	}
+	if n := registeredPath(path); n != 1 {
+		t.Fatalf("%d registry entries for the file after the reload, want 1 (the old version dropped)", n)
+	}
+	registry.Lock()
+	refs := old.refs
+	registry.Unlock()
+	if refs != 0 {
+		t.Errorf("old version still has %d references", refs)
+	}
+	for _, x := range []uint64{spreadNumbers(1, 0)[0], spreadNumbers(1, 14_000)[0]} {
+		wantA := na.lookup(x)
+		if got := nb.lookup(x) & 1; got != wantA {
+			t.Errorf("number %d: route a %b, route b %b", x, wantA, got)
+		}
+	}
+	a.Close()
+	if n := registeredPath(path); n != 1 {
+		t.Fatalf("closing one route dropped the set the other holds")
+	}
+	b.Close()
+	if n := registeredPath(path); n != 0 {
+		t.Fatalf("%d registry entries after both routes closed, want 0", n)
 	}
 }

@@ -1,0 +1,201 @@
+package numberpack
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/floodgate/floodgate/internal/packfile"
+)
+
+// The process-wide registry of loaded pack files. Every route that names the same file
+// (absolute path) at the same version (size, mtime, device and inode) holds the same
+// Set: two routes on one 10M-number file hold it once. Entries are reference-counted:
+// each generation that uses a set holds one reference, and the last release (a reload
+// that swapped in a new version, a filter closed) drops the entry, so the memory goes
+// when the last reader is gone. Concurrent loads of one version are loaded once: the
+// second route waits for the first's load.
+var registry = struct {
+	sync.Mutex
+	m map[setKey]*sharedSet
+}{m: map[setKey]*sharedSet{}}
+
+// setKey is a pack file at one version.
+type setKey struct {
+	path     string
+	size     int64
+	mtime    int64
+	dev, ino uint64
+}
+
+func keyOf(path string, st os.FileInfo) setKey {
+	k := setKey{path: path, size: st.Size(), mtime: st.ModTime().UnixNano()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		k.dev, k.ino = uint64(sys.Dev), sys.Ino
+	}
+	return k
+}
+
+// sharedSet is one loaded pack file. set, fv, err and took are written once before
+// ready is closed; refs is guarded by the registry's lock.
+type sharedSet struct {
+	key   setKey
+	refs  int
+	ready chan struct{}
+	set   *packfile.Set
+	fv    fileVersion
+	took  time.Duration
+	err   error
+}
+
+// acquireSet returns the set of the file at path at its current version, loading it if
+// no route holds that version, with one reference the caller must release.
+func acquireSet(path string, stop <-chan struct{}) (*sharedSet, error) {
+	for {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		k := keyOf(path, st)
+		registry.Lock()
+		e := registry.m[k]
+		if e == nil {
+			e = &sharedSet{key: k, refs: 1, ready: make(chan struct{})}
+			registry.m[k] = e
+			registry.Unlock()
+			start := time.Now()
+			e.set, e.fv, e.err = readPackSet(path, stop)
+			e.took = time.Since(start)
+			if e.err == nil && keyOf(path, e.fv.info) != k {
+				e.err = fmt.Errorf("%s changed while it was read", path)
+			}
+			if e.err != nil {
+				registry.Lock()
+				if registry.m[k] == e {
+					delete(registry.m, k)
+				}
+				registry.Unlock()
+			}
+			close(e.ready)
+			if e.err != nil {
+				return nil, e.err
+			}
+			return e, nil
+		}
+		e.refs++
+		registry.Unlock()
+		select {
+		case <-e.ready:
+		case <-stop:
+			e.release()
+			return nil, errStopped
+		}
+		if e.err != nil {
+			e.release()
+			if errors.Is(e.err, errStopped) { // the loading route was closed: load it here
+				continue
+			}
+			return nil, e.err
+		}
+		return e, nil
+	}
+}
+
+// release drops one reference; the last drops the entry from the registry.
+func (e *sharedSet) release() {
+	registry.Lock()
+	defer registry.Unlock()
+	if e.refs--; e.refs == 0 && registry.m[e.key] == e {
+		delete(registry.m, e.key)
+	}
+}
+
+// registered returns how many pack file versions the registry holds (for tests).
+func registered() int {
+	registry.Lock()
+	defer registry.Unlock()
+	return len(registry.m)
+}
+
+// readPackSet reads a pack file into a Set in three passes over the file (range and
+// count, per-bucket counts, the numbers), so that nothing but the Set's own arrays is
+// held: 100M numbers load in about 2.2 bytes each instead of the 8 a []uint64 of them
+// would take before sorting. Each pass hashes the bytes; a file whose bytes differ
+// between passes, or whose size, mtime or inode changed while it was read, is an error
+// (the next check retries).
+func readPackSet(path string, stop <-chan struct{}) (*packfile.Set, fileVersion, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fileVersion{}, err
+	}
+	defer fh.Close()
+	before, err := fh.Stat()
+	if err != nil {
+		return nil, fileVersion{}, err
+	}
+	b := packfile.NewSetBuilder()
+	var hash uint64
+	for pass := 1; pass <= 3; pass++ {
+		if _, err := fh.Seek(0, io.SeekStart); err != nil {
+			return nil, fileVersion{}, err
+		}
+		h := xxhash.New()
+		k := 0
+		_, err = packfile.ReadFrom(io.TeeReader(fh, h), path, func(n uint64) error {
+			if k++; k&0xffff == 0 && stopped(stop) {
+				return errStopped
+			}
+			switch pass {
+			case 1:
+				if n == reservedNumber {
+					return fmt.Errorf("%s: number %d is reserved (not a user number)", path, n)
+				}
+				b.Scan(n)
+				return nil
+			case 2:
+				return b.CountNumber(n)
+			default:
+				return b.Add(n)
+			}
+		})
+		if errors.Is(err, packfile.ErrSetChanged) {
+			return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
+		}
+		if err != nil {
+			return nil, fileVersion{}, err
+		}
+		if _, err := io.Copy(h, fh); err != nil { // bytes after a gzip stream's end
+			return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
+		}
+		switch pass {
+		case 1:
+			hash = h.Sum64()
+			if err := b.Size(); err != nil {
+				return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
+			}
+		case 2:
+			b.Place()
+		}
+		if h.Sum64() != hash {
+			return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
+		}
+	}
+	set, err := b.Finish()
+	if err != nil {
+		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		return nil, fileVersion{}, err
+	}
+	if !sameStat(before, after) {
+		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
+	}
+	return set, fileVersion{info: after, hash: hash}, nil
+}
