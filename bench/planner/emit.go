@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -53,6 +54,16 @@ func (p *Plan) header(w io.Writer, what string) {
 		fmt.Fprintf(w, " Limits cut to what each backend carries.")
 	}
 	fmt.Fprintln(w)
+	x := "x" + num(p.SafetyFactor)
+	for _, l := range p.Links {
+		_, planned := l.Peak()
+		if l.Capacity > 0 {
+			fmt.Fprintf(w, "# link %s: %s at %s of %s: %s\n", l.Name, bitrate(planned), x, bitrate(l.Capacity), l.Status)
+		}
+	}
+	for _, s := range p.Storage {
+		fmt.Fprintf(w, "# storage %s: %s at %s of %s disk: %s\n", s.Backend, bytesize(max(s.Campaign, s.Backlog)), x, bytesize(s.Disk), s.Status)
+	}
 	for _, m := range p.Warnings() {
 		fmt.Fprintf(w, "# WARNING: %s\n", m)
 	}
@@ -126,6 +137,25 @@ func (p *Plan) WriteConfig(w io.Writer) error {
 		fmt.Fprintln(ew, "  {}")
 	}
 	return ew.err
+}
+
+// WriteJSON writes the plan, its overrides and its warnings as one JSON document.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	ov := map[string]any{}
+	for _, o := range p.Overrides() {
+		ov[o.Path] = o.Value
+	}
+	warnings := p.Warnings()
+	if warnings == nil {
+		warnings = []string{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		*Plan
+		Overrides map[string]any `json:"overrides"`
+		Warnings  []string       `json:"warnings"`
+	}{p, ov, warnings})
 }
 
 type errWriter struct {

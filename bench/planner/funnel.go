@@ -67,6 +67,20 @@ type Funnel struct {
 	// Backends are the services behind the routes, by name.
 	Backends map[string]Backend `yaml:"backends"`
 
+	// The other two of the seed's three capacity dimensions (bandwidth and storage; see
+	// capacity.go). All optional: a funnel without them plans QPS only.
+
+	// GatewayLink is the client->gateway link's capacity per direction, all gateway
+	// instances together: "20Gbit", "10Gbit/s", "1.25GB/s".
+	GatewayLink string `yaml:"gateway_link,omitempty"`
+	// Duration is the campaign's length, for the storage it leaves behind ("6h").
+	Duration string `yaml:"duration,omitempty"`
+	// Backlog is how long a backlog must be held when a consumer stops ("12h").
+	Backlog string `yaml:"backlog,omitempty"`
+
+	gatewayLink       float64 // bits/s
+	duration, backlog float64 // seconds
+
 	// order of map keys as written (for output in the author's order)
 	channelOrder, routeOrder, backendOrder []string
 }
@@ -99,6 +113,12 @@ type Route struct {
 	Core bool `yaml:"core,omitempty"`
 	// Filters to emit limits for: token_bucket and/or promo_throttle (default both).
 	Filters []string `yaml:"filters,omitempty"`
+	// RequestBytes and ResponseBytes are one request's and one response's size on the
+	// client->gateway link (headers included), for the bandwidth plan; they are also
+	// what the gateway sends to and gets from the route's backends unless a backend
+	// says otherwise.
+	RequestBytes  float64 `yaml:"request_bytes,omitempty"`
+	ResponseBytes float64 `yaml:"response_bytes,omitempty"`
 }
 
 // BackendNames returns the route's backends (Backend and Backends together).
@@ -125,6 +145,48 @@ func (r Route) emits(filter string) bool {
 type Backend struct {
 	// Capacity in requests/s, measured (drills) or promised by its owners.
 	Capacity float64 `yaml:"capacity"`
+	// RequestBytes and ResponseBytes are one call's sizes on the gateway->backend link
+	// (default: the calling route's request_bytes and response_bytes).
+	RequestBytes  float64 `yaml:"request_bytes,omitempty"`
+	ResponseBytes float64 `yaml:"response_bytes,omitempty"`
+	// Link is the gateway->backend link's capacity per direction ("10Gbit").
+	Link string `yaml:"link,omitempty"`
+	// Store is what the backend calls behind it (an in-memory store, a database).
+	Store *Store `yaml:"store,omitempty"`
+	// Storage is what each request leaves on the backend's disk (a journal, a queue).
+	Storage *Storage `yaml:"storage,omitempty"`
+
+	link float64 // bits/s
+}
+
+// Store is the store behind a backend and the backend->store link.
+type Store struct {
+	// Name names the store in the link's name (backend->name); default "store".
+	Name string `yaml:"name,omitempty"`
+	// CallsPerRequest is how many store calls one backend request makes (default 1).
+	CallsPerRequest float64 `yaml:"calls_per_request,omitempty"`
+	// RequestBytes and ResponseBytes are one store call's sizes.
+	RequestBytes  float64 `yaml:"request_bytes"`
+	ResponseBytes float64 `yaml:"response_bytes"`
+	// Link is the backend->store link's capacity per direction: the store's NIC ("5.1Gbit").
+	Link string `yaml:"link,omitempty"`
+
+	link float64 // bits/s
+}
+
+// DefaultBytesPerGrant is the storage a grant leaves in the async delivery queue's
+// journal when a funnel does not say: an estimate (a JSON grant of ~250 bytes plus the
+// journal's framing and index), to be replaced by the queue's measured figure.
+const DefaultBytesPerGrant = 400
+
+// Storage is a backend's storage growth and disk.
+type Storage struct {
+	// BytesPerRequest is what one request leaves on disk (default DefaultBytesPerGrant).
+	BytesPerRequest float64 `yaml:"bytes_per_request,omitempty"`
+	// Disk is the disk space for it: "500GiB", "2TB".
+	Disk string `yaml:"disk"`
+
+	disk float64 // bytes
 }
 
 // ChannelNames, RouteNames and BackendNames list the names in the order they were
@@ -322,6 +384,7 @@ func (f *Funnel) validate(line func(path ...any) int) error {
 			e.Add(yamlpath.At("backends", b, "capacity"), "must be requests per second >= 0, got %v", c)
 		}
 	}
+	f.validateCapacity(e)
 	if err := e.Err(); err != nil {
 		return err
 	}

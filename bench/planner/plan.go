@@ -33,78 +33,89 @@ func (s Status) String() string {
 	return [...]string{"ok", "cannot support the margin", "cannot support the estimate"}[s]
 }
 
+// MarshalText names the status in JSON: ok, short_of_margin, short_of_estimate.
+func (s Status) MarshalText() ([]byte, error) {
+	return []byte([...]string{"ok", "short_of_margin", "short_of_estimate"}[s]), nil
+}
+
 // Plan is the planner's result. Rates are requests/s; Need is the funnel estimate,
 // Planned is Need x SafetyFactor, Limit is Planned cut to what the backends carry.
 type Plan struct {
-	Name         string
-	SafetyFactor float64
-	Instances    int
-	BurstRatio   float64
-	Capped       bool
-	Steps        []string
-	Channels     []ChannelPlan
-	Routes       []RoutePlan
-	Backends     []BackendPlan
+	Name         string        `json:"name"`
+	SafetyFactor float64       `json:"safety_factor"`
+	Instances    int           `json:"instances"`
+	BurstRatio   float64       `json:"burst_ratio"`
+	Capped       bool          `json:"capped"`
+	Steps        []string      `json:"steps"`
+	Channels     []ChannelPlan `json:"channels"`
+	Routes       []RoutePlan   `json:"routes"`
+	Backends     []BackendPlan `json:"backends"`
+	// Links is the bandwidth of every link (empty when the funnel gives no sizes and no
+	// link capacities); Storage the storage of every backend that gives its disk.
+	Links   []LinkPlan    `json:"links"`
+	Storage []StoragePlan `json:"storage"`
 	// Need and Planned summed over all routes.
-	Need, Planned float64
+	Need    float64 `json:"need"`
+	Planned float64 `json:"planned"`
 }
 
 // ChannelPlan is one promotion channel through the funnel.
 type ChannelPlan struct {
-	Name      string
-	Exposures float64
+	Name      string  `json:"name"`
+	Exposures float64 `json:"exposures"`
 	// Visitors per second at each step (same order as Plan.Steps).
-	Visitors []float64
+	Visitors []float64 `json:"visitors"`
 	// Need is the requests/s this channel brings to all routes; Planned is x safety.
-	Need, Planned float64
+	Need    float64 `json:"need"`
+	Planned float64 `json:"planned"`
 }
 
 // RoutePlan is one route's limits.
 type RoutePlan struct {
-	Name               string
-	Step               string
-	Core               bool
-	Backends           []string
-	RequestsPerVisitor float64
-	Visitors           float64 // visitors/s at the route's step, all channels
-	Need               float64 // Visitors x RequestsPerVisitor
-	Planned            float64 // Need x SafetyFactor
-	Limit              float64 // Planned, cut to what the backends carry
-	CutBy              string  // the backend that cut the limit ("" if none)
+	Name               string   `json:"name"`
+	Step               string   `json:"step"`
+	Core               bool     `json:"core"`
+	Backends           []string `json:"backends"`
+	RequestsPerVisitor float64  `json:"requests_per_visitor"`
+	Visitors           float64  `json:"visitors"` // visitors/s at the route's step, all channels
+	Need               float64  `json:"need"`     // Visitors x RequestsPerVisitor
+	Planned            float64  `json:"planned"`  // Need x SafetyFactor
+	Limit              float64  `json:"limit"`    // Planned, cut to what the backends carry
+	CutBy              string   `json:"cut_by"`   // the backend that cut the limit ("" if none)
 	// PerInstance is the token bucket rate per gateway instance: ceil(Limit / Instances).
-	PerInstance int64
+	PerInstance int64 `json:"per_instance"`
 	// Burst is ceil(BurstRatio x PerInstance), at least 1.
-	Burst int64
+	Burst int64 `json:"burst"`
 	// Abandoned: no capacity left for the route: the plan turns it off.
-	Abandoned bool
+	Abandoned bool `json:"abandoned"`
 	// NoEstimate: the funnel brings no requests to the route; the plan leaves it alone.
-	NoEstimate    bool
-	Tiers         []TierPlan
-	TokenBucket   bool // emit token_bucket limits
-	PromoThrottle bool // emit promo_throttle tier limits
+	NoEstimate    bool       `json:"no_estimate"`
+	Tiers         []TierPlan `json:"tiers"`
+	TokenBucket   bool       `json:"token_bucket"`   // emit token_bucket limits
+	PromoThrottle bool       `json:"promo_throttle"` // emit promo_throttle tier limits
 }
 
 // TierPlan is one promotion tier (channel) of a route.
 type TierPlan struct {
-	Channel     string
-	Need        float64
-	Limit       float64 // the route's Limit split by the channels' shares of its need
-	PerInstance int64
+	Channel     string  `json:"channel"`
+	Need        float64 `json:"need"`
+	Limit       float64 `json:"limit"` // the route's Limit split by the channels' shares of its need
+	PerInstance int64   `json:"per_instance"`
 }
 
 // BackendPlan is one backend's need against its capacity.
 type BackendPlan struct {
-	Name     string
-	Routes   []string
-	Need     float64 // sum of the routes' Need
-	Planned  float64 // Need x SafetyFactor
-	Capacity float64
-	Status   Status
+	Name     string   `json:"name"`
+	Routes   []string `json:"routes"`
+	Need     float64  `json:"need"`    // sum of the routes' Need
+	Planned  float64  `json:"planned"` // Need x SafetyFactor
+	Capacity float64  `json:"capacity"`
+	Status   Status   `json:"status"`
 	// Admitted is the sum of the routes' limits after cuts (<= Capacity when capped).
-	Admitted float64
+	Admitted float64 `json:"admitted"`
 	// Abandonable lists the non-core routes on this backend, the ones that "can be
 	// abandoned" when it cannot support the need.
-	Abandonable []string
+	Abandonable []string `json:"abandonable"`
 }
 
 // eps absorbs floating-point noise so that 100 x 0.6 x 0.5 x 4 x 3 is 360, not 361.
@@ -256,6 +267,7 @@ func Compute(f *Funnel, o Options) (*Plan, error) {
 			t.PerInstance = ceilInt(t.Limit / float64(p.Instances))
 		}
 	}
+	computeCapacity(p, f)
 	return p, nil
 }
 
@@ -314,6 +326,7 @@ func (p *Plan) Warnings() []string {
 		}
 		w = append(w, msg)
 	}
+	w = append(w, p.capacityWarnings()...)
 	for _, r := range p.Routes {
 		if r.Abandoned {
 			if r.Core {

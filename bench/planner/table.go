@@ -109,6 +109,7 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		t.Add(b.Name, routes, num(b.Need), num(b.Planned), num(b.Capacity), num(b.Admitted), status)
 	}
 	t.Write(ew)
+	p.writeCapacity(ew)
 	if ws := p.Warnings(); len(ws) > 0 {
 		fmt.Fprintln(ew)
 		for _, m := range ws {
@@ -116,4 +117,67 @@ func (p *Plan) WriteTable(w io.Writer) error {
 		}
 	}
 	return ew.err
+}
+
+// writeCapacity prints the bandwidth of every link and the storage of every backend
+// (the seed's other two dimensions), or says how to plan them.
+func (p *Plan) writeCapacity(w io.Writer) {
+	x := "x" + num(p.SafetyFactor)
+	if len(p.Links) == 0 {
+		fmt.Fprintf(w, "\nLinks: not planned (give routes request_bytes/response_bytes and the links' capacities: gateway_link, backends' link, store)\n")
+	} else {
+		fmt.Fprintf(w, "\nLinks (bandwidth per direction: OUT = requests from->to, IN = responses; at the estimate and %s, against the link's capacity):\n", x)
+		t := &texttable.Table{Left: 1, Indent: "  "}
+		t.Add("LINK", "CALLS/s "+x, "OUT", "IN", "OUT "+x, "IN "+x, "CAPACITY", "STATUS")
+		for _, l := range p.Links {
+			need, planned := l.Peak()
+			capacity, status := "-", "no capacity given"
+			if l.Capacity > 0 {
+				capacity = bitrate(l.Capacity)
+				switch l.Status {
+				case OK:
+					status = fmt.Sprintf("ok (%s%% used at %s)", num(100*planned/l.Capacity), x)
+				case ShortOfMargin:
+					status = fmt.Sprintf("CANNOT SUPPORT: %s at %s > %s", bitrate(planned), x, bitrate(l.Capacity))
+				case ShortOfEstimate:
+					status = fmt.Sprintf("CANNOT SUPPORT even the estimate: %s > %s", bitrate(need), bitrate(l.Capacity))
+				}
+			}
+			if len(l.Unsized) > 0 {
+				status += "; no sizes: " + strings.Join(l.Unsized, ",")
+			}
+			t.Add(l.Name, num(l.Planned), bitrate(l.OutNeed), bitrate(l.InNeed), bitrate(l.Out), bitrate(l.In), capacity, status)
+		}
+		t.Write(w)
+	}
+	if len(p.Storage) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nStorage (bytes each request leaves on the backend's disk, at %s):\n", x)
+	t := &texttable.Table{Left: 1, Indent: "  "}
+	t.Add("BACKEND", "PER REQUEST", "REQ/s "+x, "GROWTH/h", "CAMPAIGN", "BACKLOG", "DISK", "STATUS")
+	for _, s := range p.Storage {
+		per := bytesize(s.BytesPerRequest)
+		if s.DefaultBytes {
+			per += " (default)"
+		}
+		campaign, backlog := "-", "-"
+		if s.DurationS > 0 {
+			campaign = bytesize(s.Campaign) + " in " + hours(s.DurationS)
+		}
+		if s.BacklogS > 0 {
+			backlog = bytesize(s.Backlog) + " in " + hours(s.BacklogS)
+		}
+		status := ""
+		switch s.Status {
+		case OK:
+			status = fmt.Sprintf("ok (%s%% of the disk)", num(100*max(s.Campaign, s.Backlog)/s.Disk))
+		case ShortOfMargin:
+			status = fmt.Sprintf("CANNOT SUPPORT: %s at %s > %s", bytesize(max(s.Campaign, s.Backlog)), x, bytesize(s.Disk))
+		case ShortOfEstimate:
+			status = fmt.Sprintf("CANNOT SUPPORT even the estimate: %s > %s", bytesize(max(s.CampaignNeed, s.BacklogNeed)), bytesize(s.Disk))
+		}
+		t.Add(s.Backend, per, num(s.Planned), bytesize(s.PerHour), campaign, backlog, bytesize(s.Disk), status)
+	}
+	t.Write(w)
 }

@@ -21,6 +21,9 @@ const planExamples = `  # the seed's funnel: limits per route and tier, backends
   # as a config fragment to merge into the gateway's YAML, for 4 gateway instances
   floodgate plan -funnel configs/funnel-seed.yaml -emit config -instances 4
 
+  # the night's NIC: bandwidth per link and storage per backend, and the plan as JSON
+  floodgate plan -funnel configs/funnel-night-nic.yaml -json night-nic.json
+
   # what if the campaign brings twice the margin, with a smaller burst?
   floodgate plan -funnel configs/funnel-seed.yaml -safety 6 -burst-ratio 0.1`
 
@@ -29,6 +32,7 @@ func runPlan(args []string) error {
 	funnel := fs.String("funnel", "", "funnel YAML: channels with exposures/s, funnel steps, routes, backends (required; see configs/funnel-seed.yaml)")
 	emit := fs.String("emit", "table", "what to print: table (for people), plan (flat Consul-relative path: value map for 'ctl plan put'),\nor config (the same limits as a nested routes: fragment of the gateway config)")
 	out := fs.String("o", "", "write the output to this file instead of stdout")
+	jsonOut := fs.String("json", "", "also write the whole plan (limits, links, storage, overrides, warnings) as JSON to this `FILE` (- for stdout, instead of -emit)")
 	safety := fs.Float64("safety", 0, "safety factor: limits are the estimate times this (default: the funnel's, else 3)")
 	instances := fs.Int("instances", 0, "gateway instances sharing the load; limits are per instance, rounded up (default: the funnel's, else 1)")
 	burstRatio := fs.Float64("burst-ratio", -1, "token bucket burst as a share of the per-instance rate (default: the funnel's, else 0.2)")
@@ -69,11 +73,28 @@ func runPlan(args []string) error {
 			return p.WriteTable(w)
 		}
 	}
-	if *out == "" {
+	if *jsonOut != "" && *jsonOut == *out {
+		return exitError{code: 2, msg: "-json and -o name the same file"}
+	}
+	jsonToStdout := *jsonOut == "-" && *out == ""
+	switch {
+	case *jsonOut == "-": // -o takes the -emit output
+		if err := p.WriteJSON(os.Stdout); err != nil {
+			return err
+		}
+	case *jsonOut != "":
+		if err := writeOut(*jsonOut, p.WriteJSON); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "plan written to %s as JSON\n", *jsonOut)
+	}
+	switch {
+	case jsonToStdout:
+	case *out == "":
 		if err := write(os.Stdout); err != nil {
 			return err
 		}
-	} else {
+	default:
 		if err := writeOut(*out, write); err != nil {
 			return err
 		}
@@ -81,7 +102,7 @@ func runPlan(args []string) error {
 	}
 	// The YAML outputs carry the warnings as comments; say them on stderr too, where a
 	// person piping the YAML somewhere still sees them.
-	if *emit != "table" || *out != "" {
+	if *emit != "table" || *out != "" || jsonToStdout {
 		for _, w := range p.Warnings() {
 			fmt.Fprintf(os.Stderr, "!!! %s\n", w)
 		}
