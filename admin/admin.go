@@ -1,17 +1,18 @@
 // Package admin serves the admin listener: health and readiness probes, Prometheus
 // metrics, the effective configuration with the source of each value, recent
-// configuration events, and a small dashboard. It runs on net/http (never on the traffic
-// listener) and binds to loopback unless a token protects it.
+// configuration events, and the operator's console (a live dashboard at / fed by the JSON
+// of /api/console). It runs on net/http (never on the traffic listener) and binds to
+// loopback unless a token protects it.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +22,17 @@ import (
 	"github.com/floodgate/floodgate/gateway"
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/metrics"
+	"github.com/floodgate/floodgate/internal/uplot"
 )
 
 //go:embed dashboard.html
-var dashboardHTML []byte
+var dashboardHTML string
+
+// dashboardPage is the console with uPlot inlined: it opens without network access.
+var dashboardPage = []byte(strings.NewReplacer(
+	"/*UPLOT_CSS*/", uplot.CSS,
+	"/*UPLOT_JS*/", uplot.JS,
+).Replace(dashboardHTML))
 
 // Readiness describes whether the gateway serves and how fresh its configuration is.
 type Readiness struct {
@@ -45,7 +53,15 @@ type Server struct {
 	srv     *http.Server
 	// staleness is set by configuration sources (the Consul watcher); nil = fresh.
 	stale atomic.Pointer[string]
-	extra map[string]http.Handler
+	// held is why a configuration update is held for confirmation; nil = none.
+	held     atomic.Pointer[string]
+	draining atomic.Bool
+	extra    map[string]http.Handler
+	fleet    func() any
+
+	sampler  sampler
+	stopTick chan struct{}
+	tickDone chan struct{}
 }
 
 // New returns an admin server for gw. token, if not empty, is required as
@@ -66,6 +82,24 @@ func (s *Server) SetStale(reason string) {
 	s.stale.Store(&reason)
 }
 
+// SetHeld marks a configuration update held for confirmation with the reason, or none
+// with "". The gateway keeps serving (and stays ready); the console shows HELD.
+func (s *Server) SetHeld(reason string) {
+	if reason == "" {
+		s.held.Store(nil)
+		return
+	}
+	s.held.Store(&reason)
+}
+
+// SetDraining turns /readyz to 503 (reason "draining") so that load balancers stop
+// sending new connections before the listener closes.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+// SetFleet sets the provider of the console's fleet section (the instances registered in
+// Consul); it is called on each /api/console request.
+func (s *Server) SetFleet(fn func() any) { s.fleet = fn }
+
 // Handle adds a read-only endpoint (e.g. /instances from the Consul source).
 func (s *Server) Handle(path string, h http.Handler) { s.extra[path] = h }
 
@@ -80,6 +114,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/metrics", s.auth(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
 	mux.Handle("/config", s.auth(http.HandlerFunc(s.config)))
 	mux.Handle("/events", s.auth(http.HandlerFunc(s.events)))
+	mux.Handle("/api/console", s.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, s.console())
+	})))
+	mux.HandleFunc("/login", s.login)
+	mux.HandleFunc("/logout", s.logout)
 	for p, h := range s.extra {
 		mux.Handle(p, s.auth(h))
 	}
@@ -89,7 +129,9 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(dashboardHTML)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'")
+		w.Write(dashboardPage)
 	})))
 	return readOnly(mux)
 }
@@ -104,7 +146,35 @@ func (s *Server) Readiness() Readiness {
 	if p := s.stale.Load(); p != nil {
 		rd.Stale, rd.Reason = true, *p
 	}
+	if s.draining.Load() {
+		rd.Ready, rd.Reason = false, "draining: shutting down"
+	}
 	return rd
+}
+
+// consoleState is the console's banner.
+func (s *Server) consoleState() ConsoleState {
+	rd := s.Readiness()
+	cs := ConsoleState{Generation: rd.Generation, Ready: rd.Ready, Draining: s.draining.Load()}
+	if p := s.stale.Load(); p != nil {
+		cs.Stale = *p
+	}
+	if p := s.held.Load(); p != nil {
+		cs.Held = *p
+	}
+	switch {
+	case cs.Draining:
+		cs.Status, cs.Reason = "DRAINING", rd.Reason
+	case !rd.Ready:
+		cs.Status, cs.Reason = "NOT_READY", rd.Reason
+	case cs.Held != "":
+		cs.Status, cs.Reason = "HELD", cs.Held
+	case cs.Stale != "":
+		cs.Status, cs.Reason = "STALE", cs.Stale
+	default:
+		cs.Status = "READY"
+	}
+	return cs
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -149,12 +219,15 @@ func (s *Server) auth(h http.Handler) http.Handler {
 	if s.token == "" {
 		return h
 	}
-	want := []byte("Bearer " + s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if !s.authorized(r) {
+			if r.URL.Path == "/" && r.Header.Get("Authorization") == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+				// a browser opening the console: the login form
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="floodgate admin"`)
-			http.Error(w, "admin token required", http.StatusUnauthorized)
+			http.Error(w, "admin token required (Authorization: Bearer <token>, or log in at /login)", http.StatusUnauthorized)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -162,9 +235,14 @@ func (s *Server) auth(h http.Handler) http.Handler {
 }
 
 // readOnly refuses anything but GET and HEAD: the admin API has no write endpoints
-// (switches are written to Consul with floodgate ctl, validated first).
+// (switches are written to Consul with floodgate ctl, validated first). The login form
+// posts to /login and /logout, which change nothing but the browser's cookie.
 func readOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && (r.URL.Path == "/login" || r.URL.Path == "/logout") {
+			h.ServeHTTP(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "the admin API is read-only", http.StatusMethodNotAllowed)
@@ -195,8 +273,10 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// Serve serves the admin API on ln until Shutdown.
+// Serve serves the admin API on ln until Shutdown, and samples the counters for the
+// console once a second.
 func (s *Server) Serve(ln net.Listener) error {
+	s.startSampling()
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
 	err := s.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -207,10 +287,52 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops the admin server.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopSampling()
 	if s.srv == nil {
 		return nil
 	}
 	return s.srv.Shutdown(ctx)
+}
+
+// Sample takes one reading of the counters for the console (the sampler started by
+// Serve does it every second; tests that use Handler alone call it themselves). It also
+// puts back in rotation the upstream servers whose ejection has expired.
+func (s *Server) Sample() {
+	s.gw.Sweep()
+	s.sampler.tick()
+}
+
+func (s *Server) startSampling() {
+	if s.stopTick != nil {
+		return
+	}
+	s.stopTick, s.tickDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.tickDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		s.Sample()
+		for {
+			select {
+			case <-s.stopTick:
+				return
+			case <-t.C:
+				s.Sample()
+			}
+		}
+	}()
+}
+
+func (s *Server) stopSampling() {
+	if s.stopTick == nil {
+		return
+	}
+	select {
+	case <-s.stopTick:
+	default:
+		close(s.stopTick)
+	}
+	<-s.tickDone
 }
 
 // JSON returns a handler that serves fn's value as JSON (for read-only status endpoints).

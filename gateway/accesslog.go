@@ -96,7 +96,7 @@ func newAccessRing(path string, size int) *accessLog {
 
 // record copies one request's facts into the ring; it never blocks or allocates. rt is
 // nil for requests that matched no route.
-func (l *accessLog) record(ctx *fasthttp.RequestCtx, rt *route, reason *filters.Reason, ip netip.Addr, at time.Time) {
+func (l *accessLog) record(ctx *fasthttp.RequestCtx, rt *route, reason *filters.Reason, ip netip.Addr, at time.Time, dur time.Duration) {
 	for {
 		pos := l.head.Load()
 		s := &l.slots[pos&l.mask]
@@ -107,7 +107,7 @@ func (l *accessLog) record(ctx *fasthttp.RequestCtx, rt *route, reason *filters.
 				continue
 			}
 			s.at = at.UnixNano()
-			s.dur = int64(time.Since(at))
+			s.dur = int64(dur)
 			s.status = int32(ctx.Response.StatusCode())
 			s.route, s.reason, s.ip = rt, reason, ip
 			s.mlen = uint8(copy(s.method[:], ctx.Method()))

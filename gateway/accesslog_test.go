@@ -68,7 +68,7 @@ func TestAccessLogNeverWaits(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < 5000; i++ {
-			l.record(&ctx, rt, nil, netip.MustParseAddr("203.0.113.1"), time.Now())
+			l.record(&ctx, rt, nil, netip.MustParseAddr("203.0.113.1"), time.Now(), time.Millisecond)
 		}
 		close(done)
 	}()

@@ -806,9 +806,11 @@ routes: {lottery: {path: /lottery, pool: up}}
 			checks = append(checks, check{m + " " + pth + " without the token", m, pth, "", 405})
 		}
 	}
-	for _, pth := range []string{"/metrics", "/config", "/events", "/"} {
+	for _, pth := range []string{"/metrics", "/config", "/events", "/api/console", "/"} {
+		if pth != "/" { // a browser opening / without the token is sent to the login form (below)
+			checks = append(checks, check{"GET " + pth + " without the token", "GET", pth, "", 401})
+		}
 		checks = append(checks,
-			check{"GET " + pth + " without the token", "GET", pth, "", 401},
 			check{"GET " + pth + " with a wrong token", "GET", pth, "s3cret2", 401},
 			check{"GET " + pth + " with the token", "GET", pth, "s3cret", 200})
 	}
@@ -819,6 +821,14 @@ routes: {lottery: {path: /lottery, pool: up}}
 		if got, body, _ := do(c.method, g.AdminURL(c.path), c.token); got != c.want {
 			t.Errorf("admin %s: %d %q, want %d", c.desc, got, strings.TrimSpace(body), c.want)
 		}
+	}
+
+	// without the token, / leads to the login form and nothing else
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noRedirect.Get(g.AdminURL("/")); err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("admin GET / without the token: %v %v, want 303 to /login", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	// the traffic listener knows no admin path

@@ -122,15 +122,19 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 	rt := st.match(ctx.Host(), ctx.Path())
 	if rt == nil {
 		st.notFound(ctx)
+		dur := time.Since(now)
+		st.notFoundDur.Observe(dur.Seconds())
 		if st.access != nil {
-			st.access.record(ctx, nil, st.notFoundR, peerAddr(ctx), now)
+			st.access.record(ctx, nil, st.notFoundR, peerAddr(ctx), now, dur)
 		}
 		return
 	}
 	clientIP := st.clientIP(ctx)
 	reason := g.admit(ctx, st, rt, clientIP, now)
+	dur := time.Since(now)
+	rt.duration[outcomeOf(reason)].Observe(dur.Seconds())
 	if st.access != nil {
-		st.access.record(ctx, rt, reason, clientIP, now)
+		st.access.record(ctx, rt, reason, clientIP, now, dur)
 	}
 }
 
@@ -200,7 +204,7 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 	if err != nil {
 		kind := upstreamError(err)
 		if kind == failTimeout || kind == failUnavailable {
-			rt.pool.failed(u, mono)
+			rt.pool.failed(u, mono, kind)
 		}
 		resp.Reset()
 		rt.answer(ctx, st, rt.upstream[kind], 0)

@@ -9,15 +9,15 @@ import (
 	"syscall"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
-var (
-	upstreamEjections = metrics.NewCounterVec("upstream_ejections_total", "Upstream servers left out after consecutive failures.", "pool", "addr")
-	upstreamHealthy   = metrics.NewGaugeVec("upstream_healthy", "1 if the upstream server is in rotation, 0 while ejected.", "pool", "addr")
-)
+// upstreamEjections counts ejections; floodgate_upstream_healthy and the in-flight and
+// budget gauges are read from the pools in force when scraped (status.go).
+var upstreamEjections = metrics.NewCounterVec("upstream_ejections_total", "Upstream servers left out after consecutive failures.", "pool", "addr")
 
 // pool is a fixed set of upstream servers with one connection budget (a bulkhead).
 // Servers are chosen round-robin, skipping ejected ones. A pool whose configuration did
@@ -28,6 +28,7 @@ type pool struct {
 	servers []*upstream
 	next    atomic.Uint64
 	host    []byte
+	logger  *zap.Logger
 }
 
 // upstream is one server address of a pool.
@@ -37,11 +38,14 @@ type upstream struct {
 	fails        atomic.Int32
 	ejectedUntil atomic.Int64 // monotonic ns; 0 = in rotation
 	ejections    interface{ Inc() }
-	healthy      interface{ Set(float64) }
+	// ejected counts ejections (the counter above, readable for the dashboard); lastCause
+	// is the failure that ejected the server last.
+	ejected   atomic.Uint64
+	lastCause atomic.Pointer[string]
 }
 
-func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc) *pool {
-	p := &pool{name: name, cfg: cfg, host: []byte(cfg.HostHeader)}
+func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.Logger) *pool {
+	p := &pool{name: name, cfg: cfg, host: []byte(cfg.HostHeader), logger: logger}
 	per := (cfg.MaxConns + len(cfg.Addrs) - 1) / len(cfg.Addrs)
 	for _, addr := range cfg.Addrs {
 		addr := addr
@@ -67,9 +71,7 @@ func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc) *pool {
 				DisablePathNormalizing:        false,
 			},
 			ejections: upstreamEjections.WithLabelValues(name, addr),
-			healthy:   upstreamHealthy.WithLabelValues(name, addr),
 		}
-		u.healthy.Set(1)
 		p.servers = append(p.servers, u)
 	}
 	return p
@@ -94,14 +96,21 @@ func (p *pool) pick(now int64) *upstream {
 
 // failed records a connect error or timeout and ejects the server after cfg.Eject.Failures
 // in a row. A server that comes back from ejection and fails again is ejected at once.
-func (p *pool) failed(u *upstream, now int64) {
+// An ejection is logged (WARN, once per ejection, never per request).
+func (p *pool) failed(u *upstream, now int64, kind upstreamFailure) {
 	f := u.fails.Add(1)
 	if p.cfg.Eject.Failures > 0 && int(f) >= p.cfg.Eject.Failures {
 		until := now + int64(p.cfg.Eject.Duration)
 		old := u.ejectedUntil.Load()
 		if old < now && u.ejectedUntil.CompareAndSwap(old, until) {
 			u.ejections.Inc()
-			u.healthy.Set(0)
+			u.ejected.Add(1)
+			cause := failureNames[kind]
+			u.lastCause.Store(&cause)
+			if p.logger != nil {
+				p.logger.Warn("upstream server ejected", zap.String("pool", p.name), zap.String("addr", u.addr),
+					zap.String("cause", cause), zap.Int32("consecutive_failures", f), zap.Duration("for", p.cfg.Eject.Duration.D()))
+			}
 		}
 	}
 }
@@ -112,8 +121,10 @@ func (p *pool) succeeded(u *upstream) {
 		u.fails.Store(0)
 	}
 	if u.ejectedUntil.Load() != 0 {
-		u.ejectedUntil.Store(0)
-		u.healthy.Set(1)
+		// Only the request that swaps the mark away logs the return (others race to 0).
+		if old := u.ejectedUntil.Swap(0); old != 0 && p.logger != nil {
+			p.logger.Info("upstream server back in rotation", zap.String("pool", p.name), zap.String("addr", u.addr), zap.String("after", "a successful request"))
+		}
 	}
 }
 

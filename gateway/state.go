@@ -26,7 +26,34 @@ var (
 		"Requests a filter in shadow mode would have rejected (they were admitted).", "route", "verdict")
 	upstreamLatency = metrics.NewHistogramVec("upstream_latency_seconds",
 		"Time from sending a request upstream to its complete answer (or error), by route.", metrics.LatencyBuckets, "route")
+	requestDuration = metrics.NewHistogramVec("request_duration_seconds",
+		"Time from a request's arrival to its answer being ready, by route and outcome: admitted (the upstream answered), shed (the gateway answered for a filter, a disabled route or no route), failed (the gateway answered for an upstream failure).",
+		metrics.LatencyBuckets, "route", "outcome")
 )
+
+// outcome classifies a request's answer for floodgate_request_duration_seconds.
+type outcome uint8
+
+const (
+	outAdmitted outcome = iota
+	outShed
+	outFailed
+	numOutcomes
+)
+
+// OutcomeNames are the outcome label values, by outcome.
+var OutcomeNames = [numOutcomes]string{"admitted", "shed", "failed"}
+
+// outcomeOf returns the outcome of an answer with reason (nil: the upstream answered).
+func outcomeOf(r *filters.Reason) outcome {
+	switch {
+	case r == nil:
+		return outAdmitted
+	case r.Filter == "upstream":
+		return outFailed
+	}
+	return outShed
+}
 
 // noRoute is the route label of requests that matched no route or failed at the edge.
 const noRoute = "-"
@@ -41,6 +68,7 @@ type state struct {
 	verdictHeader bool
 	notFoundFB    fallback
 	notFoundR     *filters.Reason
+	notFoundDur   prometheus.Observer
 	edge          map[string]*filters.Reason
 	access        *accessLog // nil: no access log
 }
@@ -63,6 +91,7 @@ type route struct {
 	upstream    [numFailures]*filters.Reason
 	admitted    prometheus.Counter
 	latency     prometheus.Observer
+	duration    [numOutcomes]prometheus.Observer
 }
 
 type link struct {
@@ -124,7 +153,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 				continue
 			}
 		}
-		p := newPool(name, *pc, g.dial)
+		p := newPool(name, *pc, g.dial, g.logger)
 		st.pools[name] = p
 		newPools[p] = true
 	}
@@ -158,6 +187,9 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 			fallback:    makeFallback(rc.Fallback),
 			admitted:    requestsTotal.WithLabelValues(name, "admitted"),
 			latency:     upstreamLatency.WithLabelValues(name),
+		}
+		for o := outcome(0); o < numOutcomes; o++ {
+			rt.duration[o] = requestDuration.WithLabelValues(name, OutcomeNames[o])
 		}
 		rt.host = []byte(rc.Host)
 		if strings.HasPrefix(rc.Host, "*.") {
@@ -217,6 +249,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 	})
 	st.notFoundFB = fallback{status: fasthttp.StatusNotFound, contentType: []byte("application/json"), body: []byte(`{"ok":false,"error":"no route"}`)}
 	st.notFoundR = gatewayReason(noRoute, "route", "not_found", 0)
+	st.notFoundDur = requestDuration.WithLabelValues(noRoute, OutcomeNames[outShed])
 	st.edge = map[string]*filters.Reason{}
 	for _, e := range []struct {
 		name   string
@@ -245,6 +278,12 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 		for name, p := range prev.pools {
 			if st.pools[name] != p {
 				p.close()
+				forgetServers(p, st.pools[name])
+			}
+		}
+		for _, rt := range prev.routes {
+			if st.byName(rt.name) == nil {
+				metrics.Forget(prometheus.Labels{"route": rt.name})
 			}
 		}
 		if prev.access != nil && prev.access != st.access {
@@ -348,4 +387,18 @@ func (st *state) notFound(ctx *fasthttp.RequestCtx) {
 		resp.Header.SetBytesKV(verdictHeaderName, st.notFoundR.VerdictBytes())
 	}
 	resp.SetBodyRaw(st.notFoundFB.body)
+}
+
+// forgetServers deletes the series of old's servers that next (the pool of the same name
+// in the new configuration, or nil) no longer has.
+func forgetServers(old, next *pool) {
+	if next == nil {
+		metrics.Forget(prometheus.Labels{"pool": old.name})
+		return
+	}
+	for _, u := range old.servers {
+		if !slices.ContainsFunc(next.servers, func(n *upstream) bool { return n.addr == u.addr }) {
+			metrics.Forget(prometheus.Labels{"pool": old.name, "addr": u.addr})
+		}
+	}
 }

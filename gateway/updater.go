@@ -20,7 +20,41 @@ import (
 var (
 	configUpdates    = metrics.NewCounterVec("config_updates_total", "Configuration updates by result: applied, rejected, held, unchanged.", "result")
 	configGeneration = metrics.NewGauge("config_generation", "Generation number of the configuration in force (increments on every applied update).")
+	activePlan       = metrics.NewGaugeVec("active_plan_info", "Always 1, labelled with the name of the active contingency plan (empty: none).", "plan")
 )
+
+// maxLoggedChanges bounds the changes listed in one "configuration applied" line (all of
+// them are in /events).
+const maxLoggedChanges = 20
+
+// changeList renders changes for the log: "path: old -> new (source)".
+func changeList(changes []config.Change) []string {
+	out := make([]string, 0, min(len(changes), maxLoggedChanges+1))
+	for i, c := range changes {
+		if i == maxLoggedChanges {
+			out = append(out, fmt.Sprintf("... and %d more (see /events)", len(changes)-i))
+			break
+		}
+		old, nw := c.Old, c.New
+		if old == "" {
+			old = "(unset)"
+		}
+		if nw == "" {
+			nw = "(unset)"
+		}
+		line := c.Path + ": " + old + " -> " + nw
+		if c.Source != "" {
+			line += " (" + c.Source + ")"
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func setActivePlan(name string) {
+	activePlan.Reset()
+	activePlan.WithLabelValues(name).Set(1)
+}
 
 // Source produces configuration layers and hands each new version to the Updater. The
 // file (reloaded on SIGHUP) is one; the Consul watcher is another. A source never applies
@@ -124,6 +158,7 @@ func (u *Updater) Apply(up Update) (uint64, error) {
 	old := u.gw.Config()
 	if old != nil && reflect.DeepEqual(old.Sources, cfg.Sources) {
 		u.doc, u.overrides, u.plan = doc, ov, plan
+		setActivePlan(plan.Name)
 		configUpdates.WithLabelValues("unchanged").Inc()
 		return u.gw.Generation(), nil
 	}
@@ -139,8 +174,10 @@ func (u *Updater) Apply(up Update) (uint64, error) {
 	}
 	configUpdates.WithLabelValues("applied").Inc()
 	configGeneration.Set(float64(gen))
+	setActivePlan(plan.Name)
 	u.events.Add(Event{Time: time.Now(), Generation: gen, Source: up.Source, Result: "applied", Note: up.Note, Changes: changes})
-	u.logger.Info("configuration applied", zap.Uint64("generation", gen), zap.String("source", up.Source), zap.Int("changes", len(changes)), zap.String("plan", plan.Name))
+	u.logger.Info("configuration applied", zap.Uint64("generation", gen), zap.String("source", up.Source), zap.String("note", up.Note),
+		zap.String("plan", plan.Name), zap.Int("changes", len(changes)), zap.Strings("changed", changeList(changes)))
 	for _, fn := range u.onApplied {
 		fn(cfg, gen)
 	}

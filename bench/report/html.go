@@ -1,22 +1,19 @@
 package report
 
 import (
-	_ "embed"
 	"html/template"
 	"io"
 
 	"github.com/floodgate/floodgate/bench/loadgen"
+	"github.com/floodgate/floodgate/internal/uplot"
 )
 
-// uPlot (MIT, see assets/uPlot.LICENSE), inlined into each report so that it opens
-// without network access.
+// uPlot (MIT, see internal/uplot), inlined into each report so that it opens without
+// network access.
 var (
-	//go:embed assets/uPlot.iife.min.js
-	uplotJS string
-	//go:embed assets/uPlot.min.css
-	uplotCSS string
-	//go:embed assets/uPlot.LICENSE
-	uplotLicense string
+	uplotJS      = uplot.JS
+	uplotCSS     = uplot.CSS
+	uplotLicense = uplot.License
 )
 
 type htmlRow struct {

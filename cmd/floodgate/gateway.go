@@ -17,6 +17,7 @@ import (
 	"github.com/floodgate/floodgate/gateway"
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/gateway/consul"
+	"github.com/floodgate/floodgate/internal/metrics"
 
 	_ "github.com/floodgate/floodgate/filters/all" // the built-in filters register themselves
 )
@@ -92,6 +93,7 @@ func runGateway(args []string) error {
 	if async != nil {
 		adm.Handle("/async", async)
 	}
+	metrics.Registry.MustRegister(gw.Collector())
 	aln, err := adm.Listen(cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)

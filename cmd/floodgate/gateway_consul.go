@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"go.uber.org/zap"
 
@@ -79,7 +83,10 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 			adm.SetStale(reason)
 			poke()
 		},
-		OnHeld:    func(string) { poke() },
+		OnHeld: func(reason string) {
+			adm.SetHeld(reason)
+			poke()
+		},
 		OnApplied: func(*consul.Snapshot, uint64) { poke() },
 	})
 
@@ -101,6 +108,7 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 			w.Seed(snap, "serving the last-known-good snapshot of "+saved.Format(time.RFC3339)+" until consul answers")
 		}
 	}
+	adm.SetFleet(fleetProvider(client, id))
 	adm.Handle("/consul", admin.JSON(func() any {
 		return map[string]any{"watcher": w.Status(), "instances_live": gw.Env().Instances(), "instance_id": id, "snapshot": cs.snapshot}
 	}))
@@ -141,4 +149,31 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// fleetProvider returns the console's fleet section: the gateways registered in Consul
+// with their health and meta (generation, fingerprint, plan, stale, held), read at most
+// every two seconds however many browsers poll.
+func fleetProvider(client *api.Client, self string) func() any {
+	var (
+		mu   sync.Mutex
+		at   time.Time
+		last map[string]any
+	)
+	return func() any {
+		mu.Lock()
+		defer mu.Unlock()
+		if last != nil && time.Since(at) < 2*time.Second {
+			return last
+		}
+		list, err := consul.ListInstances(client, "")
+		at = time.Now()
+		if err != nil {
+			last = map[string]any{"self": self, "error": err.Error(), "instances": []consul.InstanceStatus{}}
+			return last
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+		last = map[string]any{"self": self, "instances": list}
+		return last
+	}
 }

@@ -250,3 +250,17 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 }
 
 var _ filters.Config = (*Config)(nil)
+
+// Limits implements filters.Limited: the pressure (how many tiers are shed, out of how
+// many) and each tier's rate.
+func (c *Config) Limits() []filters.Limit {
+	out := []filters.Limit{{Name: "pressure", Value: float64(c.Pressure), Unit: "tiers", Max: float64(len(c.Tiers))}}
+	names := slices.Sorted(maps.Keys(c.Tiers))
+	// highest priority first; the last Pressure ones are shed
+	sort.SliceStable(names, func(i, j int) bool { return c.Tiers[names[i]].Priority > c.Tiers[names[j]].Priority })
+	for i, name := range names {
+		out = append(out, filters.Limit{Name: "tier_rate", Tier: name, Value: c.Tiers[name].Rate, Unit: "req/s",
+			Shed: i >= len(names)-c.Pressure, Global: c.Global})
+	}
+	return out
+}

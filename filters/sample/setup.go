@@ -97,3 +97,8 @@ func (c *Config) Build(bc *filters.BuildContext, _ filters.Filter) (filters.Filt
 }
 
 var _ filters.Config = (*Config)(nil)
+
+// Limits implements filters.Limited: the share of users kept.
+func (c *Config) Limits() []filters.Limit {
+	return []filters.Limit{{Name: "ratio", Value: c.Ratio, Unit: "ratio", Max: 1}}
+}

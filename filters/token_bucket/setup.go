@@ -193,3 +193,15 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 }
 
 var _ filters.Config = (*Config)(nil)
+
+// Limits implements filters.Limited: the rate and the burst.
+func (c *Config) Limits() []filters.Limit {
+	burst := c.Burst
+	if burst <= 0 {
+		burst = max(1, int64(math.Ceil(c.Rate/10)))
+	}
+	return []filters.Limit{
+		{Name: "rate", Value: c.Rate, Unit: "req/s", Global: c.Global},
+		{Name: "burst", Value: float64(burst), Unit: "requests", Global: c.Global},
+	}
+}

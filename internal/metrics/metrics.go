@@ -7,8 +7,13 @@
 package metrics
 
 import (
+	"slices"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/floodgate/floodgate/internal/version"
 )
 
 // Registry is the registry served at the admin listener's /metrics.
@@ -16,12 +21,15 @@ var Registry = prometheus.NewRegistry()
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := NewGaugeVec("build_info", "Always 1: the version and Go version this binary was built with.", "version", "goversion")
+	bi.WithLabelValues(version.String(), version.Go()).Set(1)
 }
 
 // NewCounterVec declares and registers a counter vector named floodgate_<name>.
 func NewCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "floodgate", Name: name, Help: help}, labels)
 	Registry.MustRegister(v)
+	track(v.MetricVec, labels)
 	return v
 }
 
@@ -29,6 +37,7 @@ func NewCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
 func NewGaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
 	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "floodgate", Name: name, Help: help}, labels)
 	Registry.MustRegister(v)
+	track(v.MetricVec, labels)
 	return v
 }
 
@@ -43,8 +52,51 @@ func NewGauge(name, help string) prometheus.Gauge {
 func NewHistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "floodgate", Name: name, Help: help, Buckets: buckets}, labels)
 	Registry.MustRegister(v)
+	track(v.MetricVec, labels)
 	return v
 }
 
 // LatencyBuckets are seconds from 100µs to 10s, dense where a gateway's answers live.
 var LatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// vecs are the vectors declared here, with their label names, for Forget.
+var (
+	vecsMu sync.Mutex
+	vecs   []trackedVec
+)
+
+type trackedVec struct {
+	v      *prometheus.MetricVec
+	labels []string
+}
+
+func track(v *prometheus.MetricVec, labels []string) {
+	vecsMu.Lock()
+	vecs = append(vecs, trackedVec{v, labels})
+	vecsMu.Unlock()
+}
+
+// Forget deletes, from every vector declared with this package that has all of match's
+// label names, the series whose labels match: a route or pool removed by a reload stops
+// being exported instead of showing its last values forever. It returns how many series
+// were deleted. Call it after the new configuration is in force (never on the request
+// path); a series that is still in use would be re-created at zero by its next WithLabelValues,
+// not by a pre-resolved counter, so only forget names the configuration no longer has.
+func Forget(match prometheus.Labels) int {
+	vecsMu.Lock()
+	defer vecsMu.Unlock()
+	n := 0
+	for _, tv := range vecs {
+		all := true
+		for k := range match {
+			if !slices.Contains(tv.labels, k) {
+				all = false
+				break
+			}
+		}
+		if all {
+			n += tv.v.DeletePartialMatch(match)
+		}
+	}
+	return n
+}
