@@ -63,6 +63,9 @@ type Options struct {
 	MaxBytes     int64                // cap on un-replayed bytes on disk; Append fails with ErrFull beyond it (0 = no cap)
 	Logger       *zap.Logger          // nil = nop
 	Fsync        func(*os.File) error // nil = (*os.File).Sync; tests inject failures
+	// Fsync is called for segment files (after each group write, and by Open after
+	// cutting a torn tail) and for checkpoint.tmp; f.Name() tells them apart.
+	// Directories are fsynced directly.
 }
 
 // DefaultSegmentBytes is the segment size when Options.SegmentBytes is 0.

@@ -186,25 +186,31 @@ func writeRecords(t *testing.T, dir string, sizes []int) (seg []byte, offs []int
 	return seg, offs, want
 }
 
-// TestTornTailEveryOffset cuts the last record at every byte offset (and variants of
-// garbage after it): Open must keep exactly the records before it, byte for byte,
-// truncate the rest, and append normally afterwards.
+// TestTornTailEveryOffset cuts the segment at every byte offset - inside the last
+// record, and anywhere in the records before it, as a crash in the middle of one group
+// write of several records would: Open must keep exactly the complete records before
+// the cut, byte for byte, truncate the rest, and append normally afterwards.
 func TestTornTailEveryOffset(t *testing.T) {
 	tests := []struct {
 		desc  string
 		sizes []int
 	}{
-		{desc: "small last record", sizes: []int{300, 40, 120}},
+		{desc: "small records", sizes: []int{300, 40, 120}},
 		{desc: "empty last record", sizes: []int{300, 0}},
 		{desc: "only record", sizes: []int{77}},
-		{desc: "large last record", sizes: []int{10, 1000}},
+		{desc: "large last record", sizes: []int{10, 600}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			seg, offs, want := writeRecords(t, t.TempDir(), tc.sizes)
-			last := offs[len(offs)-1]
+			ends := append(offs[1:], int64(len(seg)))
 			dir := t.TempDir()
-			for cut := last; cut < int64(len(seg)); cut++ {
+			for cut := int64(0); cut < int64(len(seg)); cut++ {
+				keep, kept := 0, int64(0) // complete records before the cut, and their end
+				for keep < len(ends) && ends[keep] <= cut {
+					kept = ends[keep]
+					keep++
+				}
 				if err := os.RemoveAll(dir); err != nil {
 					t.Fatal(err)
 				}
@@ -215,12 +221,12 @@ func TestTornTailEveryOffset(t *testing.T) {
 					t.Fatal(err)
 				}
 				j, rep := open(t, Options{Dir: dir})
-				if rep.TornBytes != cut-last || rep.Records != len(want)-1 || len(rep.Quarantined) != 0 {
+				if rep.TornBytes != cut-kept || rep.Records != keep || len(rep.Quarantined) != 0 {
 					t.Fatalf("cut at %d: report %+v, want %d torn bytes, %d records, no damage",
-						cut, rep, cut-last, len(want)-1)
+						cut, rep, cut-kept, keep)
 				}
 				es, _ := all(t, j)
-				equalPayloads(t, payloads(es), want[:len(want)-1])
+				equalPayloads(t, payloads(es), want[:keep])
 				extra := payload(999, 50)
 				if err := j.Append(extra); err != nil {
 					t.Fatalf("cut at %d: Append after repair: %v", cut, err)
@@ -232,7 +238,7 @@ func TestTornTailEveryOffset(t *testing.T) {
 				if rep.TornBytes != 0 {
 					t.Fatalf("cut at %d: second Open found %d torn bytes", cut, rep.TornBytes)
 				}
-				equalPayloads(t, payloads(es), append(append([][]byte(nil), want[:len(want)-1]...), extra))
+				equalPayloads(t, payloads(es), append(append([][]byte(nil), want[:keep]...), extra))
 			}
 		})
 	}
