@@ -4,10 +4,19 @@ BIN     := bin/floodgate
 # Consul is built once from the Go module proxy and cached outside the clone.
 CONSUL  ?= $(shell command -v consul 2>/dev/null || echo $${FLOODGATE_TOOLS:-$${XDG_CACHE_HOME:-$$HOME/.cache}/floodgate/tools}/consul-v1.22.0/consul)
 
-.PHONY: build run demo test test-short consul bench vet clean
+# Chromium (the console's browser test) and promtool (the alert rules and metrics checks)
+# come from Debian packages; scripts/install-*.sh fetch them when missing.
+CHROMIUM ?= /usr/bin/chromium
+PROMTOOL ?= $(shell command -v promtool 2>/dev/null || echo $${FLOODGATE_TOOLS:-$${XDG_CACHE_HOME:-$$HOME/.cache}/floodgate/tools}/prometheus-deb/usr/bin/promtool)
+# The version stamped into the binary: `floodgate version`.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
+
+.PHONY: build run demo test test-short consul chromium promtool bench vet clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/floodgate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
 
 ## run: demo backends + gateway on configs/demo.yaml (no Consul needed); Ctrl-C stops all
 run: build
@@ -23,9 +32,17 @@ consul:
 	@echo "consul: $(CONSUL)"
 
 ## test: every test, with the race detector, including the ones against a real Consul agent
-test: consul
+test: consul chromium promtool
 	$(GO) vet ./...
-	FLOODGATE_CONSUL="$(CONSUL)" $(GO) test -race -timeout 20m -count=1 ./...
+	FLOODGATE_CONSUL="$(CONSUL)" FLOODGATE_CHROMIUM="$(CHROMIUM)" FLOODGATE_PROMTOOL="$(PROMTOOL)" $(GO) test -race -timeout 20m -count=1 ./...
+
+## chromium: install Debian's chromium for the console's browser test (as root, once)
+chromium:
+	@test -x "$(CHROMIUM)" || scripts/install-chromium.sh >/dev/null
+
+## promtool: unpack promtool from Debian's prometheus package into the tool cache (once)
+promtool:
+	@test -x "$(PROMTOOL)" || scripts/install-promtool.sh >/dev/null
 
 ## test-short: unit tests only (no Consul, no process-level integration tests)
 test-short:

@@ -45,7 +45,7 @@ func (s *Server) authorized(r *http.Request) bool {
 }
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>floodgate · log in</title>
+<html lang="en"><head><meta charset="utf-8"><title>floodgate · log in</title><link rel="icon" href="data:,">
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:3em auto;max-width:24em;color:#222}
 input{font:inherit;padding:.3em;width:100%;box-sizing:border-box;margin:.3em 0}button{font:inherit;padding:.3em 1em}
 .err{color:#c00}</style></head>

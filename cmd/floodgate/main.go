@@ -52,6 +52,9 @@ func main() {
 		usage()
 		return
 	}
+	if name == "-version" || name == "--version" {
+		name = "version"
+	}
 	c, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "floodgate: unknown command %q\n\n", name)
