@@ -20,7 +20,8 @@ type Class int
 
 // The classes, in report order.
 const (
-	// ClassAdmitted: no verdict header and a 2xx/3xx status - the request went through.
+	// ClassAdmitted: no verdict header and a 2xx/3xx status - the request went through -
+	// or an async route's 202 async/accepted.
 	ClassAdmitted Class = iota
 	// ClassShed: the gateway answered itself (any status) and said why in the header.
 	ClassShed
@@ -50,6 +51,9 @@ func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 const (
 	VerdictAdmitted = "admitted"
 	VerdictError    = "error"
+	// VerdictAccepted is an async route's 202: the gateway answered itself, and the
+	// request went through (it is durably recorded for delivery): admitted.
+	VerdictAccepted = "async/accepted"
 )
 
 // Transport failures, as "client/<kind>" verdicts.
@@ -81,7 +85,7 @@ var statusVerdicts = func() []string {
 // Classify names the verdict of one answer: the verdict header if present, otherwise
 // from the status; err (a transport error) wins over both.
 func Classify(status int, verdictHeader []byte, err error) (string, Class) {
-	v, c := classifyStatic(status, err, len(verdictHeader) > 0)
+	v, c := classifyStatic(status, err, verdictHeader)
 	if c == ClassShed {
 		return cleanVerdict(verdictHeader), ClassShed
 	}
@@ -90,11 +94,13 @@ func Classify(status int, verdictHeader []byte, err error) (string, Class) {
 
 // classifyStatic is Classify without building a string from the header (the hot path
 // looks the header bytes up in a map instead).
-func classifyStatic(status int, err error, hasHeader bool) (string, Class) {
+func classifyStatic(status int, err error, verdictHeader []byte) (string, Class) {
 	switch {
 	case err != nil:
 		return ClientKind(err), ClassClient
-	case hasHeader:
+	case status == 202 && string(verdictHeader) == VerdictAccepted:
+		return VerdictAccepted, ClassAdmitted
+	case len(verdictHeader) > 0:
 		return "", ClassShed
 	case status >= 500:
 		return VerdictError, ClassError

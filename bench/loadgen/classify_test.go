@@ -32,6 +32,9 @@ func TestClassify(t *testing.T) {
 		{404, "", nil, "http/404", ClassOther},
 		{101, "", nil, "http/101", ClassOther},
 		{200, "bad value\r\n", nil, "bad_value__", ClassShed},
+		{202, "async/accepted", nil, "async/accepted", ClassAdmitted}, // an async route accepted the request
+		{503, "async/unavailable", nil, "async/unavailable", ClassShed},
+		{200, "async/accepted", nil, "async/accepted", ClassShed}, // only a 202 is an acceptance
 		{0, "", fasthttp.ErrTimeout, "client/timeout", ClassClient},
 		{0, "", os.ErrDeadlineExceeded, "client/timeout", ClassClient},
 		{0, "", fasthttp.ErrNoFreeConns, "client/no_free_conns", ClassClient},

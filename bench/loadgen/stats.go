@@ -67,7 +67,7 @@ func (s *shard) clamp(us int64) int64 {
 // record adds one answer. lagUS and latUS are microseconds; verdictHdr is the response's
 // verdict header (may be empty), read before the response is reused.
 func (s *shard) record(route int, lagUS, latUS int64, late bool, status int, verdictHdr []byte, err error) {
-	static, class := classifyStatic(status, err, len(verdictHdr) > 0)
+	static, class := classifyStatic(status, err, verdictHdr)
 	s.mu.Lock()
 	rs := &s.routes[route]
 	var c *cell

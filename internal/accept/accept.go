@@ -376,7 +376,9 @@ func (a *Acceptor) drainClosed() {
 }
 
 // QueueOK says whether new grants go to the queue (false: to the journal).
-func (a *Acceptor) QueueOK() bool { return a.opts.Queue != nil && a.queueOK.Load() && a.opts.Queue.Connected() }
+func (a *Acceptor) QueueOK() bool {
+	return a.opts.Queue != nil && a.queueOK.Load() && a.opts.Queue.Connected()
+}
 
 // Snapshot is the acceptor's state for metrics and the admin API.
 type Snapshot struct {
