@@ -15,6 +15,7 @@ import (
 	"github.com/floodgate/floodgate/bench/loadgen"
 	"github.com/floodgate/floodgate/bench/profile"
 	"github.com/floodgate/floodgate/internal/itest"
+	"github.com/floodgate/floodgate/internal/queue"
 )
 
 // drillProfile is seed-night's mix held at a constant rate, with uniformly drawn users
@@ -32,7 +33,7 @@ routes:
     path: /grant
     weight: 10
     extra_user_param: {query: user}
-    id_param: {header: X-Grant-Id}
+    id_param: {header: Idempotency-Key}
     body: prize=red-envelope
     headers: {Content-Type: application/x-www-form-urlencoded}
   - {name: info, path: /info, weight: 35}
@@ -48,6 +49,15 @@ func TestDrillShapeOnDemoConfig(t *testing.T) {
 	delivery, _ := itest.Backend(t, "delivery", "-ledger", filepath.Join(t.TempDir(), "grants.jsonl"))
 	packs, _ := itest.Backend(t, "packs", "-packs", filepath.Join(root, "testdata", "packs"))
 
+	// the demo's grant route is async: a real queue node, and a journal of the test's own
+	qaddr := itest.FreeAddr(t)
+	node, err := queue.StartServer(queue.ServerOptions{Name: "drill", Listen: qaddr, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Shutdown)
+	journalDir := t.TempDir()
+
 	b, err := os.ReadFile(filepath.Join(root, "configs", "demo.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,10 +71,11 @@ func TestDrillShapeOnDemoConfig(t *testing.T) {
 		"127.0.0.1:8082", delivery,
 		"127.0.0.1:8083", packs,
 		"token_bucket: {rate: 1500, burst: 300}", "token_bucket: {rate: 600, burst: 60}",
-		"token_bucket: {rate: 500, burst: 100}", "token_bucket: {rate: 150, burst: 15}",
+		"token_bucket: {rate: 5000, burst: 1000}", "token_bucket: {rate: 150, burst: 15}",
+		"url: nats://127.0.0.1:4222", "url: nats://"+qaddr+"\n  journal: {dir: "+journalDir+"}",
 		"testdata/packs/", filepath.Join(root, "testdata", "packs")+"/",
 	).Replace(string(b))
-	for _, want := range []string{"{{LISTEN}}", "{{ADMIN}}", "rate: 600", "rate: 150", query} {
+	for _, want := range []string{"{{LISTEN}}", "{{ADMIN}}", "rate: 600", "rate: 150", query, qaddr} {
 		if !strings.Contains(cfg, want) {
 			t.Fatalf("configs/demo.yaml changed shape: %q not substituted; update this test", want)
 		}
@@ -106,6 +117,22 @@ func TestDrillShapeOnDemoConfig(t *testing.T) {
 			t.Errorf("%s admitted %.0f, want near its limit %.0f (at most +1, at least 90%%)", c.route, got, ideal)
 		}
 	}
+	// every accepted grant is in the queue
+	qc, err := queue.Connect(queue.Options{URLs: "nats://" + qaddr, Stream: queue.StreamConfig{Name: "FLOODGATE_GRANTS"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.Close()
+	stored := 0
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	if err := qc.Scan(sctx, queue.Subject("grant"), time.Time{}, func(queue.Message) error { stored++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if accepted := res.Count("grant", loadgen.VerdictAccepted); accepted == 0 || int64(stored) != accepted {
+		t.Errorf("grant: %d accepted (202), %d in the queue", accepted, stored)
+	}
+
 	// non-core routes: the kept share near the ratio
 	for _, c := range []struct {
 		route string
