@@ -219,10 +219,20 @@ func StartGateway(t testing.TB, cfg string, extra ...string) *Gateway {
 	t.Helper()
 	g := &Gateway{Addr: FreeAddr(t), Admin: FreeAddr(t), ConfigPath: filepath.Join(t.TempDir(), "gateway.yaml")}
 	g.WriteConfig(t, cfg)
-	args := append([]string{"gateway", "-config", g.ConfigPath, "-log-format", "json"}, extra...)
-	g.Proc = Start(t, "gateway", args...)
-	WaitHTTP(t, "http://"+g.Admin+"/readyz", 10*time.Second, g.Proc)
+	g.Restart(t, nil, extra...)
 	return g
+}
+
+// Restart starts the gateway again on its addresses and configuration file (after it
+// was stopped or killed), with env added to the environment (e.g. a failpoint), and
+// waits for /readyz.
+func (g *Gateway) Restart(t testing.TB, env []string, extra ...string) {
+	t.Helper()
+	args := append([]string{"gateway", "-config", g.ConfigPath, "-log-format", "json"}, extra...)
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	g.Proc = StartCmd(t, "gateway", cmd)
+	WaitHTTP(t, "http://"+g.Admin+"/readyz", 30*time.Second, g.Proc)
 }
 
 // WriteConfig (re)writes the gateway's configuration file.
