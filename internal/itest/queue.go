@@ -66,8 +66,44 @@ func ClusterURL(qs []*Queue) string {
 }
 
 func (q *Queue) start(t testing.TB) {
-	q.Proc = Start(t, "queue-"+q.Name, q.Args...)
-	waitTCP(t, q.Addr, q.Proc)
+	for try := 0; ; try++ {
+		q.Proc = Start(t, "queue-"+q.Name, q.Args...)
+		if try < 3 && q.Cluster == "" && !waitTCPOrBusy(t, q.Addr, q.Proc) {
+			// another process took the free port meanwhile: try another one
+			q.Proc.Kill()
+			old := q.Addr
+			q.Addr = FreeAddr(t)
+			for i, a := range q.Args {
+				if a == old {
+					q.Args[i] = q.Addr
+				}
+			}
+			continue
+		}
+		waitTCP(t, q.Addr, q.Proc)
+		return
+	}
+}
+
+// waitTCPOrBusy waits until addr accepts connections (true) or the process reports the
+// address in use (false).
+func waitTCPOrBusy(t testing.TB, addr string, p *Proc) bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return true
+		}
+		if strings.Contains(p.Output(), "address already in use") {
+			return false
+		}
+		if p.Exited() {
+			return true // waitTCP reports it
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 // Restart starts the node again with the same flags and data (after Kill or Stop).

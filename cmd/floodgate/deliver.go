@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/floodgate/floodgate/configs"
+	"github.com/floodgate/floodgate/gateway"
+	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/gateway/consul"
+	"github.com/floodgate/floodgate/internal/deliver"
+	"github.com/floodgate/floodgate/internal/metrics"
+	"github.com/floodgate/floodgate/internal/queue"
+	"github.com/floodgate/floodgate/internal/reconcile"
+)
+
+func init() {
+	register(command{name: "deliver", summary: "deliver the grants of async routes from the queue to their pools", run: runDeliver})
+}
+
+const deliverExamples = `  floodgate deliver                                   # the embedded demo configuration
+  floodgate deliver -config configs/demo.yaml          # reloaded on SIGHUP
+  floodgate deliver -config gw.yaml -consul 127.0.0.1:8500 -admin 127.0.0.1:9912
+  floodgate ctl -config gw.yaml set routes/grant/async/deliver/paused true   # pause, live
+  floodgate ctl -config gw.yaml set routes/grant/async/deliver/rate 800      # re-rate, live
+  curl -s 127.0.0.1:9902/status ; curl -s 127.0.0.1:9902/metrics | grep floodgate_deliver`
+
+// loadDocument parses -config, or the embedded demo configuration when it is empty.
+func loadDocument(path string) (*config.Document, error) {
+	if path == "" {
+		return config.Parse("embedded:configs/demo.yaml", configs.Demo)
+	}
+	return config.ParseFile(path)
+}
+
+func runDeliver(args []string) error {
+	fs := newFlagSet("deliver", "[-config FILE] [flags]", deliverExamples)
+	cfgPath := fs.String("config", "", "the gateways' configuration file (YAML); empty = the embedded demo configuration")
+	consulAddr := fs.String("consul", os.Getenv("CONSUL_HTTP_ADDR"), "Consul HTTP address to watch for live switches, as the gateways do (default $CONSUL_HTTP_ADDR; empty = file only)")
+	consulPrefix := fs.String("consul-prefix", consul.DefaultPrefix, "Consul KV prefix of the switches")
+	consulToken := fs.String("consul-token-file", "", "file holding a Consul ACL token with read on the prefix (default: $CONSUL_HTTP_TOKEN / $CONSUL_HTTP_TOKEN_FILE)")
+	snapshot := fs.String("snapshot", "", "last-known-good snapshot of the Consul layers (default: in the user cache dir, per admin address)")
+	adminAddr := fs.String("admin", "127.0.0.1:9902", "admin listener: /healthz, /metrics, /status (keep it on loopback)")
+	id := fs.String("id", "", "this deliverer's name among the live deliverers (default hostname-pid)")
+	every := fs.Duration("reconcile-every", time.Minute, "how often to reconcile the queue with the delivery ledgers (metrics only, no repair); 0 = never")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "console", "log format: console or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkHostPortFlag(*adminAddr); err != nil {
+		return exitError{code: 2, msg: "-admin: " + err.Error()}
+	}
+	if *every < 0 {
+		return exitError{code: 2, msg: "-reconcile-every: must be >= 0"}
+	}
+	logger, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	defer logger.Sync()
+
+	doc, err := loadDocument(*cfgPath)
+	if err != nil {
+		printConfigErrors(err)
+		return exitError{code: 1, msg: "configuration not loaded"}
+	}
+	// The configuration layers (file < Consul overrides < active plan) are composed and
+	// validated exactly as in the gateway, by the gateway's Updater on a gateway that
+	// never serves traffic.
+	gw := gateway.New(gateway.Options{Logger: logger})
+	up := gateway.NewUpdater(gw, logger)
+	if _, err := up.Apply(gateway.Update{Source: "file:" + doc.Name, Doc: doc, Note: "start"}); err != nil {
+		printConfigErrors(err)
+		return exitError{code: 1, msg: "configuration not loaded"}
+	}
+	cfg := gw.Config()
+	var asyncRoutes []string
+	for name, r := range cfg.Routes {
+		if r.Async != nil {
+			asyncRoutes = append(asyncRoutes, name)
+		}
+	}
+
+	client, err := queue.Connect(queue.Options{URLs: cfg.Queue.URL, Name: "floodgate-deliver", Logger: logger, Stream: streamConfig(cfg)})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	ln, err := net.Listen("tcp", *adminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", *adminAddr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if *cfgPath != "" {
+		go (&gateway.FileSource{Path: *cfgPath}).Run(ctx, up)
+	}
+	var watcher *consul.Watcher
+	if *consulAddr != "" {
+		snap := *snapshot
+		if snap == "" {
+			dir, err := os.UserCacheDir()
+			if err != nil {
+				dir = os.TempDir()
+			}
+			snap = filepath.Join(dir, "floodgate", "lkg-deliver-"+strings.NewReplacer(":", "_", "/", "_").Replace(ln.Addr().String())+".json")
+		}
+		watcher, err = watchConsul(ctx, *consulAddr, *consulPrefix, *consulToken, snap, up, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	d := deliver.New(deliver.Options{Client: client, Config: gw.Config, ID: *id, Logger: logger})
+	var recMu sync.Mutex
+	var lastRec *reconcile.Result
+	var lastRecErr string
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !client.Connected() {
+			http.Error(w, "queue not connected", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		recMu.Lock()
+		st := map[string]any{"deliverer": d.Status(), "queue_connected": client.Connected(), "generation": gw.Generation(), "reconcile": lastRec, "reconcile_error": lastRecErr}
+		recMu.Unlock()
+		if watcher != nil {
+			st["consul"] = watcher.Status()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	if *every > 0 {
+		go func() {
+			t := time.NewTicker(*every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				res, err := reconcile.Run(ctx, reconcile.Options{Client: client, Config: gw.Config(), SettledOnly: true, Logger: logger})
+				recMu.Lock()
+				if err != nil {
+					lastRecErr = err.Error()
+					logger.Warn("periodic reconciliation failed", zap.Error(err))
+				} else {
+					lastRec, lastRecErr = res, ""
+					reconcile.Export(res)
+					if !res.Clean() {
+						logger.Warn("reconciliation found problems", zap.String("result", res.JSON()))
+					}
+				}
+				recMu.Unlock()
+			}
+		}()
+	}
+	logger.Info("floodgate deliver running",
+		zap.String("id", d.ID()), zap.String("queue", cfg.Queue.URL), zap.String("stream", cfg.Queue.Stream),
+		zap.Strings("async_routes", asyncRoutes), zap.String("admin", "http://"+ln.Addr().String()),
+		zap.String("config", doc.Name), zap.Duration("reconcile_every", *every))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	logger.Info("shutting down: finishing the calls in flight", zap.String("signal", s.String()))
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		logger.Warn("calls still in flight after 30s; exiting (their grants are redelivered after ack_wait)")
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
+	srv.Shutdown(sctx)
+	return nil
+}
+
+// streamConfig is the grants stream as the configuration sets it.
+func streamConfig(cfg *config.Config) queue.StreamConfig {
+	return queue.StreamConfig{Name: cfg.Queue.Stream, Replicas: cfg.Queue.Replicas, MaxAge: time.Duration(cfg.Queue.MaxAge), MaxBytes: int64(cfg.Queue.MaxBytes)}
+}
+
+// watchConsul makes Consul a configuration source of up, as in the gateway: the
+// last-known-good snapshot first (so a restart with Consul down keeps the switches),
+// then blocking reads of the prefix. Processes that serve no traffic (the deliverer)
+// neither register in the catalog nor split limits.
+func watchConsul(ctx context.Context, addr, prefix, tokenFile, snapshot string, up *gateway.Updater, logger *zap.Logger) (*consul.Watcher, error) {
+	client, err := consul.NewClient(consul.ClientOptions{Addr: addr, TokenFile: tokenFile})
+	if err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	w := consul.NewWatcher(consul.Options{Client: client, Prefix: prefix, Logger: logger, SnapshotPath: snapshot})
+	snap, saved, err := consul.ReadSnapshot(snapshot, prefix)
+	switch {
+	case err != nil:
+		logger.Error("last-known-good snapshot not used", zap.Error(err))
+		w.Seed(nil, "waiting for the first read from consul (snapshot unusable)")
+	case snap == nil:
+		w.Seed(nil, "waiting for the first read from consul (no snapshot yet)")
+	default:
+		ov := snap.Overrides
+		plan := gateway.Plan{Name: snap.ActivePlan, Overrides: snap.Plan()}
+		if _, err := up.Apply(gateway.Update{Source: "snapshot:" + snapshot, Overrides: &ov, Plan: &plan, Note: "last-known-good from " + saved.Format(time.RFC3339)}); err != nil {
+			logger.Error("last-known-good snapshot does not validate against this configuration; using the file alone", zap.Error(err))
+			w.Seed(nil, "waiting for the first read from consul (snapshot rejected)")
+		} else {
+			w.Seed(snap, "serving the last-known-good snapshot of "+saved.Format(time.RFC3339)+" until consul answers")
+		}
+	}
+	go w.Run(ctx, up)
+	logger.Info("watching consul", zap.String("addr", addr), zap.String("prefix", prefix))
+	return w, nil
+}

@@ -1,0 +1,212 @@
+package deliver_test
+
+import (
+	"math"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate/internal/itest"
+	"github.com/floodgate/floodgate/internal/reconcile"
+)
+
+// countIn counts ledger grants recorded in [from, from+d).
+func countIn(gs []reconcile.LedgerGrant, from time.Time, d time.Duration) int {
+	n := 0
+	for _, g := range gs {
+		if !g.Time.Before(from) && g.Time.Before(from.Add(d)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestDeliversAtTheConfiguredRate: with a backlog far above the rate, the backend
+// records rate x 5 s grants (+-2%) in a 5 s window of its ledger (the count is the
+// product, stamped by the backend; the window starts 1 s after the first delivery).
+func TestDeliversAtTheConfiguredRate(t *testing.T) {
+	const rate = 200
+	e := newEnv(t, envOpts{rate: rate, conc: 64})
+	e.publish(1600)
+	d := e.startDeliverer("a")
+	var gs []reconcile.LedgerGrant
+	itest.WaitFor(t, "6.5 s of deliveries", 60*time.Second, func() bool {
+		gs = e.ledger()
+		return len(gs) >= 1300
+	})
+	n := countIn(gs, gs[0].Time.Add(time.Second), 5*time.Second)
+	if math.Abs(float64(n)-rate*5) > rate*5*0.02 {
+		t.Fatalf("delivered %d grants in 5 s at rate %d/s, want %d +-2%%", n, rate, rate*5)
+	}
+	t.Logf("delivered %d in 5 s at rate %d/s", n, rate)
+	if v := d.metric(t, "floodgate_delivery_rate_limit", map[string]string{"route": "grant"}); v != rate {
+		t.Errorf("floodgate_delivery_rate_limit = %v, want %v", v, rate)
+	}
+	if v := d.metric(t, "floodgate_delivery_total", map[string]string{"route": "grant", "result": "delivered"}); v < 1300 {
+		t.Errorf("floodgate_delivery_total{result=delivered} = %v, want >= 1300", v)
+	}
+}
+
+// TestTwoDeliverersShareTheRate: two deliverers on one consumer send the route's rate in
+// total (not each), both take part, and when one stops the other takes the whole rate.
+func TestTwoDeliverersShareTheRate(t *testing.T) {
+	const rate = 200
+	e := newEnv(t, envOpts{rate: rate, conc: 32})
+	e.publish(2400)
+	a := e.startDeliverer("a")
+	b := e.startDeliverer("b")
+	itest.WaitFor(t, "both deliverers live in both", 30*time.Second, func() bool {
+		sa, ra := a.status(t)
+		sb, rb := b.status(t)
+		return sa.Deliverer.Live == 2 && sb.Deliverer.Live == 2 && ra.RateShare == rate/2 && rb.RateShare == rate/2
+	})
+	from := time.Now().Add(500 * time.Millisecond)
+	time.Sleep(5*time.Second + 500*time.Millisecond + 200*time.Millisecond)
+	n := countIn(e.ledger(), from, 5*time.Second)
+	if float64(n) > rate*5*1.02 || float64(n) < rate*5*0.9 {
+		t.Fatalf("two deliverers delivered %d grants in 5 s, want at most %d (+2%%) and at least 90%% of it", n, rate*5)
+	}
+	_, ra := a.status(t)
+	_, rb := b.status(t)
+	if ra.Delivered < 100 || rb.Delivered < 100 {
+		t.Fatalf("the deliverers did not share the work: a %d, b %d", ra.Delivered, rb.Delivered)
+	}
+	t.Logf("two deliverers: %d in 5 s (a %d, b %d in total)", n, ra.Delivered, rb.Delivered)
+	b.proc.Stop()
+	itest.WaitFor(t, "a alone takes the whole rate", 30*time.Second, func() bool {
+		sa, ra := a.status(t)
+		return sa.Deliverer.Live == 1 && ra.RateShare == rate
+	})
+}
+
+// TestPauseAndResumeByReload: paused: true (file reload, SIGHUP) stops the calls, false
+// resumes them; the backlog waits in the queue.
+func TestPauseAndResumeByReload(t *testing.T) {
+	o := envOpts{rate: 100, conc: 4}
+	e := newEnv(t, o)
+	e.publish(400)
+	d := e.startDeliverer("a")
+	itest.WaitFor(t, "first deliveries", 30*time.Second, func() bool { return len(e.ledger()) >= 20 })
+	o.paused = true
+	e.writeConfig(o)
+	d.proc.Signal(syscall.SIGHUP)
+	itest.WaitFor(t, "paused", 30*time.Second, func() bool { _, r := d.status(t); return r.Paused })
+	time.Sleep(300 * time.Millisecond) // calls already in flight end (timeout 1s at most: they are fast)
+	before := len(e.ledger())
+	time.Sleep(2 * time.Second)
+	if after := len(e.ledger()); after != before {
+		t.Fatalf("paused, yet %d grants were delivered in 2 s", after-before)
+	}
+	if v := d.metric(t, "floodgate_delivery_rate_limit", map[string]string{"route": "grant"}); v != 0 {
+		t.Errorf("rate limit while paused = %v, want 0", v)
+	}
+	o.paused = false
+	e.writeConfig(o)
+	d.proc.Signal(syscall.SIGHUP)
+	itest.WaitFor(t, "deliveries after resume", 30*time.Second, func() bool { return len(e.ledger()) >= before+50 })
+	itest.WaitFor(t, "all 400 delivered", 60*time.Second, func() bool { return len(e.ledger()) == 400 })
+}
+
+// TestPauseByConsul: routes/grant/async/deliver/paused in Consul pauses the deliverer
+// live, deleting the key resumes it; rate changes likewise.
+func TestPauseByConsul(t *testing.T) {
+	itest.RequireIntegration(t)
+	c := itest.StartConsul(t)
+	e := newEnv(t, envOpts{rate: 100, conc: 4})
+	e.publish(300)
+	prefix := "fgtest-deliver/"
+	d := &deliverer{admin: itest.FreeAddr(t)}
+	cmd := execCmd(t, "deliver", "-config", e.cfgPath, "-admin", d.admin, "-id", "c", "-log-format", "json", "-reconcile-every", "0",
+		"-consul", c.Addr, "-consul-prefix", prefix, "-snapshot", t.TempDir()+"/lkg.json")
+	d.proc = itest.StartCmd(t, "deliver-consul", cmd)
+	itest.WaitHTTP(t, "http://"+d.admin+"/healthz", 30*time.Second, d.proc)
+	itest.WaitFor(t, "first deliveries", 30*time.Second, func() bool { return len(e.ledger()) >= 10 })
+	c.Put(t, prefix+"routes/grant/async/deliver/paused", "true")
+	itest.WaitFor(t, "paused by consul", 30*time.Second, func() bool { _, r := d.status(t); return r.Paused })
+	time.Sleep(300 * time.Millisecond)
+	before := len(e.ledger())
+	time.Sleep(1500 * time.Millisecond)
+	if after := len(e.ledger()); after != before {
+		t.Fatalf("paused by consul, yet %d grants were delivered", after-before)
+	}
+	c.Put(t, prefix+"routes/grant/async/deliver/rate", "150")
+	c.Delete(t, prefix+"routes/grant/async/deliver/paused", false)
+	itest.WaitFor(t, "resumed at the new rate", 30*time.Second, func() bool {
+		_, r := d.status(t)
+		return !r.Paused && r.RateShare == 150
+	})
+	itest.WaitFor(t, "all 300 delivered", 60*time.Second, func() bool { return len(e.ledger()) == 300 })
+}
+
+// TestRetriesThenParks: with the backend down every grant is tried max_attempts times
+// (a retry after each backoff) and then parked; a 409 is parked as a conflict and a 400
+// as rejected, at the first attempt.
+func TestRetriesThenParks(t *testing.T) {
+	itest.RequireIntegration(t)
+	down := itest.FreeAddr(t) // nothing listens there
+	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3, backoff: "100ms, 200ms", backend: down})
+	ids := e.publish(5)
+	d := e.startDeliverer("a")
+	itest.WaitFor(t, "5 grants parked after 3 attempts", 30*time.Second, func() bool {
+		_, r := d.status(t)
+		return r.Parked == 5
+	})
+	_, r := d.status(t)
+	if r.Retries != 10 || r.Delivered != 0 {
+		t.Fatalf("retries %d delivered %d, want 10 retries (2 per grant) and 0 delivered", r.Retries, r.Delivered)
+	}
+	if v := d.metric(t, "floodgate_delivery_parked_total", map[string]string{"route": "grant", "reason": "attempts"}); v != 5 {
+		t.Errorf("floodgate_delivery_parked_total{reason=attempts} = %v, want 5", v)
+	}
+	if v := d.metric(t, "floodgate_delivery_total", map[string]string{"route": "grant", "result": "error"}); v != 15 {
+		t.Errorf("floodgate_delivery_total{result=error} = %v, want 15", v)
+	}
+	if v := d.metric(t, "floodgate_delivery_retries_total", map[string]string{"route": "grant"}); v != 10 {
+		t.Errorf("floodgate_delivery_retries_total = %v, want 10", v)
+	}
+	for _, id := range ids {
+		if !strings.Contains(d.proc.Output(), id) {
+			t.Errorf("no log line names parked grant %s", id)
+		}
+	}
+	itest.WaitFor(t, "backlog 0 after parking", 30*time.Second, func() bool {
+		_, r := d.status(t)
+		return r.Backlog.Pending == 0 && r.Backlog.AckPending == 0
+	})
+}
+
+func TestConflictAndRejectedAreParked(t *testing.T) {
+	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3})
+	ids := e.publish(3)
+	// the first grant's id is already recorded for someone else: 409
+	if st := backendPost(t, e.backend, ids[0], "someone-else", "p"); st != 200 {
+		t.Fatalf("planting a conflict: status %d", st)
+	}
+	// a grant without a prize: 400
+	bad := record("no-prize")
+	bad.Query = "user=u1"
+	if err := e.client.PublishBatch(t.Context(), "floodgate.grants.grant", [][]byte{bad.AppendBinary(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startDeliverer("a")
+	itest.WaitFor(t, "2 delivered, 2 parked", 30*time.Second, func() bool {
+		_, r := d.status(t)
+		return r.Delivered == 2 && r.Parked == 2
+	})
+	for reason, want := range map[string]float64{"conflict": 1, "rejected": 1, "attempts": -1} {
+		if v := d.metric(t, "floodgate_delivery_parked_total", map[string]string{"route": "grant", "reason": reason}); v != want {
+			t.Errorf("parked{reason=%s} = %v, want %v", reason, v, want)
+		}
+	}
+	_, r := d.status(t)
+	if r.Retries != 0 {
+		t.Errorf("a 409 or 400 was retried (%d retries)", r.Retries)
+	}
+	// reconciliation sees the conflict as a mismatch and the rejected one as missing
+	line, code, out := e.reconcileJSON()
+	want := `{"accepted":4,"delivered":3,"missing":1,"duplicates":0,"orphans":0,"mismatched":1,"repaired":0}`
+	if line != want || code != 1 {
+		t.Fatalf("reconcile: %s (exit %d), want %s (exit 1)\n%s", line, code, want, out)
+	}
+}
