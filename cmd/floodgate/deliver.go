@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/floodgate/floodgate/gateway"
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/gateway/consul"
+	"github.com/floodgate/floodgate/internal/accept"
 	"github.com/floodgate/floodgate/internal/deliver"
 	"github.com/floodgate/floodgate/internal/metrics"
 	"github.com/floodgate/floodgate/internal/queue"
@@ -81,7 +83,14 @@ func runDeliver(args []string) error {
 	// The configuration layers (file < Consul overrides < active plan) are composed and
 	// validated exactly as in the gateway, by the gateway's Updater on a gateway that
 	// never serves traffic.
-	gw := gateway.New(gateway.Options{Logger: logger})
+	// The gateway refuses async routes without an acceptor; this one stores nothing (the
+	// deliverer's gateway never serves a request).
+	acc, err := accept.New(accept.Options{Journal: refusingJournal{}, Committers: 1, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer acc.Close()
+	gw := gateway.New(gateway.Options{Logger: logger, Acceptor: acc, InstanceID: "deliver"})
 	up := gateway.NewUpdater(gw, logger)
 	if _, err := up.Apply(gateway.Update{Source: "file:" + doc.Name, Doc: doc, Note: "start"}); err != nil {
 		printConfigErrors(err)
@@ -203,6 +212,18 @@ func runDeliver(args []string) error {
 	srv.Shutdown(sctx)
 	return nil
 }
+
+// refusingJournal is the journal of the deliverer's never-serving gateway: it stores
+// nothing.
+type refusingJournal struct{}
+
+func (refusingJournal) Append(...[]byte) error {
+	return errors.New("floodgate deliver accepts no grants")
+}
+func (refusingJournal) Pending(int) ([][]byte, func() error, error) {
+	return nil, func() error { return nil }, nil
+}
+func (refusingJournal) PendingRecords() int64 { return 0 }
 
 // streamConfig is the grants stream as the configuration sets it.
 func streamConfig(cfg *config.Config) queue.StreamConfig {
