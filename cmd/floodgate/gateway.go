@@ -92,6 +92,7 @@ func runGateway(args []string) error {
 	adm := admin.New(gw, up, cfg.Admin.Token, logger)
 	if async != nil {
 		adm.Handle("/async", async)
+		admin.RegisterSection("async", func() any { return async.status() })
 	}
 	metrics.Registry.MustRegister(gw.Collector())
 	aln, err := adm.Listen(cfg.Admin.Listen)
