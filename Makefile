@@ -52,5 +52,13 @@ test-short:
 bench: build
 	@bench/compare.sh
 
+## bench-async: the async accept path against the synchronous proxy and plain JetStream publishers
+bench-async: build
+	FLOODGATE_DRILL=async $(GO) test -count=1 -run TestAsyncAcceptSpeed -v -timeout 10m ./bench/ | grep -E '^ratio|async_drill_test.go|^(ok|FAIL|---)'
+
+## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2)
+drill-crash: build
+	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep' -timeout 60m -v ./... | grep -E 'lost|^(ok|FAIL|---)'
+
 clean:
 	rm -rf bin
