@@ -12,10 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/internal/metrics"
 )
 
-var liveInstances = metrics.NewGauge("instances_live",
+var liveInstances = Metrics.NewGauge("instances_live",
 	"Live gateway instances that share global limits (passing health checks in Consul's catalog).")
 
 // DefaultService is the catalog service name gateways register under.

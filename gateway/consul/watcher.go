@@ -16,12 +16,16 @@ import (
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
+// Metrics is the group of the Consul metrics: registered by NewWatcher, so a gateway
+// without Consul exports none of them.
+var Metrics metrics.Group
+
 var (
-	consulReads = metrics.NewCounterVec("consul_reads_total",
+	consulReads = Metrics.NewCounterVec("consul_reads_total",
 		"Blocking reads of the Consul prefix by result: changed, unchanged, error, forbidden, index_reset.", "result")
-	consulHeld = metrics.NewGauge("consul_update_held",
+	consulHeld = Metrics.NewGauge("consul_update_held",
 		"1 while a suspicious Consul read (empty, prefix deleted, most keys removed) is held for confirmation.")
-	consulLastOK = metrics.NewGauge("consul_last_success_timestamp_seconds",
+	consulLastOK = Metrics.NewGauge("consul_last_success_timestamp_seconds",
 		"Unix time of the last successful read of the Consul prefix.")
 )
 
@@ -67,6 +71,7 @@ type Watcher struct {
 
 // NewWatcher returns a Watcher; call Run to start it.
 func NewWatcher(o Options) *Watcher {
+	Metrics.Enable()
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}

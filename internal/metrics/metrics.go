@@ -100,3 +100,31 @@ func Forget(match prometheus.Labels) int {
 	}
 	return n
 }
+
+// Group declares the metrics of an optional feature (e.g. Consul): they are registered
+// only when Enable is called, so that a process without the feature exports none of them
+// (and alerts on them cannot fire where the feature is not configured).
+type Group struct {
+	once sync.Once
+	cs   []prometheus.Collector
+}
+
+// Enable registers the group's metrics (once; later calls do nothing).
+func (g *Group) Enable() {
+	g.once.Do(func() { Registry.MustRegister(g.cs...) })
+}
+
+// NewCounterVec declares a counter vector named floodgate_<name> in the group.
+func (g *Group) NewCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "floodgate", Name: name, Help: help}, labels)
+	g.cs = append(g.cs, v)
+	track(v.MetricVec, labels)
+	return v
+}
+
+// NewGauge declares a gauge named floodgate_<name> in the group.
+func (g *Group) NewGauge(name, help string) prometheus.Gauge {
+	v := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "floodgate", Name: name, Help: help})
+	g.cs = append(g.cs, v)
+	return v
+}
