@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -235,5 +237,45 @@ routes:
 	// connections it would wait that long. Allow generous noise for a shared machine.
 	if limit := 100 * time.Millisecond; p99(flood) > limit && p99(flood) > 10*p99(base) {
 		t.Fatalf("light route p99 %v during the heavy flood (alone: %v): the bulkhead leaked", p99(flood), p99(base))
+	}
+}
+
+// TestSIGHUPAliasBomb: a configuration file of nested YAML aliases (a few hundred bytes
+// that expand to gigabytes) reloaded with SIGHUP is refused before anything expands it;
+// the gateway keeps serving with what it had.
+func TestSIGHUPAliasBomb(t *testing.T) {
+	itest.RequireIntegration(t)
+	q, _ := itest.Backend(t, "query")
+	cfg := strings.ReplaceAll(itConfig, "{{QUERY}}", q)
+	g := itest.StartGateway(t, cfg)
+	gen := generation(t, g)
+	bomb, err := os.ReadFile(filepath.Join(itest.ModuleRoot(), "testdata/attacks/yaml/laughs.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the bomb's keys beside a valid configuration (its own routes/pools keys removed)
+	var lines []string
+	for _, l := range strings.Split(string(bomb), "\n") {
+		if strings.HasPrefix(l, "a") {
+			lines = append(lines, l)
+		}
+	}
+	g.WriteConfig(t, strings.Join(lines, "\n")+"\n"+cfg)
+	g.Proc.Signal(syscall.SIGHUP)
+	itest.WaitFor(t, "the rejected event", 60*time.Second, func() bool {
+		ev := lastEvent(t, g)
+		return ev != nil && ev["result"] == "rejected"
+	})
+	if errs := fmt.Sprint(lastEvent(t, g)["errors"]); !strings.Contains(errs, "anchors and aliases are not accepted") {
+		t.Errorf("rejected event errors %s do not say why", errs)
+	}
+	if g.Proc.Exited() {
+		t.Fatalf("the gateway exited:\n%s", g.Proc.Output())
+	}
+	if got := generation(t, g); got != gen {
+		t.Fatalf("generation %d after a rejected reload, want %d", got, gen)
+	}
+	if code, _, _ := itest.Get(t, g.URL("/lottery")); code != 200 {
+		t.Fatalf("not serving after the refused reload: %d", code)
 	}
 }

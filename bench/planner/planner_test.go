@@ -322,3 +322,15 @@ func TestCeilIgnoresFloatNoise(t *testing.T) {
 		t.Fatal("ceilInt")
 	}
 }
+
+// TestFunnelAliasBombRefused: a funnel of nested aliases is refused before the decoder
+// expands it.
+func TestFunnelAliasBombRefused(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/attacks/yaml/laughs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("laughs.yaml", b); err == nil || !strings.Contains(err.Error(), "anchors and aliases are not accepted") {
+		t.Fatalf("got %v, want anchors refused", err)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/floodgate/floodgate/internal/yamlpath"
+	"github.com/floodgate/floodgate/internal/yamlsafe"
 	"math"
 	"os"
 	"path/filepath"
@@ -393,8 +394,11 @@ func Load(nameOrPath string) (*Profile, error) {
 // Parse decodes and validates a profile. name prefixes error messages (a file name).
 func Parse(name string, data []byte) (*Profile, error) {
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	if err := yaml.Unmarshal(data, &root); err != nil { // a node tree: nothing is expanded
 		return nil, fmt.Errorf("%s: %v", name, yamlpath.CleanError(err))
+	}
+	if err := yamlsafe.CheckNode(name, &root); err != nil {
+		return nil, err // anchors, aliases, a key given twice: before the decoder below expands them
 	}
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s: empty profile", name)

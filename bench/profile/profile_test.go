@@ -93,7 +93,7 @@ func TestParseErrorsNameFieldAndLine(t *testing.T) {
 			[]string{"users.zipf_s: must be greater than 1"}},
 		{"bad target", "target: ftp://x\nroutes: [{name: a, path: /a}]\nstages: [{hold: {rate: 1, duration: 1s}}]\n",
 			[]string{"line 1: target: target \"ftp://x\": only http:// and https://"}},
-		{"duplicate key", "rate: 1\nrate: 2\n", []string{"line 2", "already defined"}},
+		{"duplicate key", "rate: 1\nrate: 2\n", []string{"t.yaml:2", "given twice (lines 1 and 2)"}},
 		{"too long", "routes: [{name: a, path: /a}]\nstages: [{hold: {rate: 1, duration: 2h}}]\n", []string{"stages: stages last 2h0m0s in all, more than 1h0m0s"}},
 		{"two documents", "routes: [{name: a, path: /a}]\nstages: [{hold: {rate: 1, duration: 1s}}]\n---\nrate: 1\n", []string{"more than one YAML document"}},
 		{"empty", "", []string{"empty profile"}},
@@ -261,5 +261,17 @@ func TestAdhoc(t *testing.T) {
 	}
 	if p.TotalDuration() != 2*time.Second || p.Stages[0].Hold.Rate.PerSecond(p.Rate) != 500 {
 		t.Fatalf("%+v", p)
+	}
+}
+
+// TestAliasBombsRefused: a profile of nested aliases is refused before the decoder
+// expands it.
+func TestAliasBombsRefused(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/attacks/yaml/laughs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("laughs.yaml", b); err == nil || !strings.Contains(err.Error(), "anchors and aliases are not accepted") {
+		t.Fatalf("got %v, want anchors refused", err)
 	}
 }

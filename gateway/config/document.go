@@ -2,12 +2,15 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/floodgate/floodgate/internal/yamlsafe"
 )
 
 // Document is the file layer: a parsed YAML configuration and the name it is reported
@@ -41,6 +44,16 @@ func Parse(name string, b []byte) (*Document, error) {
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, Errors{{Where: fmt.Sprintf("%s:%d", name, extra.Line), Msg: "more than one YAML document; a configuration is one document"}}
+	}
+	// Decoding into a node tree expands nothing; refuse anchors, aliases and duplicate
+	// keys before any decoder walks the tree.
+	var safeErr *yamlsafe.Error
+	if errors.As(yamlsafe.CheckNode(name, &root), &safeErr) {
+		var errs Errors
+		for _, p := range safeErr.Problems {
+			errs = append(errs, &Error{Where: fmt.Sprintf("%s:%d", name, p.Line), Msg: p.Msg})
+		}
+		return nil, errs
 	}
 	n := &root
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {

@@ -21,11 +21,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/yamlsafe"
 )
 
 // DefaultPrefix is the default key prefix.
@@ -76,6 +78,12 @@ func Convert(prefix string, kvs []KV) (*Snapshot, error) {
 		switch {
 		case rel == "" || strings.HasSuffix(rel, "/") && len(kv.Value) == 0:
 			continue // folder markers made by the UI
+		case strings.HasSuffix(rel, "/") || strings.HasPrefix(rel, "/") || strings.Contains(rel, "//"):
+			// A folder key with a value (routes/lottery/enabled/ = false) would read as
+			// the key without the slash and silently override it, while ctl, which
+			// reads keys exactly, sees it as not set.
+			errs = append(errs, &config.Error{Where: origin, Msg: fmt.Sprintf("key %q has an empty path segment (a leading, doubled or trailing \"/\") and carries a value %q; only folder keys (empty value) may end in \"/\": delete it (floodgate ctl unset %s) or write the value to %q", rel, val, rel, strings.Trim(rel, "/"))})
+			continue
 		case strings.HasPrefix(rel, "audit/"):
 			continue
 		case rel == "confirm":
@@ -121,8 +129,11 @@ func Convert(prefix string, kvs []KV) (*Snapshot, error) {
 // written as a configuration fragment.
 func ParsePlan(name string, b []byte, origin string) ([]config.Override, error) {
 	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
+	if err := yaml.Unmarshal(b, &root); err != nil { // a node tree: nothing is expanded
 		return nil, fmt.Errorf("plan %q is not valid YAML/JSON: %v", name, err)
+	}
+	if err := yamlsafe.CheckNode("plan "+strconv.Quote(name), &root); err != nil {
+		return nil, err // anchors, aliases, a key given twice
 	}
 	if root.Kind == 0 || (root.Kind == yaml.DocumentNode && len(root.Content) == 0) {
 		return nil, nil // an empty plan changes nothing
@@ -143,7 +154,11 @@ func ParsePlan(name string, b []byte, origin string) ([]config.Override, error) 
 	walk = func(n *yaml.Node, path string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			p := strings.Trim(k.Value, "/")
+			p := k.Value
+			if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+				problems = append(problems, fmt.Sprintf("line %d: %q: a path has no empty segment (no leading, doubled or trailing \"/\")", k.Line, p))
+				continue
+			}
 			if path != "" {
 				p = path + "/" + p
 			}

@@ -1,6 +1,8 @@
 package consul
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -118,5 +120,54 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if s, _, err := ReadSnapshot(path+".missing", "floodgate/"); s != nil || err != nil {
 		t.Errorf("missing snapshot: %v %v", s, err)
+	}
+}
+
+// TestHostileConsulCorpus runs testdata/attacks/consul.txt: every read is refused whole,
+// naming each bad key.
+func TestHostileConsulCorpus(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/attacks/consul.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tcase struct {
+		desc string
+		kvs  []KV
+		want []string
+	}
+	var cases []tcase
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, val, _ := strings.Cut(line, ": ")
+		switch key {
+		case "case":
+			cases = append(cases, tcase{desc: val})
+		case "kv":
+			k, v, _ := strings.Cut(val, " ")
+			uv, err := strconv.Unquote(v)
+			if err != nil {
+				t.Fatalf("consul.txt:%d: value not a Go string literal: %v", i+1, err)
+			}
+			cases[len(cases)-1].kvs = append(cases[len(cases)-1].kvs, KV{Key: k, Value: []byte(uv)})
+		case "want":
+			cases[len(cases)-1].want = append(cases[len(cases)-1].want, val)
+		default:
+			t.Fatalf("consul.txt:%d: unknown line %q", i+1, line)
+		}
+	}
+	for _, tc := range cases {
+		s, err := Convert(DefaultPrefix, tc.kvs)
+		if err == nil {
+			t.Errorf("%s: accepted (%d overrides %+v), want refused", tc.desc, len(s.Overrides), s.Overrides)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error does not name %s:\n%v", tc.desc, w, err)
+			}
+		}
 	}
 }
