@@ -99,14 +99,14 @@ var ErrSetChanged = errors.New("the numbers changed between the passes")
 //	for each n: b.Add(n)         // pass 3: the low bits, in their buckets
 //	set, err := b.Finish()       // sorts each bucket, drops duplicates
 type SetBuilder struct {
-	s     Set
+	s     *Set
 	count int
 	width int
 	cur   []uint32 // pass 3: each bucket's next slot
 }
 
 // NewSetBuilder starts a build.
-func NewSetBuilder() *SetBuilder { return &SetBuilder{s: Set{min: math.MaxUint64}} }
+func NewSetBuilder() *SetBuilder { return &SetBuilder{s: &Set{min: math.MaxUint64}} }
 
 // Scan is pass 1.
 func (b *SetBuilder) Scan(n uint64) {
@@ -167,7 +167,7 @@ func (b *SetBuilder) Size() error {
 	if shift < 64 {
 		buckets = (b.s.max-b.s.min)>>shift + 1
 	}
-	b.s.off = make([]uint32, buckets+1)
+	b.s.off = hugeAlloc[uint32](b.s, int(buckets+1))
 	return nil
 }
 
@@ -202,11 +202,11 @@ func (b *SetBuilder) Place() {
 	b.cur = slices.Clone(b.s.off[:len(b.s.off)-1])
 	switch b.width {
 	case 2:
-		b.s.lo16 = make([]uint16, sum)
+		b.s.lo16 = hugeAlloc[uint16](b.s, int(sum))
 	case 4:
-		b.s.lo32 = make([]uint32, sum)
+		b.s.lo32 = hugeAlloc[uint32](b.s, int(sum))
 	case 8:
-		b.s.lo64 = make([]uint64, sum)
+		b.s.lo64 = hugeAlloc[uint64](b.s, int(sum))
 	}
 }
 
@@ -237,7 +237,7 @@ func (b *SetBuilder) Add(n uint64) error {
 // Finish sorts each bucket, drops duplicates and returns the set. Every bucket must have
 // received exactly the numbers pass 2 counted.
 func (b *SetBuilder) Finish() (*Set, error) {
-	s := &b.s
+	s := b.s
 	if b.count == 0 {
 		return s, nil
 	}
@@ -263,24 +263,18 @@ func (b *SetBuilder) Finish() (*Set, error) {
 	}
 	s.off[len(s.off)-1] = w
 	s.n = int(w)
-	// Give the duplicates' room back when there were many.
+	// Duplicates leave their room unused at the end (packs rarely repeat a number).
 	switch b.width {
 	case 2:
-		s.lo16 = shrink(s.lo16[:w])
+		s.lo16 = s.lo16[:w:w]
 	case 4:
-		s.lo32 = shrink(s.lo32[:w])
+		s.lo32 = s.lo32[:w:w]
 	default:
-		s.lo64 = shrink(s.lo64[:w])
+		s.lo64 = s.lo64[:w:w]
 	}
 	return s, nil
 }
 
-func shrink[T any](a []T) []T {
-	if len(a) < cap(a)*7/8 {
-		return slices.Clone(a)
-	}
-	return slices.Clip(a)
-}
 
 // compact sorts a[start:end], writes its distinct values to a[w:] and returns the new
 // write position (w <= start, so nothing unread is overwritten).

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package packfile
+
+func hugeAlloc[T any](owner *Set, n int) []T { return make([]T, n) }
