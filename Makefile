@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
 
-.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash vet clean
+.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash bench-packs vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -59,6 +59,10 @@ bench-async: build
 ## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2)
 drill-crash: build
 	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep' -timeout 60m -v ./... | grep -E 'lost|^(ok|FAIL|---)'
+
+## bench-packs: number_pack stores side by side (Set, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load (needs ~1.2 GB in $TMPDIR, a few minutes)
+bench-packs:
+	flock /tmp/floodgate-bench.lock $(GO) test -run XXX -bench 'Pack$$|PackLoad100M|Decide' -benchtime 1s -timeout 30m ./filters/number_pack/
 
 clean:
 	rm -rf bin

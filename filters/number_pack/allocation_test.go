@@ -3,6 +3,7 @@
 package numberpack
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,6 +44,13 @@ func TestAllocs(t *testing.T) {
 	single := build(t, "packs: {vip: {file: "+yamlQuote(vipFile)+"}}", nil)
 	waitLoaded(t, single)
 
+	ids := filepath.Join(dir, "ids.txt")
+	if err := os.WriteFile(ids, []byte("oAbc-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	strs := build(t, "packs: {vip: {file: "+yamlQuote(vipFile)+"}, ids: {file: "+yamlQuote(ids)+", keys: string}}", nil)
+	waitLoaded(t, strs)
+
 	_, addr, _ := startPacks(t, backend.Faults{})
 	svc := build(t, serviceYAML(addr, "")+"mode: annotate", nil)
 	forged := map[string]string{DefaultHeader: "vip"}
@@ -60,6 +68,9 @@ func TestAllocs(t *testing.T) {
 		{"annotate: non-member", annotate, "/?uin=42", 0},
 		{"annotate: member (header set)", annotate, "/?uin=10003", 0},
 		{"annotate, 10 packs: member (pooled header buffer)", many, "/?uin=5000", 0},
+		{"string pack: member (bigcache copies the key)", strs, "/?uin=oAbc-1", 1},
+		{"string pack route: number member (a miss in the string pack)", strs, "/?uin=10003", 0},
+		{"string pack route: non-member", strs, "/?uin=nobody", 0},
 		{"service: cached member", svc, "/?uin=10003", bigcacheHitAllocs},
 		{"service: cached non-member", svc, "/?uin=42", bigcacheHitAllocs},
 	} {

@@ -69,38 +69,6 @@ var errEvicted = errors.New("the cache lost entries while loading")
 var loadWorkers = func() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // Shard counts: about 8Ki numbers per shard, between 16 and 1024 shards.
-const (
-	minShards       = 16
-	maxShards       = 1024
-	numbersPerShard = 8 << 10
-	// hintPerShard is the initial hashmap size per shard. bigcache sizes both its index
-	// and its (unused here) stats map from MaxEntriesInWindow/Shards, so a large hint
-	// would cost a second, empty index; the index grows as entries come instead.
-	hintPerShard = 64
-	entryHeader  = 8 + 8 + 2 // bigcache's timestamp, hash and key length
-)
-
-func shardCount(n int) int {
-	s := minShards
-	for s < maxShards && s*numbersPerShard < n {
-		s <<= 1
-	}
-	return s
-}
-
-// queueBytes is how many bytes bigcache's queue takes for one entry of a keyLen-byte key
-// and a width-byte value (its varint length header included).
-func queueBytes(keyLen, width int) int {
-	l := entryHeader + keyLen + width
-	switch {
-	case l < 127:
-		return l + 1
-	case l < 16382:
-		return l + 2
-	}
-	return l + 3
-}
-
 func decimalLen(n uint64) int {
 	l := 1
 	for n >= 10 {
@@ -310,4 +278,3 @@ func readPack(path string, stop <-chan struct{}) ([]uint64, fileVersion, error) 
 	ns = slices.Compact(ns)
 	return ns, fileVersion{info: after, hash: h.Sum64()}, nil
 }
-

@@ -38,9 +38,9 @@ type filterMetrics struct {
 
 	svcHit, svcNegHit, svcFetched, svcStale, svcError, svcTimeout, svcBusy prometheus.Counter
 
-	loadOK, loadError prometheus.Counter
-	numbers                        []prometheus.Gauge // by pack bit
-	entries, loadSeconds, loaded   prometheus.Gauge
+	loadOK, loadError            prometheus.Counter
+	numbers                      []prometheus.Gauge // by pack bit
+	entries, loadSeconds, loaded prometheus.Gauge
 }
 
 func newFilterMetrics(route string, packs []string, open bool) *filterMetrics {

@@ -32,6 +32,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/internal/packfile"
 )
 
 // Filter is a built number_pack filter for one route.
@@ -42,6 +43,7 @@ type Filter struct {
 	header   []byte
 	names    []string // pack names by bit
 	full     uint64   // every pack's bit
+	strs     bool     // some pack is a string pack (keys: string): any key is looked up
 	values   *headerValues
 
 	notEligible, unknown *filters.Reason
@@ -68,14 +70,22 @@ func (f *Filter) Decide(r *filters.Request) filters.Result {
 	raw, ok := f.key.Bytes(r)
 	var key []byte
 	var n uint64
+	num := false
 	if ok {
-		key, n, ok = canonical(raw)
+		key, n, num = canonical(raw)
+		ok = num || (f.strs && packfile.ValidKey(raw))
 	}
 	if !ok {
 		f.m.noKey.Inc()
 		return f.notMember()
 	}
-	mask, cause := f.membership(key, n, r.Now)
+	var mask uint64
+	var cause int
+	if f.strs {
+		mask, cause = f.membershipKey(raw, key, n, num, r.Now)
+	} else {
+		mask, cause = f.membership(key, n, r.Now)
+	}
 	if cause != known {
 		f.m.unknown.Inc()
 		switch cause {
@@ -125,6 +135,20 @@ func (f *Filter) membership(key []byte, n uint64, now int64) (uint64, int) {
 		if f.svc == nil {
 			return 0, causeNotLoaded
 		}
+	}
+	return f.svc.membership(key, now, f.m)
+}
+
+// membershipKey is membership for a route with string packs: string packs are asked
+// with the key as sent (raw), number packs with its value when it is a number.
+func (f *Filter) membershipKey(raw, key []byte, n uint64, num bool, now int64) (uint64, int) {
+	if v := f.files.current(); v != nil {
+		if m := v.lookupKey(raw, n, num); m != 0 || v.known == f.full {
+			return m, known
+		}
+	}
+	if f.svc == nil || !num {
+		return 0, causeNotLoaded
 	}
 	return f.svc.membership(key, now, f.m)
 }

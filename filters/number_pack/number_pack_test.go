@@ -1,10 +1,10 @@
 package numberpack
 
 import (
-	"strconv"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +169,8 @@ func TestValidate(t *testing.T) {
 		{"packs as a list", `packs: [vip]`, `packs: want a mapping`},
 		{"unknown field", "pack: {vip: {file: x}}", `unknown field "pack"`},
 		{"unknown pack field", "packs: {vip: {path: x}}", `unknown field "path"`},
+		{"bad key kind", "packs: {vip: {file: x, keys: strings}}", `packs.vip.keys: want numeric (user numbers, the default) or string (got strings)`},
+		{"string pack from the service", "source: service\nservice: {addr: 127.0.0.1:8083}\npacks: {ids: {keys: string}}", `packs.ids.keys: string packs are loaded from files`},
 	} {
 		err := filtertest.DecodeErr(t, Name, tc.yaml)
 		if !strings.Contains(err.Error(), tc.want) {
@@ -282,4 +284,57 @@ func TestDroppedFilterStopsItsLoader(t *testing.T) {
 			return false
 		}
 	})
+}
+
+// TestStringPacks: a pack declares keys: string; its keys are looked up as sent, the
+// route's number packs by value, in the same request.
+func TestStringPacks(t *testing.T) {
+	dir := t.TempDir()
+	ids := filepath.Join(dir, "openids.txt")
+	if err := os.WriteFile(ids, []byte("# openids\noAbc-1\nuser_x\n007\n\n  padded  \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	packs := "packs: {vip: {file: " + yamlQuote(vipFile) + "}, ids: {file: " + yamlQuote(ids) + ", keys: string}}"
+	f := build(t, "mode: require\n"+packs, nil)
+	waitLoaded(t, f)
+	filtertest.Run(t, f, []filtertest.Case{
+		{Desc: "number in the number pack", Req: filtertest.Req{URI: "/?uin=10001"}},
+		{Desc: "key in the string pack", Req: filtertest.Req{URI: "/?uin=oAbc-1"}},
+		{Desc: "a number-looking key in the string pack, as sent", Req: filtertest.Req{URI: "/?uin=007"}},
+		{Desc: "the same number written otherwise is not that key", Req: filtertest.Req{URI: "/?uin=7"}, Want: "number_pack/not_eligible"},
+		{Desc: "leading zeros still name the number pack's user", Req: filtertest.Req{URI: "/?uin=0010001"}},
+		{Desc: "a trimmed line", Req: filtertest.Req{URI: "/?uin=padded"}},
+		{Desc: "key in neither", Req: filtertest.Req{URI: "/?uin=nobody"}, Want: "number_pack/not_eligible"},
+		{Desc: "key with a space is no key", Req: filtertest.Req{URI: "/?uin=user%20x"}, Want: "number_pack/not_eligible"},
+	})
+	if got := value(f.m.noKey); got != 1 {
+		t.Errorf("no_key %v, want 1 (the key with a space)", got)
+	}
+
+	a := build(t, "mode: annotate\n"+packs, nil)
+	waitLoaded(t, a)
+	for _, tc := range []struct{ uin, want string }{{"10001", "vip"}, {"user_x", "ids"}, {"zzz", ""}} {
+		_, r := decide(t, a, filtertest.Req{URI: "/?uin=" + tc.uin})
+		if got := string(r.Ctx.Request.Header.Peek(DefaultHeader)); got != tc.want {
+			t.Errorf("uin %s: header %q, want %q", tc.uin, got, tc.want)
+		}
+	}
+
+	// Without a string pack, a non-numeric key is no key at all.
+	n := build(t, "packs: {vip: {file: "+yamlQuote(vipFile)+"}}", nil)
+	waitLoaded(t, n)
+	if v, _ := decide(t, n, filtertest.Req{URI: "/?uin=oAbc-1"}); v != "number_pack/not_eligible" || value(n.m.noKey) != 1 {
+		t.Errorf("numeric-only route: %q, no_key %v", v, value(n.m.noKey))
+	}
+
+	// The same file as numbers and as strings is two entries; a malformed key is an
+	// error naming file:line.
+	if registeredPath(ids) != 1 {
+		t.Errorf("%d registry entries for the string pack, want 1 (shared by both routes)", registeredPath(ids))
+	}
+	bad := filepath.Join(dir, "bad.txt")
+	os.WriteFile(bad, []byte("ok-1\ntwo words\n"), 0o644)
+	if _, _, err := readKeySet(bad, nil); err == nil || !strings.Contains(err.Error(), "bad.txt:2: malformed key \"two words\"") {
+		t.Errorf("malformed key: %v", err)
+	}
 }

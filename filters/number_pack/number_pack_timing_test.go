@@ -1,8 +1,10 @@
 package numberpack
 
 import (
+	"bufio"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -131,7 +133,7 @@ func BenchmarkPack(b *testing.B) {
 				heap0, rss0 := heapInUse(), rss(b)
 				start := time.Now()
 				var err error
-				g, err = loadGeneration([]packSpec{{"big", path}}, nil)
+				g, err = loadGeneration([]packSpec{{name: "big", path: path}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -165,7 +167,7 @@ func BenchmarkPack(b *testing.B) {
 				heap0, rss0 := heapInUse(), rss(b)
 				start := time.Now()
 				var err error
-				c, err = loadCacheGeneration([]packSpec{{"big", path}}, nil)
+				c, err = loadCacheGeneration([]packSpec{{name: "big", path: path}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -278,5 +280,64 @@ func BenchmarkDecide(b *testing.B) {
 			})
 		}
 		f.Close()
+	}
+}
+
+// BenchmarkPackLoad100M is the seed's largest scale: a pack of 100M distinct 10-digit
+// numbers (1.1 GB of text, generated in a temp directory and removed after) loaded into
+// a Set: the load must take under 60 s and the set under 1 GiB resident (VmRSS before
+// and after the load). It runs one load whatever the benchtime; `make bench-packs` runs it.
+func BenchmarkPackLoad100M(b *testing.B) {
+	const n = 100_000_000
+	dir := b.TempDir()
+	path := filepath.Join(dir, "pack-100M.txt")
+	start := time.Now()
+	fh, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(fh, 1<<20)
+	var buf [24]byte
+	for i := 0; i < n; i++ { // spreadNumbers(n, 0), streamed: 100M numbers never in memory
+		w.Write(append(strconv.AppendUint(buf[:0], 1_000_000_000+(uint64(i)*2_654_435_761)%9_000_000_000, 10), '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		b.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	b.Logf("generated %d numbers, %d MB in %v", n, st.Size()>>20, time.Since(start).Round(time.Millisecond))
+
+	for i := 0; i < b.N; i++ {
+		rss0 := rss(b)
+		start := time.Now()
+		g, err := loadGeneration([]packSpec{{name: "big", path: path}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		g.refs.Store(1)
+		resident := rss(b) - rss0
+		b.ReportMetric(took.Seconds(), "s/load")
+		b.ReportMetric(float64(resident)/float64(g.total), "rssB/number")
+		b.ReportMetric(float64(resident)/(1<<20), "rssMiB")
+		b.ReportMetric(float64(g.sets[0].set.Bytes())/float64(g.total), "setB/number")
+		if g.total != n {
+			b.Fatalf("%d numbers loaded, want %d", g.total, n)
+		}
+		for j := 0; j < n; j += 997 { // a sample: every 997th number is a member
+			if x := 1_000_000_000 + (uint64(j)*2_654_435_761)%9_000_000_000; g.lookup(x) != 1 {
+				b.Fatalf("number %d missing", x)
+			}
+		}
+		if took > 60*time.Second {
+			b.Errorf("100M numbers loaded in %v, the target is under 60 s", took)
+		}
+		if resident >= 1<<30 {
+			b.Errorf("100M numbers take %d MiB resident, the target is under 1 GiB", resident>>20)
+		}
+		g.release()
 	}
 }

@@ -29,13 +29,14 @@ var registry = struct {
 // setKey is a pack file at one version.
 type setKey struct {
 	path     string
+	strings  bool // a string pack (keys: string) of the same file is another entry
 	size     int64
 	mtime    int64
 	dev, ino uint64
 }
 
-func keyOf(path string, st os.FileInfo) setKey {
-	k := setKey{path: path, size: st.Size(), mtime: st.ModTime().UnixNano()}
+func keyOf(path string, strs bool, st os.FileInfo) setKey {
+	k := setKey{path: path, strings: strs, size: st.Size(), mtime: st.ModTime().UnixNano()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		k.dev, k.ino = uint64(sys.Dev), sys.Ino
 	}
@@ -48,7 +49,8 @@ type sharedSet struct {
 	key   setKey
 	refs  int
 	ready chan struct{}
-	set   *packfile.Set
+	set   *packfile.Set // a number pack
+	keys  *keySet       // a string pack
 	fv    fileVersion
 	took  time.Duration
 	err   error
@@ -56,13 +58,13 @@ type sharedSet struct {
 
 // acquireSet returns the set of the file at path at its current version, loading it if
 // no route holds that version, with one reference the caller must release.
-func acquireSet(path string, stop <-chan struct{}) (*sharedSet, error) {
+func acquireSet(path string, strs bool, stop <-chan struct{}) (*sharedSet, error) {
 	for {
 		st, err := os.Stat(path)
 		if err != nil {
 			return nil, err
 		}
-		k := keyOf(path, st)
+		k := keyOf(path, strs, st)
 		registry.Lock()
 		e := registry.m[k]
 		if e == nil {
@@ -70,9 +72,13 @@ func acquireSet(path string, stop <-chan struct{}) (*sharedSet, error) {
 			registry.m[k] = e
 			registry.Unlock()
 			start := time.Now()
-			e.set, e.fv, e.err = readPackSet(path, stop)
+			if strs {
+				e.keys, e.fv, e.err = readKeySet(path, stop)
+			} else {
+				e.set, e.fv, e.err = readPackSet(path, stop)
+			}
 			e.took = time.Since(start)
-			if e.err == nil && keyOf(path, e.fv.info) != k {
+			if e.err == nil && keyOf(path, strs, e.fv.info) != k {
 				e.err = fmt.Errorf("%s changed while it was read", path)
 			}
 			if e.err != nil {
@@ -105,6 +111,13 @@ func acquireSet(path string, stop <-chan struct{}) (*sharedSet, error) {
 		}
 		return e, nil
 	}
+}
+
+func (e *sharedSet) len() int {
+	if e.keys != nil {
+		return e.keys.Len()
+	}
+	return e.set.Len()
 }
 
 // release drops one reference; the last drops the entry from the registry.

@@ -77,6 +77,10 @@ type Pack struct {
 	// File is the pack file (one number per line, '#' comments, gzip by magic bytes).
 	// A relative path is taken from the gateway's working directory.
 	File string `yaml:"file"`
+	// Keys is what the file lists: "numeric" (default: user numbers, held in a
+	// packfile.Set) or "string" (any key of 1-256 printable bytes without spaces - an
+	// openid, an account - held in a bigcache; source file only).
+	Keys string `yaml:"keys"`
 }
 
 // Service configures read-through lookups against the packs backend
@@ -165,6 +169,15 @@ func (c *Config) Validate() error {
 		}
 		if c.Source == "file" && strings.TrimSpace(p.File) == "" {
 			errs.Add(filters.Errorf("packs."+name+".file", nil, "source file needs the pack's file"))
+		}
+		switch p.Keys {
+		case "", "numeric":
+		case "string":
+			if c.Source != "file" {
+				errs.Add(filters.Errorf("packs."+name+".keys", p.Keys, "string packs are loaded from files (source file); the packs backend answers for user numbers only"))
+			}
+		default:
+			errs.Add(filters.Errorf("packs."+name+".keys", p.Keys, "want numeric (user numbers, the default) or string"))
 		}
 	}
 	s := c.Service
@@ -255,7 +268,8 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 			if !st.Mode().IsRegular() {
 				return nil, fmt.Errorf("packs.%s.file: %s is not a regular file", name, path)
 			}
-			packs[i] = packSpec{name: name, path: path}
+			packs[i] = packSpec{name: name, path: path, strings: c.Packs[name].Keys == "string"}
+			f.strs = f.strs || packs[i].strings
 		}
 		var seed *view
 		if old != nil && old.files != nil {

@@ -81,12 +81,28 @@ type generation struct {
 	refs   atomic.Int32
 }
 
-// lookup returns the bitmask of the packs holding n, 0 if none. It reads each pack's
-// set once and allocates nothing.
+// lookup returns the bitmask of the number packs holding n, 0 if none. It reads each
+// pack's set once and allocates nothing.
 func (g *generation) lookup(n uint64) uint64 {
 	var m uint64
 	for i, s := range g.sets {
-		if s.set.Contains(n) {
+		if s.set.Contains(n) { // nil (a string pack) contains nothing
+			m |= 1 << uint(i)
+		}
+	}
+	return m
+}
+
+// lookupKey returns the bitmask of the packs holding key: string packs by the key as
+// sent, number packs by its value when it is a user number (num).
+func (g *generation) lookupKey(key []byte, n uint64, num bool) uint64 {
+	var m uint64
+	for i, s := range g.sets {
+		if s.keys != nil {
+			if s.keys.has(key) {
+				m |= 1 << uint(i)
+			}
+		} else if num && s.set.Contains(n) {
 			m |= 1 << uint(i)
 		}
 	}
@@ -116,8 +132,14 @@ type view struct {
 	known uint64
 }
 
-func (v *view) lookup(n uint64) uint64 {
-	m := v.gen.lookup(n)
+func (v *view) lookup(n uint64) uint64 { return v.remapped(v.gen.lookup(n)) }
+
+// lookupKey is lookup with string packs (see generation.lookupKey).
+func (v *view) lookupKey(key []byte, n uint64, num bool) uint64 {
+	return v.remapped(v.gen.lookupKey(key, n, num))
+}
+
+func (v *view) remapped(m uint64) uint64 {
 	if v.remap == nil || m == 0 {
 		return m
 	}
@@ -129,15 +151,15 @@ func (v *view) lookup(n uint64) uint64 {
 	return out
 }
 
-// rebase makes a view of g for a filter with packs, matching packs by file path (the
-// name may differ). It returns nil when g holds none of them.
+// rebase makes a view of g for a filter with packs, matching packs by file path and key
+// kind (the name may differ). It returns nil when g holds none of them.
 func rebase(g *generation, packs []packSpec) *view {
 	v := &view{gen: g}
 	identity := len(g.paths) == len(packs)
 	remap := make([]uint64, len(g.paths))
 	for j, path := range g.paths {
 		for i, p := range packs {
-			if p.path == path {
+			if p.path == path && p.strings == g.sets[j].key.strings {
 				remap[j] |= 1 << uint(i)
 				v.known |= 1 << uint(i)
 			}
@@ -173,7 +195,7 @@ func loadGeneration(packs []packSpec, stop <-chan struct{}) (*generation, error)
 	start := time.Now()
 	g := &generation{}
 	for _, p := range packs {
-		s, err := acquireSet(p.path, stop)
+		s, err := acquireSet(p.path, p.strings, stop)
 		if err != nil {
 			for _, s := range g.sets {
 				s.release()
@@ -183,8 +205,8 @@ func loadGeneration(packs []packSpec, stop <-chan struct{}) (*generation, error)
 		g.sets = append(g.sets, s)
 		g.paths = append(g.paths, p.path)
 		g.files = append(g.files, s.fv)
-		g.counts = append(g.counts, s.set.Len())
-		g.total += s.set.Len()
+		g.counts = append(g.counts, s.len())
+		g.total += s.len()
 	}
 	g.took = time.Since(start)
 	return g, nil
@@ -213,12 +235,12 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-type nopLogger struct{}
-
-func (nopLogger) Printf(string, ...any) {}
-
-// packSpec is one pack of a filter: its name and absolute file path.
-type packSpec struct{ name, path string }
+// packSpec is one pack of a filter: its name, absolute file path and whether its keys
+// are strings (keys: string) rather than user numbers.
+type packSpec struct {
+	name, path string
+	strings    bool
+}
 
 // loader keeps a filter's packs loaded: it loads them in the background, checks the
 // files every `every` and, when one has a new version, loads all of them into a new
@@ -264,7 +286,7 @@ func newLoader(packs []packSpec, every time.Duration, log *zap.Logger, m *filter
 			if v.known == l.full { // every pack carried over (maybe renamed or reordered)
 				l.complete = true
 				for i, p := range packs {
-					j := slices.Index(seed.gen.paths, p.path)
+					j := slices.IndexFunc(seed.gen.sets, func(s *sharedSet) bool { return s.key.path == p.path && s.key.strings == p.strings })
 					l.seen[i] = seed.gen.files[j].info
 					l.hashes[i] = seed.gen.files[j].hash
 				}

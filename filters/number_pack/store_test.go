@@ -19,7 +19,7 @@ func TestNoFlipsAfterLoad(t *testing.T) {
 	b := spreadNumbers(n, n/2) // the second half of a, then n/2 of its own
 	pa := writePack(t, dir, "a.txt", a, false)
 	pb := writePack(t, dir, "b.txt.gz", b, true)
-	g, err := loadGeneration([]packSpec{{"a", pa}, {"b", pb}}, nil)
+	g, err := loadGeneration([]packSpec{{name: "a", path: pa}, {name: "b", path: pb}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestNoFlipsAfterLoad(t *testing.T) {
 		}
 	}
 	// The bigcache store it replaced answers the same for every number.
-	c, err := loadCacheGeneration([]packSpec{{"a", pa}, {"b", pb}}, nil)
+	c, err := loadCacheGeneration([]packSpec{{name: "a", path: pa}, {name: "b", path: pb}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestEverySizeAndLength(t *testing.T) {
 			var packs []packSpec
 			for p := 0; p < k; p++ {
 				name := "p" + strconv.Itoa(n) + "-" + strconv.Itoa(k) + "-" + strconv.Itoa(p)
-				packs = append(packs, packSpec{name, writePack(t, dir, name, mixed(n, uint64(p*n/2)), p%2 == 1)})
+				packs = append(packs, packSpec{name: name, path: writePack(t, dir, name, mixed(n, uint64(p*n/2)), p%2 == 1)})
 			}
 			g, err := loadGeneration(packs, nil)
 			if err != nil {

@@ -60,7 +60,67 @@ func ReadFrom(r io.Reader, name string, fn func(n uint64) error) (count int, err
 	return readLines(br, name, fn)
 }
 
+// MaxKeyLen is the longest key of a string pack.
+const MaxKeyLen = 256
+
+// ReadKeysFrom reads a string pack: one key per line (an openid, an account name), the
+// same comments, blank lines, trimming and gzip detection as a number pack. A key is 1 to
+// MaxKeyLen printable ASCII bytes without spaces. fn gets each key in file order; the
+// slice is valid only during the call.
+func ReadKeysFrom(r io.Reader, name string, fn func(key []byte) error) (count int, err error) {
+	br := bufio.NewReaderSize(r, MaxLineLen)
+	magic, err := br.Peek(2)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return 0, fmt.Errorf("%s: gzip: %w", name, err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, MaxLineLen)
+	}
+	return scanLines(br, name, func(line int, t []byte) error {
+		if !ValidKey(t) {
+			if len(t) > maxShown {
+				t = t[:maxShown]
+			}
+			return fmt.Errorf("%s:%d: malformed key %q (want 1-%d printable ASCII bytes without spaces)", name, line, t, MaxKeyLen)
+		}
+		return fn(t)
+	})
+}
+
+// ValidKey reports whether b is a string pack key: 1 to MaxKeyLen printable ASCII bytes
+// without spaces.
+func ValidKey(b []byte) bool {
+	if len(b) == 0 || len(b) > MaxKeyLen {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 func readLines(br *bufio.Reader, name string, fn func(n uint64) error) (count int, err error) {
+	return scanLines(br, name, func(line int, t []byte) error {
+		n, ok := ParseNumber(t)
+		if !ok {
+			if len(t) > maxShown {
+				t = t[:maxShown]
+			}
+			return fmt.Errorf("%s:%d: malformed number %q", name, line, t)
+		}
+		return fn(n)
+	})
+}
+
+// scanLines calls fn with each line's trimmed text that is not blank or a comment.
+func scanLines(br *bufio.Reader, name string, fn func(line int, t []byte) error) (count int, err error) {
 	for line := 1; ; line++ {
 		b, rerr := br.ReadSlice('\n')
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
@@ -74,14 +134,7 @@ func readLines(br *bufio.Reader, name string, fn func(n uint64) error) (count in
 		}
 		t := trim(b)
 		if len(t) > 0 && t[0] != '#' {
-			n, ok := ParseNumber(t)
-			if !ok {
-				if len(t) > maxShown {
-					t = t[:maxShown]
-				}
-				return count, fmt.Errorf("%s:%d: malformed number %q", name, line, t)
-			}
-			if err := fn(n); err != nil {
+			if err := fn(line, t); err != nil {
 				return count, err
 			}
 			count++
