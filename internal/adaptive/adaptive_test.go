@@ -1,0 +1,288 @@
+package adaptive
+
+import (
+	"testing"
+	"time"
+)
+
+func testSettings() Settings {
+	return Settings{Enabled: true, MinLimit: 4, MaxLimit: 200, PinnedLevel: -1, CoreFloor: MakeLevel(6, 0, 0)}
+}
+
+// window feeds one window to c: `inflight` requests admitted and held, then `answered`
+// of them answered after rtt (the rest stay in flight), then Update.
+func window(c *Controller, lv Level, core bool, inflight, answered int, rtt time.Duration, timeouts int) {
+	for i := 0; i < inflight; i++ {
+		c.Admit(lv, core)
+	}
+	for i := 0; i < answered; i++ {
+		c.Done(rtt, Answered, core)
+	}
+	for i := 0; i < timeouts; i++ {
+		c.Done(0, TimedOut, core)
+	}
+	c.Update()
+	// leave nothing in flight for the next window
+	for i := answered + timeouts; i < inflight; i++ {
+		c.Done(0, Failed, core)
+	}
+}
+
+// TestLimitRules checks the limit's rules one window at a time, from a known state: a
+// limit of 40 after 50 windows at a 10 ms baseline with 30 in flight.
+func TestLimitRules(t *testing.T) {
+	lv := MakeLevel(2, 7, 10)
+	for _, tc := range []struct {
+		desc     string
+		inflight int
+		rtt      time.Duration
+		timeouts int
+		check    func(before, after int64) bool
+		want     string
+	}{
+		{"fewer than half the limit in use, latency at baseline: no growth", 19, 10 * time.Millisecond, 0,
+			func(b, a int64) bool { return a == b }, "unchanged"},
+		{"fewer than half in use, latency 10x: still decreases", 19, 100 * time.Millisecond, 0,
+			func(b, a int64) bool { return a < b }, "lower"},
+		{"at least half in use, latency at baseline: grows", 30, 10 * time.Millisecond, 0,
+			func(b, a int64) bool { return a > b }, "higher"},
+		{"latency within tolerance (1.4x): grows", 30, 14 * time.Millisecond, 0,
+			func(b, a int64) bool { return a > b }, "higher"},
+		{"latency 3x: decreases by the smoothed gradient floor (10%)", 30, 30 * time.Millisecond, 0,
+			func(b, a int64) bool {
+				return a == int64(float64(b)*0.9+0.2*6.3245553) || a == int64(float64(b)*0.9+0.2*6.3245553)-1
+			}, "limit x 0.9 + 0.2 x sqrt(limit)"},
+		{"a timeout: multiplicative decrease (x0.8), whatever the latency", 30, 10 * time.Millisecond, 1,
+			func(b, a int64) bool { return a == b*8/10 }, "limit x 0.8"},
+		{"several timeouts: one decrease per window", 30, 10 * time.Millisecond, 5,
+			func(b, a int64) bool { return a == b*8/10 }, "limit x 0.8"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := New(DefaultParams(), testSettings())
+			c.limitF = 40
+			c.limit.Store(40)
+			for i := 0; i < 50; i++ {
+				window(c, lv, false, 19, 19, 10*time.Millisecond, 0)
+			}
+			before := c.limit.Load()
+			if before != 40 {
+				t.Fatalf("setup: limit %d, want 40 (fewer than half in use must not move it)", before)
+			}
+			window(c, lv, false, tc.inflight, tc.inflight-tc.timeouts, tc.rtt, tc.timeouts)
+			if after := c.limit.Load(); !tc.check(before, after) {
+				t.Errorf("limit %d -> %d, want %s", before, after, tc.want)
+			}
+		})
+	}
+}
+
+func TestLimitStaysWithinMinMax(t *testing.T) {
+	for _, tc := range []struct {
+		desc     string
+		min, max int
+		rtt      time.Duration
+		timeouts int
+		want     int64
+	}{
+		{"timeouts forever stop at min", 7, 100, 10 * time.Millisecond, 3, 7},
+		{"latency 10x forever stops at min", 7, 100, 100 * time.Millisecond, 0, 7},
+		{"full use at baseline forever stops at max", 7, 60, 10 * time.Millisecond, 0, 60},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			s := testSettings()
+			s.MinLimit, s.MaxLimit = tc.min, tc.max
+			c := New(DefaultParams(), s)
+			for i := 0; i < 60; i++ { // baseline 10 ms
+				window(c, 0, false, 10, 10, 10*time.Millisecond, 0)
+			}
+			for i := 0; i < 300; i++ {
+				n := int(c.limit.Load())
+				window(c, 0, false, n, n-tc.timeouts, tc.rtt, tc.timeouts)
+			}
+			if got := c.limit.Load(); got != tc.want {
+				t.Errorf("limit %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestShedRequestsAreNeverSampled: requests the controller sheds (by level or by the
+// in-flight gate) do not change the in-flight count, the samples or the latency.
+func TestShedRequestsAreNeverSampled(t *testing.T) {
+	for _, tc := range []struct {
+		desc  string
+		setup func(s *Settings)
+		lv    Level
+		core  bool
+		fill  int // requests admitted and held first
+		want  Decision
+	}{
+		{"below a pinned level", func(s *Settings) { s.PinnedLevel = int(MakeLevel(3, 0, 0)) }, MakeLevel(2, 7, 31), false, 0, ShedLevel},
+		{"non-core over the limit", func(s *Settings) { s.MinLimit, s.MaxLimit = 10, 10 }, MakeLevel(2, 7, 31), false, 10, ShedLimit},
+		{"core over the max limit", func(s *Settings) { s.MinLimit, s.MaxLimit = 10, 10 }, MakeLevel(6, 7, 31), true, 10, ShedLimit},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			s := testSettings()
+			tc.setup(&s)
+			c := New(DefaultParams(), s)
+			for i := 0; i < tc.fill; i++ {
+				if d := c.Admit(MakeLevel(7, 7, 31), true); d != Admitted {
+					t.Fatalf("fill %d: %v", i, d)
+				}
+			}
+			before := c.Snapshot()
+			for i := 0; i < 1000; i++ {
+				if d := c.Admit(tc.lv, tc.core); d != tc.want {
+					t.Fatalf("decision %d, want %d", d, tc.want)
+				}
+			}
+			after := c.Snapshot()
+			if after.InFlight != before.InFlight || after.Samples != before.Samples || c.samples.Load() != 0 || c.sumRTT.Load() != 0 {
+				t.Errorf("shed requests changed the measurement: in flight %d -> %d, samples %d -> %d", before.InFlight, after.InFlight, before.Samples, after.Samples)
+			}
+			if got := after.ShedLevel + after.ShedLimit - before.ShedLevel - before.ShedLimit; got != 1000 {
+				t.Errorf("shed counted %d, want 1000", got)
+			}
+		})
+	}
+}
+
+// TestBaselineMeasurementNeverRejectsCore: a fresh controller (no baseline, the initial
+// limit) admits core requests up to the pool's maximum; it never lowers concurrency to
+// probe the no-load latency. Non-core requests meet the initial limit.
+func TestBaselineMeasurementNeverRejectsCore(t *testing.T) {
+	s := testSettings()
+	s.MaxLimit = 150
+	c := New(DefaultParams(), s)
+	for i := 0; i < 150; i++ {
+		if d := c.Admit(MakeLevel(6, 0, 0), true); d != Admitted {
+			t.Fatalf("core request %d in flight: %v, want admitted", i+1, d)
+		}
+	}
+	if d := c.Admit(MakeLevel(2, 0, 0), false); d != ShedLimit {
+		t.Errorf("non-core over the initial limit: %v, want ShedLimit", d)
+	}
+	// windows of measurement with everything in flight: still no core shed
+	for w := 0; w < 100; w++ {
+		for i := 0; i < 150; i++ {
+			c.Done(10*time.Millisecond, Answered, true)
+		}
+		for i := 0; i < 150; i++ {
+			if d := c.Admit(MakeLevel(6, 0, 0), true); d != Admitted {
+				t.Fatalf("window %d: core request %d: %v, want admitted", w, i+1, d)
+			}
+		}
+		c.Update()
+	}
+	if snap := c.Snapshot(); snap.BaselineMs != 10 || snap.Level > int(s.CoreFloor) {
+		t.Errorf("baseline %.1f ms (want 10), level %d (want at most the core floor %d)", snap.BaselineMs, snap.Level, s.CoreFloor)
+	}
+}
+
+func TestOperatorSwitches(t *testing.T) {
+	for _, tc := range []struct {
+		desc      string
+		settings  func(s *Settings)
+		wantLevel int
+		wantShed  bool
+	}{
+		{"disabled: level 0, nothing shed", func(s *Settings) { s.Enabled = false }, 0, false},
+		{"shadow: level moves, nothing shed", func(s *Settings) { s.Shadow = true }, -1, false},
+		{"pinned level holds against overload", func(s *Settings) { s.PinnedLevel = 100 }, 100, true},
+		{"automatic: level rises under overload", func(s *Settings) {}, -1, true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			s := testSettings()
+			s.MinLimit, s.MaxLimit = 10, 10
+			tc.settings(&s)
+			c := New(DefaultParams(), s)
+			shed := 0
+			for w := 0; w < 20; w++ {
+				for i := 0; i < 40; i++ {
+					d := Decision(Admitted)
+					if s.Enabled {
+						d = c.Admit(MakeLevel(2, i%8, i%32), false)
+					}
+					if !d.Forward() {
+						shed++
+					}
+				}
+				for c.inflight.Load() > 0 {
+					c.Done(10*time.Millisecond, Answered, false)
+				}
+				c.Update()
+			}
+			lvl := c.Snapshot().Level
+			switch {
+			case tc.wantLevel >= 0 && lvl != tc.wantLevel:
+				t.Errorf("level %d, want %d", lvl, tc.wantLevel)
+			case tc.wantLevel < 0 && lvl <= int(MakeLevel(2, 0, 0)):
+				t.Errorf("level %d, want it raised into the offered levels (above %d)", lvl, MakeLevel(2, 0, 0))
+			}
+			if (shed > 0) != tc.wantShed {
+				t.Errorf("shed %d requests, want shedding %v", shed, tc.wantShed)
+			}
+			if s.Shadow && c.Snapshot().ShadowShed == 0 {
+				t.Errorf("shadow mode counted nothing it would have shed")
+			}
+		})
+	}
+}
+
+func TestLevelOrder(t *testing.T) {
+	for _, tc := range []struct {
+		desc      string
+		low, high Level
+	}{
+		{"business dominates tier and user", MakeLevel(2, 7, 31), MakeLevel(3, 0, 0)},
+		{"tier dominates user", MakeLevel(2, 1, 31), MakeLevel(2, 2, 0)},
+		{"user orders within a tier", MakeLevel(2, 1, 3), MakeLevel(2, 1, 4)},
+		{"out of range is clamped", MakeLevel(-1, -1, -1), MakeLevel(0, 0, 1)},
+		{"top clamps to the last level", MakeLevel(6, 7, 31), MakeLevel(99, 99, 99)},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if tc.low >= tc.high {
+				t.Errorf("%d not below %d", tc.low, tc.high)
+			}
+		})
+	}
+	if l := MakeLevel(5, 3, 17); l.Business() != 5 || l.Tier() != 3 || l.User() != 17 {
+		t.Errorf("unpack %d: %d %d %d", l, l.Business(), l.Tier(), l.User())
+	}
+	if MakeLevel(99, 99, 99) != NumLevels-1 {
+		t.Errorf("top level %d, want %d", MakeLevel(99, 99, 99), NumLevels-1)
+	}
+}
+
+// TestUserPriorityRotates: a user keeps its priority within a window and draws again at
+// the next; priorities are spread evenly over the users.
+func TestUserPriorityRotates(t *testing.T) {
+	const window = int64(10 * time.Second)
+	const users = 32000
+	var counts [UserLevels]int
+	changed := 0
+	for u := uint64(0); u < users; u++ {
+		h := mix(u, 1)
+		p := UserPriority(h, 5*window+1, window)
+		if q := UserPriority(h, 6*window-1, window); q != p {
+			t.Fatalf("user %d: priority %d then %d within one window", u, p, q)
+		}
+		if UserPriority(h, 6*window, window) != p {
+			changed++
+		}
+		counts[p]++
+	}
+	// each of 32 priorities expects 1000 users; 4 standard deviations is about 125
+	for p, n := range counts {
+		if n < 875 || n > 1125 {
+			t.Errorf("priority %d has %d users, want 1000 +- 125", p, n)
+		}
+	}
+	// a new draw keeps the same priority with probability 1/32
+	if changed < users*29/32 {
+		t.Errorf("only %d of %d users drew another priority in the next window", changed, users)
+	}
+	if UserPriority(7, -1, window) != UserPriority(7, -window, window) {
+		t.Errorf("negative wall clock: floor division broken")
+	}
+}
