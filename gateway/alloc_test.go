@@ -3,6 +3,7 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -17,6 +18,23 @@ routes:
   off:     {path: /off, pool: q, enabled: false}
 `
 
+// adaptiveAllocConfig adds pools with adaptive overload protection: a route proxied
+// through it (core, and non-core with a promotion tier and a user key), and one shed by it.
+const adaptiveAllocConfig = allocConfig + `  acore:   {path: /acore, pool: a, core: true}
+  ainfo:   {path: /ainfo, pool: a, filters: {promo_throttle: {source: query:adtag, default_tier: organic, tiers: {organic: {priority: 2, rate: 1000000000}, wx: {priority: 1, rate: 1000000000, match: [wx]}}}}}
+  ashed:   {path: /ashed, pool: s}
+`
+
+const adaptivePools = `
+  a: {addrs: ["q1:1"], max_conns: 64, adaptive: {enabled: true, user_key: "query:uin"}}
+  s: {addrs: ["q1:1"], max_conns: 64, adaptive: {enabled: true, pinned_level: 2048}}
+`
+
+type allocCase struct {
+	desc, uri string
+	status    int
+}
+
 func okUpstream(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }
 
 // TestRequestPathAllocatesNothing drives whole requests client -> gateway -> upstream
@@ -29,20 +47,24 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 		path := t.TempDir() + "/access.log"
 		requestPathAllocs(t, "access_log: {enabled: true, path: \""+path+"\"}\n"+allocConfig)
 	})
+	t.Run("adaptive overload protection on", func(t *testing.T) {
+		cfg := strings.Replace(adaptiveAllocConfig, `pools: {q: {addrs: ["q1:1"], max_conns: 64}}`, "pools:\n  q: {addrs: [\"q1:1\"], max_conns: 64}"+adaptivePools, 1)
+		requestPathAllocs(t, cfg,
+			allocCase{"adaptive, core", "/acore?uin=10001", 200},
+			allocCase{"adaptive, non-core with tier and user key", "/ainfo?uin=10001&adtag=wx", 200},
+			allocCase{"adaptive, shed", "/ashed?uin=10001", 503})
+	})
 }
 
-func requestPathAllocs(t *testing.T, cfg string) {
+func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) {
 	r := newRig(t, cfg)
 	r.upstream("q1:1", okUpstream)
-	for _, tc := range []struct {
-		desc, uri string
-		status    int
-	}{
+	for _, tc := range append([]allocCase{
 		{"proxied, empty chain", "/lottery?uin=10001", 200},
 		{"proxied through a filter", "/acl?uin=10001", 200},
 		{"fallback answer", "/off", 503},
 		{"no route", "/nothing", 404},
-	} {
+	}, extra...) {
 		req := fasthttp.AcquireRequest()
 		resp := fasthttp.AcquireResponse()
 		req.SetRequestURI(tc.uri)

@@ -22,6 +22,7 @@ import (
 	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/accept"
+	"github.com/floodgate/floodgate/internal/adaptive"
 )
 
 // VerdictHeader is the header on every answer the gateway makes itself.
@@ -49,6 +50,8 @@ type Gateway struct {
 	acceptor *accept.Acceptor
 	recent   *recentGrants
 	instance string
+	// overloadOnce starts the adaptive protection's window ticker (overload.go).
+	overloadOnce sync.Once
 }
 
 // Options configures New.
@@ -182,8 +185,22 @@ func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP
 // takes well under a microsecond, far below the histogram's resolution), or zero to read
 // the clock here.
 func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, start time.Time) *filters.Reason {
+	ovl := &rt.ovl
+	if ovl.on {
+		d := ovl.ctl.Admit(g.level(ovl, ctx, clientIP, g.epoch.UnixNano()+mono), rt.info.Core)
+		if !d.Forward() {
+			rt.answer(ctx, st, ovl.shed, 0)
+			return ovl.shed
+		}
+		if d == adaptive.ShadowShed {
+			ovl.shed.Shadow()
+		}
+	}
 	u := rt.pool.pick(mono)
 	if u == nil {
+		if ovl.on {
+			ovl.ctl.Done(0, adaptive.Failed, rt.info.Core)
+		}
 		rt.answer(ctx, st, rt.upstream[failUnavailable], 0)
 		return rt.upstream[failUnavailable]
 	}
@@ -200,7 +217,11 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 		start = time.Now()
 	}
 	err := u.hc.DoTimeout(req, resp, rt.timeout)
-	rt.latency.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	rt.latency.Observe(took.Seconds())
+	if ovl.on {
+		ovl.ctl.Done(took, overloadOutcome(err, resp), rt.info.Core)
+	}
 	if err != nil {
 		kind := upstreamError(err)
 		if kind == failTimeout || kind == failUnavailable {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/adaptive"
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
@@ -29,6 +30,10 @@ type pool struct {
 	next    atomic.Uint64
 	host    []byte
 	logger  *zap.Logger
+	// ctl is the pool's adaptive overload protection; it outlives the pool across
+	// reloads (see overload.go).
+	ctl    *adaptive.Controller
+	gauges poolGauges
 }
 
 // upstream is one server address of a pool.
@@ -44,8 +49,8 @@ type upstream struct {
 	lastCause atomic.Pointer[string]
 }
 
-func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.Logger) *pool {
-	p := &pool{name: name, cfg: cfg, host: []byte(cfg.HostHeader), logger: logger}
+func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.Logger, ctl *adaptive.Controller) *pool {
+	p := &pool{name: name, cfg: cfg, host: []byte(cfg.HostHeader), logger: logger, ctl: ctl, gauges: newPoolGauges(name)}
 	per := (cfg.MaxConns + len(cfg.Addrs) - 1) / len(cfg.Addrs)
 	for _, addr := range cfg.Addrs {
 		addr := addr
@@ -77,8 +82,13 @@ func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.L
 	return p
 }
 
-// sameConfig reports whether p can serve cfg as it is.
-func (p *pool) sameConfig(cfg config.Pool) bool { return reflect.DeepEqual(p.cfg, cfg) }
+// sameConfig reports whether p can serve cfg as it is. The adaptive settings do not
+// count: they change the controller's settings, not the pool's connections.
+func (p *pool) sameConfig(cfg config.Pool) bool {
+	a := p.cfg
+	a.Adaptive, cfg.Adaptive = config.Adaptive{}, config.Adaptive{}
+	return reflect.DeepEqual(a, cfg)
+}
 
 // pick returns the next server in rotation, or nil when all are ejected.
 func (p *pool) pick(now int64) *upstream {

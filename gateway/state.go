@@ -92,6 +92,7 @@ type route struct {
 	admitted    prometheus.Counter
 	latency     prometheus.Observer
 	duration    [numOutcomes]prometheus.Observer
+	ovl         overload // adaptive overload protection (overload.go)
 }
 
 type link struct {
@@ -153,7 +154,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 				continue
 			}
 		}
-		p := newPool(name, *pc, g.dial, g.logger)
+		p := newPool(name, *pc, g.dial, g.logger, newController(name, prev))
 		st.pools[name] = p
 		newPools[p] = true
 	}
@@ -235,6 +236,9 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 			}
 			rt.chain = append(rt.chain, link{name: spec.Name, filter: f, shadow: spec.Shadow})
 		}
+		if rt.pool != nil {
+			rt.ovl = newRouteOverload(name, rc, cfg.Pools[rc.Pool].Adaptive, rt.pool.ctl, rt.chain)
+		}
 		st.routes = append(st.routes, rt)
 	}
 	if len(errs) > 0 {
@@ -258,7 +262,12 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 		st.edge[e.name] = gatewayReason(noRoute, "edge", e.name, e.status)
 	}
 
+	floors := coreFloors(cfg)
 	retire = func() {
+		for name, p := range st.pools {
+			p.ctl.SetSettings(adaptiveSettings(cfg.Pools[name].Adaptive, floors[name]))
+		}
+		g.overloadOnce.Do(func() { go g.runOverload() })
 		if prev == nil {
 			return
 		}

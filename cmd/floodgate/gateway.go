@@ -95,6 +95,7 @@ func runGateway(args []string) error {
 		admin.RegisterSection("async", func() any { return async.status() })
 	}
 	metrics.Registry.MustRegister(gw.Collector())
+	adm.Handle("/overload", admin.JSON(func() any { return map[string]any{"window": gateway.OverloadWindow.String(), "pools": gw.Overload()} }))
 	aln, err := adm.Listen(cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)

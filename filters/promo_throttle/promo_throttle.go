@@ -97,6 +97,13 @@ func (f *PromoThrottle) classify(r *filters.Request) int {
 	return f.def
 }
 
+// Rank returns the rank of r's tier in shedding order (0: the lowest priority, shed
+// first) and the number of tiers. Adaptive overload protection uses it as the tier part
+// of a request's admission level. It allocates nothing.
+func (f *PromoThrottle) Rank(r *filters.Request) (rank, tiers int) {
+	return f.classify(r), len(f.tiers)
+}
+
 // Tier returns the name of the tier r falls into (for tests and diagnostics).
 func (f *PromoThrottle) Tier(r *filters.Request) string { return f.tiers[f.classify(r)].name }
 

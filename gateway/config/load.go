@@ -207,6 +207,7 @@ func (v *validator) validatePool(name string, p *Pool) {
 	if strings.ContainsAny(p.HostHeader, "\r\n /") {
 		v.errorf(append(path, "host_header"), "not a valid host: %q", p.HostHeader)
 	}
+	v.validateAdaptive(name, p)
 }
 
 func (v *validator) validateRoute(name string, r *Route) {
@@ -267,6 +268,7 @@ func (v *validator) validateRoute(name string, r *Route) {
 	if r.Async != nil {
 		v.validateAsync(name, r)
 	}
+	v.validatePriority(name, r)
 	v.validateFilters(name, r)
 }
 

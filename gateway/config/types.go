@@ -96,6 +96,29 @@ type Pool struct {
 	// HostHeader, if set, replaces the client's Host header toward this pool.
 	HostHeader string `yaml:"host_header" json:"host_header,omitempty"`
 	Eject      Eject  `yaml:"eject" json:"eject"`
+	// Adaptive is the pool's adaptive overload protection (README "Adaptive overload
+	// protection"); off by default. Changing it keeps the pool's connections.
+	Adaptive Adaptive `yaml:"adaptive" json:"adaptive"`
+}
+
+// Adaptive is a pool's adaptive overload protection: an adaptive concurrency limit from
+// live latency, and an admission level that sheds the least important requests first.
+type Adaptive struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Shadow computes the limit and the level and counts what would be shed, sheds nothing.
+	Shadow bool `yaml:"shadow" json:"shadow"`
+	// MinLimit and MaxLimit bound the adaptive concurrency limit; MaxLimit 0 is the
+	// pool's max_conns (at least min_limit). Core requests pass the in-flight gate up to
+	// MaxLimit.
+	MinLimit int `yaml:"min_limit" json:"min_limit"`
+	MaxLimit int `yaml:"max_limit" json:"max_limit"`
+	// PinnedLevel fixes the admission level (0 admits everything; requests below it are
+	// shed); -1 lets the gateway move it.
+	PinnedLevel int `yaml:"pinned_level" json:"pinned_level"`
+	// UserKey is where the user priority's key comes from (ip, query:NAME, header:NAME,
+	// cookie:NAME); UserWindow is how long one draw of user priorities lasts.
+	UserKey    filters.KeySpec `yaml:"user_key" json:"user_key"`
+	UserWindow Duration        `yaml:"user_window" json:"user_window"`
 }
 
 // Eject is passive health checking: a server that fails Failures times in a row (connect
@@ -127,6 +150,9 @@ type Route struct {
 	// with the fallback answer (verdict upstream/error).
 	Upstream5xx string   `yaml:"upstream_5xx" json:"upstream_5xx"`
 	Fallback    Fallback `yaml:"fallback" json:"fallback"`
+	// Priority is the route's business priority for adaptive overload protection, 0-7,
+	// higher shed later; default 6 for core routes, 2 for the others.
+	Priority int `yaml:"priority" json:"priority"`
 	// Async, if set, makes the route asynchronous: the gateway answers 202 itself once the
 	// request is durably recorded, and `floodgate deliver` sends it to the pool later, at
 	// the pool's pace. See README "Async delivery".
@@ -288,6 +314,7 @@ func (p *Pool) setDefaults() {
 		IdleTimeout:     Duration(30 * time.Second),
 		MaxResponseBody: 8 << 20,
 		Eject:           Eject{Failures: 5, Duration: Duration(10 * time.Second)},
+		Adaptive:        Adaptive{MinLimit: 4, PinnedLevel: -1, UserKey: filters.KeySpec{Source: filters.KeyIP}, UserWindow: Duration(10 * time.Second)},
 	}
 }
 
@@ -295,6 +322,7 @@ func (r *Route) setDefaults() {
 	*r = Route{
 		Enabled:     true,
 		Upstream5xx: "pass",
+		Priority:    -1,
 		Fallback: Fallback{
 			Status:      503,
 			ContentType: "application/json",

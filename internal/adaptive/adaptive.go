@@ -46,6 +46,7 @@ package adaptive
 
 import (
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -167,8 +168,11 @@ const (
 	Failed
 )
 
+// countBits is the width of the sample count in Controller.rttWindow.
+const countBits = 20
+
 // Controller is one pool's overload protection. Admit and Done are safe for concurrent
-// use on the request path; Update must be called from one goroutine at a time.
+// use on the request path; Update (once a window) takes a mutex of its own.
 type Controller struct {
 	params   Params
 	settings atomic.Pointer[Settings]
@@ -183,14 +187,16 @@ type Controller struct {
 	_           [56]byte
 	maxInflight atomic.Int64
 	_           [56]byte
-	sumRTT      atomic.Int64 // ns
-	samples     atomic.Int64
-	_           [48]byte
-	timeouts    atomic.Int64
-	coreHurt    atomic.Int64 // core timeouts and core refusals
-	refused     atomic.Int64 // non-core refusals by the in-flight gate
-	_           [40]byte
-	hist        [NumLevels]atomic.Uint32
+	// rttWindow packs the window's latency samples into one atomic: the sum in
+	// microseconds (high 44 bits) and the count (low 20 bits). A window (100 ms) would
+	// need over a million samples, 10 million answers a second, to overflow the count.
+	rttWindow atomic.Uint64
+	_         [56]byte
+	timeouts  atomic.Int64
+	coreHurt  atomic.Int64 // core timeouts and core refusals
+	refused   atomic.Int64 // non-core refusals by the in-flight gate
+	_         [40]byte
+	hist      [NumLevels]atomic.Uint32
 
 	// totals (for metrics and the admin view)
 	shedLevel, shedLimit, shadowShed atomic.Uint64
@@ -199,7 +205,8 @@ type Controller struct {
 	// published by Update for the snapshot
 	baselineNs, rttNs atomic.Int64
 
-	// owned by Update
+	// owned by Update (mu serialises Update calls; never taken on the request path)
+	mu      sync.Mutex
 	limitF  float64
 	ring    []int64
 	ringN   int
@@ -302,8 +309,7 @@ func (c *Controller) Done(rtt time.Duration, o Outcome, core bool) {
 	c.inflight.Add(-1)
 	switch o {
 	case Answered:
-		c.sumRTT.Add(int64(rtt))
-		c.samples.Add(1)
+		c.rttWindow.Add(uint64(max(rtt, 0)/time.Microsecond)<<countBits | 1)
 	case TimedOut:
 		c.timeouts.Add(1)
 		if core {
@@ -313,8 +319,10 @@ func (c *Controller) Done(rtt time.Duration, o Outcome, core bool) {
 }
 
 // Update closes one window: it moves the limit and the admission level. Call it every
-// window (the gateway: every 100 ms) from one goroutine.
+// window (the gateway: every 100 ms); concurrent calls are serialised.
 func (c *Controller) Update() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	s := c.settings.Load()
 	p := &c.params
 	inflight := c.inflight.Load()
@@ -323,7 +331,8 @@ func (c *Controller) Update() {
 		peak = inflight
 	}
 	c.lastPeak.Store(peak)
-	sum, n := c.sumRTT.Swap(0), c.samples.Swap(0)
+	packed := c.rttWindow.Swap(0)
+	sum, n := int64(packed>>countBits)*int64(time.Microsecond), int64(packed&(1<<countBits-1))
 	c.totalSamples.Add(uint64(n))
 	timeouts, coreHurt, refused := c.timeouts.Swap(0), c.coreHurt.Swap(0), c.refused.Swap(0)
 	var hist [NumLevels]uint32
