@@ -212,3 +212,37 @@ func newRouteOverload(name string, rc *config.Route, a config.Adaptive, ctl *ada
 	}
 	return o
 }
+
+// OverloadSummary is the console's view of adaptive protection: one line per pool with
+// protection on (nil when no pool has it, so the console hides the section).
+func (g *Gateway) OverloadSummary() any {
+	type line struct {
+		Pool       string  `json:"pool"`
+		Mode       string  `json:"mode"`
+		Limit      int64   `json:"limit"`
+		InFlight   int64   `json:"in_flight"`
+		Level      int     `json:"level"`
+		LevelParts [3]int  `json:"level_priority_tier_user"`
+		BaselineMs float64 `json:"baseline_ms"`
+		LatencyMs  float64 `json:"latency_ms"`
+		Shed       uint64  `json:"shed_total"`
+	}
+	var out []line
+	for _, p := range g.Overload() {
+		if !p.Enabled {
+			continue
+		}
+		mode := "on"
+		switch {
+		case p.Shadow:
+			mode = "shadow"
+		case p.Pinned:
+			mode = "pinned"
+		}
+		out = append(out, line{p.Pool, mode, p.Limit, p.InFlight, p.Level, p.LevelParts, p.BaselineMs, p.LatencyMs, p.ShedLevel + p.ShedLimit})
+	}
+	if out == nil {
+		return nil
+	}
+	return out
+}

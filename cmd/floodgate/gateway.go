@@ -96,6 +96,7 @@ func runGateway(args []string) error {
 	}
 	metrics.Registry.MustRegister(gw.Collector())
 	adm.Handle("/overload", admin.JSON(func() any { return map[string]any{"window": gateway.OverloadWindow.String(), "pools": gw.Overload()} }))
+	admin.RegisterSection("overload", gw.OverloadSummary)
 	aln, err := adm.Listen(cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
