@@ -35,6 +35,14 @@ type ctlVerb struct {
 }
 
 var ctlVerbs = map[string]ctlVerb{
+	"async": {args: 0, synopsis: "async", needsConfig: true, doc: `Prints, for every async route of the configuration, its delivery backlog in the
+queue (pending: not yet handed to a deliverer; ack pending: handed out, not yet
+acknowledged; the age of the oldest undelivered grant) and its delivery switches
+(paused, rate in grants/s across all deliverers) as the file and Consul set them now.
+The queue is the configuration's queue.url; with Consul unreachable the switches are
+the file's (said so).`,
+		examples: `  floodgate ctl -config configs/demo.yaml async
+  floodgate ctl -config gw.yaml -json async`},
 	"get": {args: -1, synopsis: "get [KEY]", doc: `Prints one key's value (KEY relative to the prefix), or every key under the prefix as
 "key = value" (plans by name and size; audit records only with -audit).`,
 		examples: `  floodgate ctl get
@@ -107,7 +115,8 @@ const ctlVerbList = `verbs:
   plan deactivate        no plan in force
   plan list              stored plans, the active one marked
   confirm                apply a read the gateways hold as suspicious
-  status                 the registered gateways and whether they agree`
+  status                 the registered gateways and whether they agree
+  async                  the async routes' delivery backlog, paused and rate`
 
 const ctlExamples = `  export CONSUL_HTTP_ADDR=127.0.0.1:8500 FLOODGATE_CONFIG=configs/demo.yaml
   floodgate ctl get
@@ -236,6 +245,8 @@ func (c *ctlCmd) run(args []string) error {
 		return c.confirm(ctl)
 	case "status":
 		return c.status(ctl)
+	case "async":
+		return c.async(ctl)
 	}
 	return exitError{code: 2, msg: "unknown verb " + verb}
 }

@@ -1,6 +1,7 @@
 package deliver_test
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"syscall"
@@ -83,6 +84,7 @@ func TestTwoDeliverersShareTheRate(t *testing.T) {
 // TestPauseAndResumeByReload: paused: true (file reload, SIGHUP) stops the calls, false
 // resumes them; the backlog waits in the queue.
 func TestPauseAndResumeByReload(t *testing.T) {
+	t.Parallel()
 	o := envOpts{rate: 100, conc: 4}
 	e := newEnv(t, o)
 	e.publish(400)
@@ -111,6 +113,7 @@ func TestPauseAndResumeByReload(t *testing.T) {
 // TestPauseByConsul: routes/grant/async/deliver/paused in Consul pauses the deliverer
 // live, deleting the key resumes it; rate changes likewise.
 func TestPauseByConsul(t *testing.T) {
+	t.Parallel()
 	itest.RequireIntegration(t)
 	c := itest.StartConsul(t)
 	e := newEnv(t, envOpts{rate: 100, conc: 4})
@@ -143,6 +146,7 @@ func TestPauseByConsul(t *testing.T) {
 // (a retry after each backoff) and then parked; a 409 is parked as a conflict and a 400
 // as rejected, at the first attempt.
 func TestRetriesThenParks(t *testing.T) {
+	t.Parallel()
 	itest.RequireIntegration(t)
 	down := itest.FreeAddr(t) // nothing listens there
 	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3, backoff: "100ms, 200ms", backend: down})
@@ -177,6 +181,7 @@ func TestRetriesThenParks(t *testing.T) {
 }
 
 func TestConflictAndRejectedAreParked(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3})
 	ids := e.publish(3)
 	// the first grant's id is already recorded for someone else: 409
@@ -209,4 +214,38 @@ func TestConflictAndRejectedAreParked(t *testing.T) {
 	if line != want || code != 1 {
 		t.Fatalf("reconcile: %s (exit %d), want %s (exit 1)\n%s", line, code, want, out)
 	}
+}
+
+// TestCtlAsync: `floodgate ctl async` shows a route's backlog from the queue and its
+// switches from the file when Consul is unreachable.
+func TestCtlAsync(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{rate: 123, conc: 4, paused: true})
+	e.publish(7)
+	out, err := execCmd(t, "ctl", "-consul", itest.FreeAddr(t), "-config", e.cfgPath, "-json", "async").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ctl async: %v\n%s", err, out)
+	}
+	var got struct {
+		Switches string `json:"switches"`
+		Routes   []struct {
+			Route   string  `json:"route"`
+			Pending uint64  `json:"pending"`
+			Paused  bool    `json:"paused"`
+			Rate    float64 `json:"rate"`
+			Oldest  float64 `json:"oldest_age_seconds"`
+		} `json:"routes"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("ctl async -json: %v\n%s", err, out)
+	}
+	if len(got.Routes) != 1 || got.Routes[0].Route != "grant" || got.Routes[0].Pending != 7 || !got.Routes[0].Paused ||
+		got.Routes[0].Rate != 123 || got.Routes[0].Oldest <= 0 || !strings.Contains(got.Switches, "file only") {
+		t.Fatalf("ctl async: %s", out)
+	}
+	out, err = execCmd(t, "ctl", "-consul", itest.FreeAddr(t), "-config", e.cfgPath, "async").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ack pending") {
+		t.Fatalf("ctl async table: %v\n%s", err, out)
+	}
+	t.Logf("\n%s", out)
 }

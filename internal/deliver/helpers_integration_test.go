@@ -282,3 +282,12 @@ func execCmd(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	return exec.Command(itest.Binary(t), args...)
 }
+
+func idOf(t *testing.T, b []byte) string {
+	t.Helper()
+	r, err := grant.Decode(b)
+	if err != nil {
+		t.Fatalf("a stream message is not a grant: %v", err)
+	}
+	return r.ID
+}
