@@ -56,9 +56,9 @@ bench: build
 bench-async: build
 	FLOODGATE_DRILL=async $(GO) test -count=1 -run TestAsyncAcceptSpeed -v -timeout 10m ./bench/ | grep -E '^ratio|async_drill_test.go|^(ok|FAIL|---)'
 
-## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2)
+## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2): gateway, deliverer, reconcile
 drill-crash: build
-	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep' -timeout 60m -v ./... | grep -E 'lost|^(ok|FAIL|---)'
+	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep|DelivererKilled|ReconcileKilledMidRepair' -timeout 60m -v ./... | grep -E 'lost|reconcile -repair:|^(ok|FAIL|---)|--- '
 
 ## bench-packs: number_pack stores side by side (Set, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load (needs ~1.2 GB in $TMPDIR, a few minutes)
 bench-packs:
