@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
 
-.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash bench-packs vet clean
+.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash bench-packs drill-journal vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -63,6 +63,10 @@ drill-crash: build
 ## bench-packs: number_pack stores side by side (Set, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load (needs ~1.2 GB in $TMPDIR, a few minutes)
 bench-packs:
 	flock /tmp/floodgate-bench.lock $(GO) test -run XXX -bench 'Pack$$|PackLoad100M|Decide' -benchtime 1s -timeout 30m ./filters/number_pack/
+
+## drill-journal: the local journal's SIGKILL and simulated power-cut tests, 500 rounds each (make test runs 20 and 8)
+drill-journal:
+	bash -o pipefail -c "FLOODGATE_JOURNAL_ROUNDS=500 $(GO) test -count=1 -run 'TestCrashKill|TestPowerCutSimulation' -timeout 30m -v ./internal/journal/ | grep -E 'rounds|power cuts|invented|lost|^(ok|FAIL|---)'"
 
 clean:
 	rm -rf bin
