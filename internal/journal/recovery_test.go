@@ -330,6 +330,9 @@ func TestMaxBytes(t *testing.T) {
 		t.Fatalf("Append of a 12-byte record with 0 room: %v, want ErrFull", err)
 	}
 	es, cur, _ := j.Pending(2)
+	if len(es) != 2 {
+		t.Fatalf("Pending(2): %d records", len(es))
+	}
 	if err := j.Commit(cur); err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +351,6 @@ func TestMaxBytes(t *testing.T) {
 		want = append(want, payload(i, 88))
 	}
 	equalPayloads(t, payloads(rest), want)
-	_ = es
 }
 
 // TestSeveralDamagedRanges: two damaged records in one segment, adjacent ones in
