@@ -97,7 +97,7 @@ func TestServiceReadThrough(t *testing.T) {
 	if p.Served() != before {
 		t.Error("the reloaded filter asked the backend again")
 	}
-	if h := build(t, serviceYAML(addr, ", ttl: 30s"), f); h.svc == f.svc {
+	if h := build(t, serviceYAML(addr, ", max_inflight: 3"), f); h.svc == f.svc {
 		t.Error("changed service configuration: cache reused")
 	}
 }

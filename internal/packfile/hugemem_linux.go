@@ -30,6 +30,27 @@ func hugeAlloc[T any](owner *Set, n int) []T {
 		return make([]T, n)
 	}
 	_ = syscall.Madvise(mem, 14) // MADV_HUGEPAGE
-	runtime.AddCleanup(owner, func(m []byte) { _ = syscall.Munmap(m) }, mem)
+	m := &mapping{mem: mem}
+	owner.maps = append(owner.maps, m)
+	runtime.AddCleanup(owner, func(m *mapping) { m.unmap() }, m)
 	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n)
+}
+
+// mapping is one array of a set outside the Go heap.
+type mapping struct{ mem []byte }
+
+func (m *mapping) unmap() {
+	if m.mem != nil {
+		_ = syscall.Munmap(m.mem)
+		m.mem = nil
+	}
+}
+
+// free unmaps s's arrays now: only for a set nobody else can reach (a builder's
+// intermediate), whose cleanup then finds nothing left to unmap.
+func (s *Set) free() {
+	for _, m := range s.maps {
+		m.unmap()
+	}
+	*s = Set{}
 }

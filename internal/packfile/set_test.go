@@ -47,15 +47,16 @@ func TestSet(t *testing.T) {
 	tests := []struct {
 		desc  string
 		nums  []uint64
-		width int // bytes of the low bits
+		width int // bytes of the low bits; -1: the line layout
 	}{
 		{"empty", nil, 0},
 		{"one number", []uint64{42}, 2},
 		{"zero and max", []uint64{0, math.MaxUint64}, 8},
 		{"duplicates", []uint64{7, 7, 7, 9, 9, 1}, 2},
 		{"10-digit numbers, sparse (uint32 low bits cost less than offsets)", gen(200_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), 4},
-		{"10-digit numbers", gen(1_000_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), 2},
-		{"dense run", gen(100_000, func() uint64 { return 5e9 + rng.Uint64N(120_000) }), 2},
+		{"10-digit numbers", gen(1_000_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), -1},
+		{"dense run", gen(100_000, func() uint64 { return 5e9 + rng.Uint64N(120_000) }), -1},
+		{"lines with overflow", append(gen(200_000, func() uint64 { return rng.Uint64N(2e7) }), gen(20_000, func() uint64 { return 1e6 + rng.Uint64N(30_000) })...), -1},
 		{"all of uint64", gen(50_000, rng.Uint64), 8},
 		{"two far clusters", append(gen(1000, func() uint64 { return rng.Uint64N(1e6) }), gen(1000, func() uint64 { return 1<<40 + rng.Uint64N(1e6) })...), 4},
 	}
@@ -68,6 +69,8 @@ func TestSet(t *testing.T) {
 			}
 			w := 0
 			switch {
+			case s.lines != nil:
+				w = -1
 			case s.lo16 != nil:
 				w = 2
 			case s.lo32 != nil:
@@ -96,11 +99,15 @@ func TestSet(t *testing.T) {
 					t.Fatalf("Contains(%d) = %v, want %v", n, !in(n), in(n))
 				}
 			}
-			if tc.desc == "10-digit numbers" && float64(s.Bytes())/float64(len(want)) > 2.6 {
-				t.Errorf("%.2f bytes per number, want <= 2.6 (uint16 low bits and a small offsets array)", float64(s.Bytes())/float64(len(want)))
+			if tc.desc == "10-digit numbers" && float64(s.Bytes())/float64(len(want)) > 4.5 {
+				t.Errorf("%.2f bytes per number, want <= 4.5 (32-byte lines of ~7 numbers)", float64(s.Bytes())/float64(len(want)))
+			}
+			if tc.desc == "lines with overflow" && s.over.Len() == 0 {
+				t.Error("no number overflowed its line")
 			}
 			if len(want) > 10000 {
-				t.Logf("%d numbers: %.2f bytes each (shift %d, %d buckets)", len(want), float64(s.Bytes())/float64(len(want)), s.shift, len(s.off)-1)
+				t.Logf("%d numbers: %.2f bytes each (shift %d, %d buckets, %d lines of %d slots, %d overflowed)", len(want), float64(s.Bytes())/float64(len(want)),
+					s.shift, len(s.off)-1, uint64(len(s.lines))/max(1, s.slots), s.slots, s.over.Len())
 			}
 		})
 	}
@@ -141,6 +148,69 @@ func TestSetChangedBetweenPasses(t *testing.T) {
 			if !errors.Is(err, ErrSetChanged) {
 				t.Fatalf("err = %v, want ErrSetChanged", err)
 			}
+		})
+	}
+}
+
+// BenchmarkSetLayouts compares the two layouts on the same 10M random 10-digit numbers
+// in one run: sorted buckets (two dependent reads) and lines (one read), with 1Mi random
+// members and non-members (cold cache lines, as random users are).
+func BenchmarkSetLayouts(b *testing.B) {
+	const n, pool = 10_000_000, 1 << 20
+	rng := rand.New(rand.NewPCG(5, 6))
+	nums := make([]uint64, n)
+	for i := range nums {
+		nums[i] = 1e9 + rng.Uint64N(9e9)
+	}
+	members, others := make([]uint64, pool), make([]uint64, pool)
+	for i := range members {
+		members[i] = nums[rng.IntN(n)]
+		others[i] = 1e9 + rng.Uint64N(9e9) // a member with odds 1/900
+	}
+	for _, layout := range []string{"buckets", "lines"} {
+		bl := NewSetBuilder()
+		bl.plain = layout == "buckets"
+		for _, x := range nums {
+			bl.Scan(x)
+		}
+		bl.Size()
+		for _, x := range nums {
+			bl.CountNumber(x)
+		}
+		bl.Place()
+		for _, x := range nums {
+			bl.Add(x)
+		}
+		s, err := bl.Finish()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if (s.lines != nil) != (layout == "lines") {
+			b.Fatalf("%s: lines %v", layout, s.lines != nil)
+		}
+		b.Run(layout+"/member", func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				s.Contains(members[i&(pool-1)])
+				i++
+			}
+			b.ReportMetric(float64(s.Bytes())/float64(s.Len()), "B/number")
+		})
+		b.Run(layout+"/nonmember", func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				s.Contains(others[i&(pool-1)])
+				i++
+			}
+		})
+		b.Run(layout+"/member_parallel", func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				i := rand.IntN(pool)
+				for pb.Next() {
+					s.Contains(members[i&(pool-1)])
+					i++
+				}
+			})
 		})
 	}
 }

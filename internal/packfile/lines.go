@@ -1,0 +1,132 @@
+package packfile
+
+import (
+	"math/bits"
+)
+
+// The one-cache-line layout. The sorted-buckets layout costs a lookup two dependent
+// memory reads (the offsets, then the bucket): on a 10M-number pack with random users
+// both miss the CPU cache. Here a number's line is computed, not looked up:
+//
+//   - The range [min, max] is cut into nb lines by line = hi64((n-min) * mult), with
+//     mult = floor((2^64-1)/(max-min+1)) * nb: monotonic, and at least 2^48, so two
+//     numbers of one line differ by less than 65536 and their low 16 bits tell them
+//     apart. A line stores exactly those low 16 bits.
+//   - A line is 32 or 64 bytes (16 or 32 uint16 slots), aligned: slot 0 is the count
+//     (bit 15: some of the line's numbers overflowed), the others the numbers' low bits.
+//     A lookup reads one line: one cache miss, a scan of at most 31 values in it.
+//   - Lines are sized for ~20 numbers (64-byte lines) or ~9 (32-byte lines); the few
+//     numbers of a fuller line go to an overflow Set (sorted buckets), asked only when the
+//     line's overflow bit is set.
+//
+// 10M 10-digit numbers take ~3.3 bytes each (500K lines of 64 bytes, 0.3% overflow); the
+// layout is used when it costs at most maxLineBytes per number, else the set keeps the
+// sorted buckets (2.2-8.4 bytes, two reads).
+
+// maxLineBytes is the most bytes per number the line layout may cost.
+const maxLineBytes = 6
+
+const (
+	overflowBit = 0x8000
+	countMask   = 0x7fff
+)
+
+// lineShape returns the lines and slots per line for count numbers over span+1 values
+// and their bytes, or ok=false when the layout does not fit.
+func lineShape(span uint64, count int) (nb, slots, mult uint64, ok bool) {
+	if count == 0 || span == ^uint64(0) {
+		return 0, 0, 0, false
+	}
+	q := ^uint64(0) / (span + 1)
+	minLines := (uint64(1)<<48 + q - 1) / q // mult = q*nb >= 2^48
+	best := ^uint64(0)
+	for _, c := range []struct{ slots, mean uint64 }{{32, 20}, {16, 9}} {
+		n := max(minLines, (uint64(count)+c.mean-1)/c.mean)
+		if n > span+1 { // more lines than values
+			continue
+		}
+		if bytes := n * c.slots * 2; bytes < best {
+			best, nb, slots = bytes, n, c.slots
+		}
+	}
+	if nb == 0 || best > maxLineBytes*uint64(count) {
+		return 0, 0, 0, false
+	}
+	return nb, slots, q * nb, true
+}
+
+// toLines returns s in the line layout when it fits (freeing s's arrays), else s.
+func toLines(s *Set) *Set {
+	nb, slots, mult, ok := lineShape(s.max-s.min, s.n)
+	if !ok {
+		return s
+	}
+	l := &Set{min: s.min, max: s.max, n: s.n, slots: slots, mult: mult}
+	l.lines = hugeAlloc[uint16](l, int(nb*slots))
+	var spill []uint64
+	s.each(func(n uint64) {
+		hi, _ := bits.Mul64(n-l.min, mult)
+		line := l.lines[hi*slots : (hi+1)*slots]
+		c := line[0] & countMask
+		if c == uint16(slots-1) {
+			line[0] |= overflowBit
+			spill = append(spill, n)
+			return
+		}
+		line[c+1] = uint16(n - l.min)
+		line[0]++
+	})
+	if len(spill) > 0 {
+		b := NewSetBuilder()
+		b.plain = true
+		for _, n := range spill {
+			b.Scan(n)
+		}
+		b.Size()
+		for _, n := range spill {
+			b.CountNumber(n)
+		}
+		b.Place()
+		for _, n := range spill {
+			b.Add(n)
+		}
+		l.over, _ = b.Finish() // the same numbers thrice: cannot fail
+	}
+	s.free()
+	return l
+}
+
+// inLine is Contains in the line layout.
+func (s *Set) inLine(x uint64) bool {
+	d := x - s.min
+	hi, _ := bits.Mul64(d, s.mult)
+	line := s.lines[hi*s.slots : (hi+1)*s.slots]
+	c := line[0]
+	low := uint16(d)
+	for _, v := range line[1 : 1+c&countMask] {
+		if v == low {
+			return true
+		}
+	}
+	return c&overflowBit != 0 && s.over.Contains(x)
+}
+
+// each calls fn with every number of a sorted-buckets set, in order.
+func (s *Set) each(fn func(n uint64)) {
+	for k := 0; k+1 < len(s.off); k++ {
+		base := s.min + uint64(k)<<s.shift
+		if s.shift == 64 {
+			base = s.min
+		}
+		for i := s.off[k]; i < s.off[k+1]; i++ {
+			switch {
+			case s.lo16 != nil:
+				fn(base + uint64(s.lo16[i]))
+			case s.lo32 != nil:
+				fn(base + uint64(s.lo32[i]))
+			default:
+				fn(base + s.lo64[i])
+			}
+		}
+	}
+}
