@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,6 +35,23 @@ func TestReadDir(t *testing.T) {
 				t.Fatal(err)
 			}
 			equalPayloads(t, payloads(es), tc.want)
+			var scanned [][]byte
+			srep, err := ScanDir(dir, func(e Entry) error {
+				scanned = append(scanned, append([]byte(nil), e.Payload...))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			equalPayloads(t, scanned, tc.want)
+			if srep.Records != rep.Records || srep.TornBytes != rep.TornBytes || len(srep.Quarantined) != len(rep.Quarantined) {
+				t.Fatalf("ScanDir report %+v, ReadDir report %+v", srep, rep)
+			}
+			stop := errors.New("enough")
+			n := 0
+			if _, err := ScanDir(dir, func(Entry) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+				t.Fatalf("ScanDir with fn failing: %v after %d calls, want fn's error after 1", err, n)
+			}
 			if rep.TornBytes != tc.torn || len(rep.Quarantined) != tc.damaged || rep.Records != len(tc.want) {
 				t.Fatalf("report %+v, want %d torn bytes, %d damaged, %d records", rep, tc.torn, tc.damaged, len(tc.want))
 			}

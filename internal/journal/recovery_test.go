@@ -177,10 +177,26 @@ func TestCheckpoint(t *testing.T) {
 			segsLeft := len(segFiles(t, dir))
 			j.Close()
 			tc.mutate(t, dir)
+			rdEntries, rdRep, err := ReadDir(dir) // before Open repairs anything
+			if err != nil {
+				t.Fatal(err)
+			}
+			var scanned [][]byte
+			if _, err := ScanDir(dir, func(e Entry) error {
+				scanned = append(scanned, append([]byte(nil), e.Payload...))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 
 			j, rep := open(t, opts)
 			defer j.Close()
 			es, _ = all(t, j)
+			equalPayloads(t, payloads(rdEntries), payloads(es))
+			equalPayloads(t, scanned, payloads(es))
+			if rdRep.CheckpointProblem != rep.CheckpointProblem {
+				t.Fatalf("ReadDir says checkpoint problem %q, Open %q", rdRep.CheckpointProblem, rep.CheckpointProblem)
+			}
 			if tc.problem == "" {
 				if rep.CheckpointProblem != "" {
 					t.Fatalf("checkpoint problem %q, want none", rep.CheckpointProblem)
