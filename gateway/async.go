@@ -131,6 +131,10 @@ func (g *Gateway) accept(ctx *fasthttp.RequestCtx, st *state, rt *route, now tim
 	r.Method = bytesconv.String(ctx.Method())
 	r.Path = bytesconv.String(ctx.Path())
 	r.Query = bytesconv.String(ctx.URI().QueryString())
+	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 {
+		// the body's type is part of the request: without it the backend cannot read a form
+		p.Headers = append(p.Headers, grant.Header{Name: "Content-Type", Value: bytesconv.String(ct)})
+	}
 	for _, h := range a.keep {
 		if v := ctx.Request.Header.PeekBytes(h); len(v) > 0 {
 			p.Headers = append(p.Headers, grant.Header{Name: bytesconv.String(h), Value: bytesconv.String(v)})

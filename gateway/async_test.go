@@ -187,8 +187,9 @@ func TestAsyncAcceptsDurablyAndRecordsTheRequest(t *testing.T) {
 		string(r.Body) != "note=hi" || r.Gateway != "test-gw" || r.Accepted == 0 {
 		t.Fatalf("recorded %+v", r)
 	}
-	if len(r.Headers) != 1 || r.Headers[0] != (grant.Header{Name: "X-Trace", Value: "t1"}) {
-		t.Fatalf("kept headers %+v, want only X-Trace", r.Headers)
+	want := []grant.Header{{Name: "Content-Type", Value: "application/x-www-form-urlencoded"}, {Name: "X-Trace", Value: "t1"}}
+	if len(r.Headers) != 2 || r.Headers[0] != want[0] || r.Headers[1] != want[1] {
+		t.Fatalf("kept headers %+v, want %+v (Content-Type always, then keep_headers)", r.Headers, want)
 	}
 }
 

@@ -362,6 +362,8 @@ func (v *validator) validateAsync(name string, r *Route) {
 			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "not a valid header name: %q", h)
 		case isHopByHop(h) || strings.EqualFold(h, "Content-Length") || strings.EqualFold(h, "Host"):
 			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "%s is not kept (framing and hop-by-hop headers are the gateway's)", h)
+		case strings.EqualFold(h, "Content-Type"):
+			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "Content-Type is always kept; leave it out")
 		}
 	}
 	if len(a.KeepHeaders) > 32 {
