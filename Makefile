@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
 
-.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash bench-packs drill-journal vet clean
+.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash bench-packs drill-journal drill-backlog drill-outage vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -55,6 +55,14 @@ bench: build
 ## bench-async: the async accept path against the synchronous proxy and plain JetStream publishers
 bench-async: build
 	FLOODGATE_DRILL=async $(GO) test -count=1 -run TestAsyncAcceptSpeed -v -timeout 10m ./bench/ | grep -E '^ratio|async_drill_test.go|^(ok|FAIL|---)'
+
+## drill-backlog: 10 million grants in the queue: bytes per grant, memory, drain rate (long)
+drill-backlog: build
+	FLOODGATE_DRILL=backlog $(GO) test -count=1 -run TestBacklogDrill -v -timeout 120m ./bench/ | grep -E 'backlog_drill_test.go|^(ok|FAIL|---)'
+
+## drill-outage: the queue down for 3 minutes under load, then replayed and delivered
+drill-outage: build
+	FLOODGATE_OUTAGE=3m $(GO) test -count=1 -run TestQueueDownUnderLoad -v -timeout 30m ./cmd/floodgate/ | grep -E 'async_e2e|^(ok|FAIL|---)'
 
 ## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2): gateway, deliverer, reconcile
 drill-crash: build
