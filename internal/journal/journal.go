@@ -287,8 +287,26 @@ func (j *Journal) recover(rep *Report) error {
 			return fmt.Errorf("journal: reading %s: %w", path, err)
 		}
 		size := fi.Size()
-		if res.tail != nil && last {
-			// Torn tail: never acknowledged. Cut it.
+		if res.tail != nil && !last {
+			// Invalid bytes at the end of a segment that was complete when the next
+			// one was started: damage, not a torn write.
+			res.damage = append(res.damage, *res.tail)
+			res.tail = nil
+		}
+		if seq == ck.seg && ck.off > 0 && (!ckAligned || ck.off > size-tailBytes(res.tail)) {
+			f.Close()
+			if rep.CheckpointProblem == "" {
+				rep.CheckpointProblem = fmt.Sprintf("checkpoint %s@%d is not at a record boundary", name, ck.off)
+			}
+			return j.restartRecovery(rep)
+		}
+		if len(res.damage) > 0 {
+			// Copied before anything (the torn-tail cut below) touches the file.
+			j.quarantine(path, name, fi.Size(), res.damage)
+			rep.Quarantined = append(rep.Quarantined, res.damage...)
+		}
+		if res.tail != nil {
+			// Torn tail of the newest segment: never acknowledged. Cut it.
 			if err := f.Truncate(res.tail.Offset); err != nil {
 				f.Close()
 				return fmt.Errorf("journal: truncating torn tail of %s: %w", path, err)
@@ -302,21 +320,6 @@ func (j *Journal) recover(rep *Report) error {
 			j.log.Warn("journal: truncated a torn tail (crash mid-append; it was never acknowledged)",
 				zap.String("segment", name), zap.Int64("offset", res.tail.Offset),
 				zap.Int64("bytes", res.tail.Bytes), zap.String("reason", res.tail.Reason))
-			res.tail = nil
-		}
-		if res.tail != nil {
-			res.damage = append(res.damage, *res.tail)
-		}
-		if seq == ck.seg && ck.off > 0 && (!ckAligned || ck.off > size) {
-			f.Close()
-			if rep.CheckpointProblem == "" {
-				rep.CheckpointProblem = fmt.Sprintf("checkpoint %s@%d is not at a record boundary", name, ck.off)
-			}
-			return j.restartRecovery(rep)
-		}
-		if len(res.damage) > 0 {
-			j.quarantine(path, name, fi.Size(), res.damage)
-			rep.Quarantined = append(rep.Quarantined, res.damage...)
 		}
 		rep.Records += int(recs)
 		rep.Bytes += bytes
@@ -351,6 +354,13 @@ func (j *Journal) recover(rep *Report) error {
 	}
 	rep.Segments = len(j.segs)
 	return nil
+}
+
+func tailBytes(d *Damage) int64 {
+	if d == nil {
+		return 0
+	}
+	return d.Bytes
 }
 
 // restartRecovery runs recover again without the checkpoint.

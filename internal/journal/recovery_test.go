@@ -422,3 +422,25 @@ func TestSeveralDamagedRanges(t *testing.T) {
 		t.Fatalf("%d quarantine copies, want one per damaged segment (2)", len(q))
 	}
 }
+
+// TestDamageAndTornTail: the newest segment has damage in the middle and a torn tail.
+// The quarantine copy is the segment as found (torn tail included), the tail is cut,
+// the damage reported, and the intact records returned.
+func TestDamageAndTornTail(t *testing.T) {
+	seg, offs, want := writeRecords(t, t.TempDir(), []int{100, 200, 300, 50})
+	found := flip(seg, offs[1]+headerSize+3)
+	found = found[:len(found)-20] // cut into the last record
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, segmentName(1)), found, 0o600)
+	j, rep := open(t, Options{Dir: dir})
+	defer j.Close()
+	if len(rep.Quarantined) != 1 || rep.Quarantined[0].Offset != offs[1] || rep.TornBytes != int64(len(found))-offs[3] {
+		t.Fatalf("report %+v, want damage at %d and %d torn bytes", rep, offs[1], int64(len(found))-offs[3])
+	}
+	es, _ := all(t, j)
+	equalPayloads(t, payloads(es), [][]byte{want[0], want[2]})
+	copyPath := filepath.Join(dir, quarantineDir, segmentName(1)+"."+strconv.Itoa(len(found)))
+	if got, err := os.ReadFile(copyPath); err != nil || !bytes.Equal(got, found) {
+		t.Fatalf("quarantine copy %s: %v; want the segment as found, torn tail included", copyPath, err)
+	}
+}
