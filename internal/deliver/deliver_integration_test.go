@@ -194,10 +194,17 @@ func TestConflictAndRejectedAreParked(t *testing.T) {
 	if err := e.client.PublishBatch(t.Context(), "floodgate.grants.grant", [][]byte{bad.AppendBinary(nil)}); err != nil {
 		t.Fatal(err)
 	}
-	d := e.startDeliverer("a")
+	d := e.startDelivererArgs("a", []string{"-reconcile-every", "500ms"})
 	itest.WaitFor(t, "2 delivered, 2 parked", 30*time.Second, func() bool {
 		_, r := d.status(t)
 		return r.Delivered == 2 && r.Parked == 2
+	})
+	// the deliverer's periodic reconciliation: the rejected grant is missing (settled,
+	// not in the ledger), the conflicting one mismatched
+	itest.WaitFor(t, "the periodic reconciliation's gauges", 30*time.Second, func() bool {
+		return d.metric(t, "floodgate_reconcile_missing", nil) == 1 && d.metric(t, "floodgate_reconcile_mismatched", nil) == 1 &&
+			d.metric(t, "floodgate_reconcile_accepted", nil) == 4 && d.metric(t, "floodgate_reconcile_delivered", nil) == 3 &&
+			d.metric(t, "floodgate_reconcile_orphans", nil) == 0 && d.metric(t, "floodgate_reconcile_duplicates", nil) == 0
 	})
 	for reason, want := range map[string]float64{"conflict": 1, "rejected": 1, "attempts": -1} {
 		if v := d.metric(t, "floodgate_delivery_parked_total", map[string]string{"route": "grant", "reason": reason}); v != want {

@@ -161,8 +161,13 @@ type deliverer struct {
 
 func (e *env) startDeliverer(name string, envv ...string) *deliverer {
 	e.t.Helper()
+	return e.startDelivererArgs(name, []string{"-reconcile-every", "0"}, envv...)
+}
+
+func (e *env) startDelivererArgs(name string, args []string, envv ...string) *deliverer {
+	e.t.Helper()
 	d := &deliverer{admin: itest.FreeAddr(e.t)}
-	cmd := execCmd(e.t, "deliver", "-config", e.cfgPath, "-admin", d.admin, "-id", name, "-log-format", "json", "-reconcile-every", "0")
+	cmd := execCmd(e.t, append([]string{"deliver", "-config", e.cfgPath, "-admin", d.admin, "-id", name, "-log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), envv...)
 	d.proc = itest.StartCmd(e.t, "deliver-"+name, cmd)
 	if len(envv) == 0 {
