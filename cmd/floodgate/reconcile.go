@@ -21,6 +21,7 @@ func init() {
 }
 
 const reconcileExamples = `  floodgate reconcile -config configs/demo.yaml -json            # against make run: no other flag needed
+  floodgate reconcile -config gw.yaml -settled                    # while the deliverers work: the backlog is not missing
   floodgate reconcile -config gw.yaml -since 2h -repair           # re-deliver what the last two hours lost
   floodgate reconcile -config gw.yaml -route grant -ledger http://10.0.0.5:8082/grants
 exit status: 0 nothing unresolved, 1 missing (not repaired) / duplicates / orphans / mismatched, 2 usage`
@@ -35,6 +36,7 @@ func runReconcile(args []string) error {
 	journalDir := fs.String("journal", "", "the gateway's local journal directory (default: queue.journal.dir or the gateway's default)")
 	repair := fs.Bool("repair", false, "re-deliver the missing grants (idempotent: with the grant id header)")
 	rate := fs.Float64("rate", 0, "repair rate in grants/s (default: the route's async.deliver.rate)")
+	settled := fs.Bool("settled", false, "count as missing only grants the deliverers acknowledged or parked (while they work, the backlog is not missing); shown apart as \"in backlog\"")
 	asJSON := fs.Bool("json", false, `print the counts as one JSON line, last: {"accepted":N,...,"repaired":N}`)
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
@@ -107,7 +109,7 @@ func runReconcile(args []string) error {
 			return fmt.Errorf("queue %s: not reachable within 10s", cfg.Queue.URL)
 		}
 	}
-	o.Client, o.Config, o.LedgerURL, o.JournalDir, o.Repair, o.Rate = client, cfg, *ledger, *journalDir, *repair, *rate
+	o.Client, o.Config, o.LedgerURL, o.JournalDir, o.Repair, o.Rate, o.SettledOnly = client, cfg, *ledger, *journalDir, *repair, *rate, *settled
 	res, err := reconcile.Run(ctx, o)
 	if err != nil {
 		return err
@@ -166,7 +168,9 @@ func printReconcile(w io.Writer, r *reconcile.Result) {
 	if r.RepairFailed > 0 {
 		row("repair failed", r.RepairFailed, nil)
 	}
-	row("in backlog", r.Unsettled, nil)
+	if r.Unsettled > 0 {
+		row("in backlog", r.Unsettled, nil)
+	}
 	tab.Write(w)
 	fmt.Fprintf(w, "ledgers: %s\n", strings.Join(r.Ledgers, ", "))
 	if r.JournalRead {

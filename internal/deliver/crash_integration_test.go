@@ -231,3 +231,31 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileUsage: bad flags exit 2 with a message naming the flag; -settled does not
+// count the backlog (no deliverer has acknowledged anything yet) as missing.
+func TestReconcileUsage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{rate: 100})
+	e.publish(3)
+	for _, tc := range []struct {
+		desc string
+		args []string
+		want string
+	}{
+		{"bad since", []string{"-since", "yesterday"}, "-since"},
+		{"negative rate", []string{"-rate", "-1"}, "-rate"},
+		{"not an async route", []string{"-route", "lottery"}, "-route"},
+		{"bad ledger", []string{"-ledger", "127.0.0.1:1/grants"}, "-ledger"},
+		{"positional", []string{"now"}, "now"},
+	} {
+		_, code, out := runReconcile(t, nil, append([]string{"-config", e.cfgPath}, tc.args...)...)
+		if code != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, want 2 naming %q:\n%s", tc.desc, code, tc.want, out)
+		}
+	}
+	line, code, out := e.reconcileJSON("-settled")
+	if want := `{"accepted":3,"delivered":0,"missing":0,"duplicates":0,"orphans":0,"mismatched":0,"repaired":0}`; line != want || code != 0 || !strings.Contains(out, "in backlog") {
+		t.Fatalf("-settled: %s (exit %d), want %s (exit 0) and the backlog shown\n%s", line, code, want, out)
+	}
+}
