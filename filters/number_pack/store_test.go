@@ -13,7 +13,7 @@ import (
 // TestNoFlipsAfterLoad loads two overlapping packs and checks every number: each is found
 // with exactly the packs that hold it, and numbers of neither pack are not found.
 func TestNoFlipsAfterLoad(t *testing.T) {
-	const n = 150_000
+	const n = 80_000
 	dir := t.TempDir()
 	a := spreadNumbers(n, 0)
 	b := spreadNumbers(n, n/2) // the second half of a, then n/2 of its own

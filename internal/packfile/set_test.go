@@ -54,7 +54,7 @@ func TestSet(t *testing.T) {
 		{"zero and max", []uint64{0, math.MaxUint64}, 8},
 		{"duplicates", []uint64{7, 7, 7, 9, 9, 1}, 2},
 		{"10-digit numbers, sparse (uint32 low bits cost less than offsets)", gen(200_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), 4},
-		{"10-digit numbers", gen(1_000_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), -1},
+		{"10-digit numbers", gen(800_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), -1},
 		{"dense run", gen(100_000, func() uint64 { return 5e9 + rng.Uint64N(120_000) }), -1},
 		{"lines with overflow", append(gen(200_000, func() uint64 { return rng.Uint64N(2e7) }), gen(20_000, func() uint64 { return 1e6 + rng.Uint64N(30_000) })...), -1},
 		{"all of uint64", gen(50_000, rng.Uint64), 8},
@@ -81,15 +81,19 @@ func TestSet(t *testing.T) {
 			if w != tc.width {
 				t.Errorf("low bits of %d bytes, want %d (shift %d)", w, tc.width, s.shift)
 			}
-			for _, n := range want {
-				if !s.Contains(n) {
+			stride := 1
+			if raceEnabled { // every member without the race detector; a sample with it
+				stride = 7
+			}
+			for i := 0; i < len(want); i += stride {
+				if n := want[i]; !s.Contains(n) {
 					t.Fatalf("member %d not found", n)
 				}
 			}
 			in := func(n uint64) bool { _, ok := slices.BinarySearch(want, n); return ok }
 			probes := []uint64{0, 1, math.MaxUint64, math.MaxUint64 - 1}
-			for _, n := range want {
-				probes = append(probes, n-1, n+1)
+			for i := 0; i < len(want); i += 1 + len(want)/20000 { // neighbours of a sample of members
+				probes = append(probes, want[i]-1, want[i]+1)
 			}
 			for i := 0; i < 10000; i++ {
 				probes = append(probes, rng.Uint64(), 1e9+rng.Uint64N(9e9))
@@ -99,8 +103,8 @@ func TestSet(t *testing.T) {
 					t.Fatalf("Contains(%d) = %v, want %v", n, !in(n), in(n))
 				}
 			}
-			if tc.desc == "10-digit numbers" && float64(s.Bytes())/float64(len(want)) > 4.5 {
-				t.Errorf("%.2f bytes per number, want <= 4.5 (32-byte lines of ~7 numbers)", float64(s.Bytes())/float64(len(want)))
+			if tc.desc == "10-digit numbers" && float64(s.Bytes())/float64(len(want)) > maxLineBytes {
+				t.Errorf("%.2f bytes per number, want <= %d (32-byte lines)", float64(s.Bytes())/float64(len(want)), maxLineBytes)
 			}
 			if tc.desc == "lines with overflow" && s.over.Len() == 0 {
 				t.Error("no number overflowed its line")

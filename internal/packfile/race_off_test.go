@@ -1,0 +1,5 @@
+//go:build !race
+
+package packfile
+
+const raceEnabled = false
