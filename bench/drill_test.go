@@ -129,8 +129,16 @@ func TestDrillShapeOnDemoConfig(t *testing.T) {
 	if err := qc.Scan(sctx, queue.Subject("grant"), time.Time{}, func(queue.Message) error { stored++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if accepted := res.Count("grant", loadgen.VerdictAccepted); accepted == 0 || int64(stored) != accepted {
-		t.Errorf("grant: %d accepted (202), %d in the queue", accepted, stored)
+	// every 202 is stored; a grant stored whose 202 did not reach the generator in time
+	// (client timeout on a loaded machine) is stored without a 202 - never more than sent
+	sent := int64(0)
+	if rr := res.Route("grant"); rr != nil {
+		for c := loadgen.Class(0); c < loadgen.NumClasses; c++ {
+			sent += rr.ClassCount(c)
+		}
+	}
+	if accepted := res.Count("grant", loadgen.VerdictAccepted); accepted == 0 || int64(stored) < accepted || int64(stored) > sent {
+		t.Errorf("grant: %d accepted (202) of %d sent, %d in the queue", accepted, sent, stored)
 	}
 
 	// non-core routes: the kept share near the ratio
