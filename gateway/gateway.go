@@ -43,8 +43,9 @@ type Gateway struct {
 	// dial, if set, replaces TCP dialing of upstreams (in-memory tests).
 	dial fasthttp.DialFunc
 
-	server *fasthttp.Server
-	reqs   sync.Pool
+	server   *fasthttp.Server
+	reqs     sync.Pool
+	draining atomic.Bool
 
 	// acceptor stores the grants of async routes (nil: the gateway serves no async route).
 	acceptor *accept.Acceptor

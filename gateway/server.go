@@ -23,6 +23,7 @@ func restartOnly(c *config.Config) config.Server {
 	s := c.Server
 	s.VerdictHeader = false
 	s.TrustedProxies = nil
+	s.DrainDelay = 0
 	return s
 }
 
@@ -67,6 +68,18 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	}
 	registerOpenConns(g.server)
 	return g.server.Serve(strictListener{ln})
+}
+
+// Drain marks the gateway as shutting down: every answer from now on carries
+// Connection: close. It keeps serving until Shutdown.
+func (g *Gateway) Drain() { g.draining.Store(true) }
+
+// DrainDelay is the configured drain_delay.
+func (g *Gateway) DrainDelay() time.Duration {
+	if st := g.state.Load(); st != nil {
+		return st.cfg.Server.DrainDelay.D()
+	}
+	return 0
 }
 
 // Shutdown stops accepting, lets in-flight requests finish (up to the configured
@@ -181,6 +194,11 @@ func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
 		ctx.Request.URI().SetSchemeBytes(schemeHTTP)
 	}
 	g.serve(ctx)
+	if g.draining.Load() {
+		// shutting down: clients reconnect (through their load balancer) elsewhere; set
+		// after serve, which replaces the response with the upstream's
+		ctx.SetConnectionClose()
+	}
 }
 
 var schemeHTTP = []byte("http")

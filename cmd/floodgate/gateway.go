@@ -140,6 +140,19 @@ func runGateway(args []string) error {
 	select {
 	case s := <-sig:
 		logger.Info("shutting down", zap.String("signal", s.String()))
+		// Drain: /readyz turns 503 and every answer says Connection: close, so load
+		// balancers and clients move away while this process still serves; then the
+		// listener closes and in-flight requests finish (shutdown_timeout).
+		adm.SetDraining()
+		gw.Drain()
+		if d := gw.DrainDelay(); d > 0 {
+			logger.Info("draining: /readyz answers 503, still serving until the drain delay ends", zap.Duration("drain_delay", d))
+			select {
+			case <-time.After(d):
+			case s := <-sig:
+				logger.Info("second signal: closing the listener now", zap.String("signal", s.String()))
+			}
+		}
 	case err := <-errc:
 		if err != nil {
 			logger.Error("listener failed", zap.Error(err))

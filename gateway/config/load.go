@@ -119,6 +119,9 @@ func (v *validator) validate() {
 	if s.Concurrency <= 0 {
 		v.errorf([]string{"server", "concurrency"}, "must be > 0 (got %d)", s.Concurrency)
 	}
+	if s.DrainDelay < 0 || s.DrainDelay.D() > 10*time.Minute {
+		v.errorf([]string{"server", "drain_delay"}, "must be between 0 and 10m (got %s)", s.DrainDelay.D())
+	}
 	for i, p := range s.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {
 			v.errorf([]string{"server", "trusted_proxies", strconv.Itoa(i)}, "%v", err)

@@ -55,6 +55,10 @@ type Server struct {
 	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies"`
 	// ShutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	// DrainDelay is how long the gateway keeps serving after SIGTERM with /readyz
+	// answering 503 (and Connection: close on every answer), so that load balancers take
+	// it out of rotation before the listener closes. 0 (default): close at once.
+	DrainDelay Duration `yaml:"drain_delay" json:"drain_delay"`
 }
 
 // Admin is the admin listener (health, metrics, config, events, dashboard).
