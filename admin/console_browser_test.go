@@ -56,7 +56,7 @@ const browserConfig = `
 server: {listen: "{{LISTEN}}", verdict_header: true}
 admin: {listen: "{{ADMIN}}", token: "` + browserToken + `"}
 pools:
-  query: {addrs: ["{{QUERY}}"], max_conns: 32}
+  query: {addrs: ["{{QUERY}}"], max_conns: 32, adaptive: {enabled: true, shadow: true}}
   shaky: {addrs: ["{{QUERY}}", "{{DEAD}}"], max_conns: 16, connect_timeout: 200ms, eject: {failures: 2, duration: 120s}}
 routes:
   lottery: {path: /lottery, pool: query, core: true, filters: {token_bucket: {rate: 20, burst: 5}}}
@@ -233,6 +233,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	waitJS("the limits table with the token_bucket rate in use", `[...document.querySelectorAll("#limits tbody tr")].some(r => r.textContent.includes("token_bucket") && r.querySelector(".bar"))`)
 	waitJS("the fleet from Consul", `[...document.querySelectorAll("#fleet tbody tr")].some(r => r.textContent.includes("gw-browser"))`)
+	waitJS("the adaptive overload section (a provider registered by the gateway) as a table",
+		`!document.querySelector("#overload-box").hidden && [...document.querySelectorAll("#overload td")].some(td => td.textContent === "query")`)
 	shot("2-ready-charts")
 
 	// 3. The pool server that refuses connections is ejected, and the page says so.
