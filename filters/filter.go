@@ -116,6 +116,8 @@ type Request struct {
 	// ClientIP is the client's address: the peer, or the nearest untrusted address of
 	// X-Forwarded-For when the peer is a configured trusted proxy.
 	ClientIP netip.Addr
+
+	keyBuf [24]byte // KeySpec.Read's canonical key
 }
 
 // BuildContext carries what Build needs from the gateway: the route, where to log, and

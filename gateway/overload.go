@@ -62,7 +62,7 @@ func (g *Gateway) level(o *overload, ctx *fasthttp.RequestCtx, clientIP netip.Ad
 		tier = rank * adaptive.TierLevels / n
 	}
 	user := adaptive.UserLevels - 1 // no key: treated as the most important user
-	if h, ok := o.key.Hash(r); ok {
+	if h, st := o.key.Hash(r); st == filters.KeyFound {
 		user = adaptive.UserPriority(h, wall, o.window)
 	}
 	return adaptive.MakeLevel(o.business, tier, user)

@@ -46,7 +46,7 @@ type Filter struct {
 	strs     bool     // some pack is a string pack (keys: string): any key is looked up
 	values   *headerValues
 
-	notEligible, unknown *filters.Reason
+	notEligible, unknown, badKey *filters.Reason
 
 	files *loader  // source file; nil with source service
 	svc   *service // source service, or the fallback of source file; may be nil
@@ -67,10 +67,15 @@ const (
 // Decide implements filters.Filter.
 func (f *Filter) Decide(r *filters.Request) filters.Result {
 	r.Ctx.Request.Header.DelBytes(f.header)
-	raw, ok := f.key.Bytes(r)
+	raw, st := f.key.Read(r) // read as a number: the same key as every other filter's
+	if st == filters.KeyBad {
+		f.m.noKey.Inc()
+		return filters.RejectWith(f.badKey)
+	}
 	var key []byte
 	var n uint64
 	num := false
+	ok := st == filters.KeyFound
 	if ok {
 		key, n, num = canonical(raw)
 		ok = num || (f.strs && packfile.ValidKey(raw))

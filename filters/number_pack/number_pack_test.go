@@ -36,9 +36,10 @@ func TestRequire(t *testing.T) {
 		{Desc: "non-member is rejected with 403", Req: filtertest.Req{URI: "/grant?uin=10006"}, Want: "number_pack/not_eligible", WantStatus: 403},
 		{Desc: "leading zeros name the same user", Req: filtertest.Req{URI: "/grant?uin=0010002"}},
 		{Desc: "no user number is not a member", Req: filtertest.Req{URI: "/grant"}, Want: "number_pack/not_eligible"},
-		{Desc: "non-numeric key is not a member", Req: filtertest.Req{URI: "/grant?uin=10001x"}, Want: "number_pack/not_eligible"},
-		{Desc: "signed number is not a member", Req: filtertest.Req{URI: "/grant?uin=%2B10001"}, Want: "number_pack/not_eligible"},
-		{Desc: "number beyond uint64 is not a member", Req: filtertest.Req{URI: "/grant?uin=184467440737095516150"}, Want: "number_pack/not_eligible"},
+		{Desc: "non-numeric key is a bad key", Req: filtertest.Req{URI: "/grant?uin=10001x"}, Want: "number_pack/bad_key", WantStatus: 400},
+		{Desc: "a plus sign names the same user (filters.KeyNumber)", Req: filtertest.Req{URI: "/grant?uin=%2B10001"}},
+		{Desc: "the user number given twice is a bad key", Req: filtertest.Req{URI: "/grant?uin=10001&uin=99999"}, Want: "number_pack/bad_key", WantStatus: 400},
+		{Desc: "number beyond uint64 is a bad key", Req: filtertest.Req{URI: "/grant?uin=184467440737095516150"}, Want: "number_pack/bad_key"},
 		{Desc: "reserved MaxUint64 is not a member", Req: filtertest.Req{URI: "/grant?uin=18446744073709551615"}, Want: "number_pack/not_eligible"},
 		{Desc: "forged header is stripped in require mode too", Req: filtertest.Req{URI: "/grant?uin=10001", Headers: map[string]string{DefaultHeader: "vip"}}, Check: noForgery},
 		{Desc: "a forged header does not make a member", Req: filtertest.Req{URI: "/grant?uin=99", Headers: map[string]string{DefaultHeader: "vip"}}, Want: "number_pack/not_eligible", Check: noForgery},
@@ -320,10 +321,11 @@ func TestStringPacks(t *testing.T) {
 		}
 	}
 
-	// Without a string pack, a non-numeric key is no key at all.
+	// Without a string pack, the key is read as a number (filters.KeyNumber): a
+	// non-numeric key is a bad key (400), counted as no key.
 	n := build(t, "packs: {vip: {file: "+yamlQuote(vipFile)+"}}", nil)
 	waitLoaded(t, n)
-	if v, _ := decide(t, n, filtertest.Req{URI: "/?uin=oAbc-1"}); v != "number_pack/not_eligible" || value(n.m.noKey) != 1 {
+	if v, _ := decide(t, n, filtertest.Req{URI: "/?uin=oAbc-1"}); v != "number_pack/bad_key" || value(n.m.noKey) != 1 {
 		t.Errorf("numeric-only route: %q, no_key %v", v, value(n.m.noKey))
 	}
 

@@ -3,6 +3,7 @@ package numberpack
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +40,21 @@ func startPacks(t *testing.T, faults backend.Faults) (p *backend.Packs, addr str
 }
 
 func serviceYAML(addr, extra string) string {
-	return "source: service\nservice: {addr: " + addr + ", timeout: 200ms, ttl: 60s, negative_ttl: 10s, stale_ttl: 5m" + extra + "}\npacks: {vip: {}, new_users: {}}\n"
+	base := ", timeout: 200ms, ttl: 60s, negative_ttl: 10s, stale_ttl: 5m"
+	// extra replaces a default (a YAML mapping takes each key once)
+	for _, kv := range strings.Split(strings.TrimPrefix(extra, ", "), ", ") {
+		if k, _, ok := strings.Cut(kv, ":"); ok {
+			if i := strings.Index(base, ", "+k+":"); i >= 0 {
+				j := strings.Index(base[i+2:], ", ")
+				if j < 0 {
+					base = base[:i]
+				} else {
+					base = base[:i] + base[i+2+j:]
+				}
+			}
+		}
+	}
+	return "source: service\nservice: {addr: " + addr + base + extra + "}\npacks: {vip: {}, new_users: {}}\n"
 }
 
 const sec = int64(time.Second)

@@ -217,7 +217,7 @@ func (c *Config) Validate() error {
 func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.Filter, error) {
 	names := slices.Sorted(maps.Keys(c.Packs))
 	f := &Filter{
-		key:      c.Key,
+		key:      c.Key.WithFormat(filters.KeyNumber), // number packs: read as a number (string packs: below)
 		annotate: c.Mode == "annotate",
 		header:   []byte(c.Header),
 		names:    names,
@@ -225,6 +225,7 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 	}
 	f.open = c.OnUnknown == "open" || (c.OnUnknown == "" && f.annotate)
 	f.notEligible = bc.Reason("not_eligible", c.Status)
+	f.badKey = bc.Reason("bad_key", 400)
 	f.unknown = bc.Reason("unknown", c.UnknownStatus)
 	f.m = newFilterMetrics(bc.Route.Name, names, f.open)
 	if f.annotate {
@@ -270,6 +271,9 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 			}
 			packs[i] = packSpec{name: name, path: path, strings: c.Packs[name].Keys == "string"}
 			f.strs = f.strs || packs[i].strings
+		}
+		if f.strs {
+			f.key = c.Key // string packs: the key as configured (text unless "as number")
 		}
 		var seed *view
 		if old != nil && old.files != nil {

@@ -21,8 +21,9 @@ type PromoThrottle struct {
 	global bool
 	env    *filters.Env
 	// tiers in shedding order (lowest priority first); the first `pressure` are shed.
-	tiers []tier
-	def   int // index of the default tier
+	tiers   []tier
+	def     int // index of the default tier (no tag)
+	unknown int // index of the tier of tags that match no tier
 	// exact maps a tag value to its tier; looked up as exact[string(b)], which Go does
 	// without allocating.
 	exact map[string]int
@@ -31,7 +32,7 @@ type PromoThrottle struct {
 
 	jitter, shedRetry int64 // ns
 
-	limited, shedReason *filters.Reason
+	limited, shedReason, badKey *filters.Reason
 }
 
 type tier struct {
@@ -52,7 +53,11 @@ type prefix struct {
 
 // Decide implements filters.Filter.
 func (f *PromoThrottle) Decide(r *filters.Request) filters.Result {
-	t := &f.tiers[f.classify(r)]
+	ti := f.classify(r)
+	if ti < 0 {
+		return filters.RejectWith(f.badKey)
+	}
+	t := &f.tiers[ti]
 	if t.shed {
 		t.shedCount.Inc()
 		res := filters.RejectWith(f.shedReason)
@@ -80,11 +85,38 @@ func (f *PromoThrottle) Decide(r *filters.Request) filters.Result {
 }
 
 // classify returns the index of r's tier: an exact match of the tag, else its longest
-// matching prefix, else the default tier.
+// matching prefix, else the unknown tier; the default tier when there is no tag; -1 when
+// the tag is given more than once (adtag=zz&adtag=banner: which one the upstream reads
+// is unknown, so the request is rejected, promo_throttle/bad_key). Tags are compared
+// without surrounding spaces and tabs and without case: "Banner", "BANNER" and
+// "banner%20" are the tag "banner".
 func (f *PromoThrottle) classify(r *filters.Request) int {
-	tag, ok := f.source.Bytes(r)
-	if !ok {
+	raw, st := f.source.Read(r)
+	switch st {
+	case filters.KeyBad:
+		return -1
+	case filters.KeyMissing:
 		return f.def
+	}
+	for len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t') {
+		raw = raw[1:]
+	}
+	for len(raw) > 0 && (raw[len(raw)-1] == ' ' || raw[len(raw)-1] == '\t') {
+		raw = raw[:len(raw)-1]
+	}
+	if len(raw) == 0 {
+		return f.def
+	}
+	if len(raw) > maxTag {
+		return f.unknown
+	}
+	var buf [maxTag]byte
+	tag := buf[:len(raw)]
+	for i, c := range raw {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		tag[i] = c
 	}
 	if i, ok := f.exact[string(tag)]; ok {
 		return i
@@ -94,18 +126,24 @@ func (f *PromoThrottle) classify(r *filters.Request) int {
 			return f.prefixes[i].tier
 		}
 	}
-	return f.def
+	return f.unknown
 }
 
 // Rank returns the rank of r's tier in shedding order (0: the lowest priority, shed
 // first) and the number of tiers. Adaptive overload protection uses it as the tier part
 // of a request's admission level. It allocates nothing.
 func (f *PromoThrottle) Rank(r *filters.Request) (rank, tiers int) {
-	return f.classify(r), len(f.tiers)
+	// a tag given twice (rejected by Decide) ranks with the lowest tier
+	return max(f.classify(r), 0), len(f.tiers)
 }
 
 // Tier returns the name of the tier r falls into (for tests and diagnostics).
-func (f *PromoThrottle) Tier(r *filters.Request) string { return f.tiers[f.classify(r)].name }
+func (f *PromoThrottle) Tier(r *filters.Request) string {
+	if i := f.classify(r); i >= 0 {
+		return f.tiers[i].name
+	}
+	return ""
+}
 
 // tier returns f's tier called name, or nil (also when f is nil).
 func (f *PromoThrottle) tier(name string) *tier {

@@ -86,7 +86,12 @@ func TestClassify(t *testing.T) {
 		{"prefix", "/lottery?adtag=wx_moments", "wechat"},
 		{"longest prefix wins", "/lottery?adtag=wx_vip_1", "wx_vip"},
 		{"other tier's prefix", "/lottery?adtag=bn_top", "banner"},
-		{"exact is case-sensitive", "/lottery?adtag=WeChat", "organic"},
+		{"exact ignores case", "/lottery?adtag=WeChat", "wechat"},
+		{"in capitals", "/lottery?adtag=BN_TOP", "banner"},
+		{"surrounding whitespace (percent-encoded) is ignored", "/lottery?adtag=wechat%20", "wechat"},
+		{"a plus (space) before the tag is ignored", "/lottery?adtag=+wx", "wechat"},
+		{"only whitespace is no tag", "/lottery?adtag=%20%09", "organic"},
+		{"the tag given twice has no tier", "/lottery?adtag=zz&adtag=bn_top", ""},
 		{"prefix alone is not the prefix's tier", "/lottery?adtag=bn", "organic"},
 		{"url-encoded value is decoded", "/lottery?adtag=wx%5Fa", "wechat"},
 	} {
@@ -362,4 +367,36 @@ func indent(s, prefix string) string {
 		b.WriteString(prefix + line + "\n")
 	}
 	return b.String()
+}
+
+// TestUnknownTierAndBadKey: unknown tags go to unknown_tier, missing ones to
+// default_tier; a tag given twice is rejected with promo_throttle/bad_key, and a shed
+// tier cannot be escaped by another spelling of its tag.
+func TestUnknownTierAndBadKey(t *testing.T) {
+	cfg := strings.Replace(sketch, "pressure: 0", "pressure: 2\nunknown_tier: banner", 1)
+	f := filtertest.Build(t, Name, cfg, nil).(*PromoThrottle)
+	for _, c := range []struct{ uri, want string }{
+		{"/lottery", "organic"},
+		{"/lottery?adtag=", "organic"},
+		{"/lottery?adtag=zz", "banner"},
+		{"/lottery?adtag=bn_x", "banner"},
+	} {
+		if got := f.Tier(filtertest.NewRequest(t, filtertest.Req{URI: c.uri})); got != c.want {
+			t.Errorf("%s: tier %s, want %s", c.uri, got, c.want)
+		}
+	}
+	// pressure 2 sheds banner and wechat: no spelling of their tags reaches organic
+	filtertest.Run(t, f, []filtertest.Case{
+		{Desc: "Banner prefix in capitals is shed", Req: filtertest.Req{URI: "/lottery?adtag=BN_top"}, Want: "promo_throttle/shed"},
+		{Desc: "WX with a trailing space is shed", Req: filtertest.Req{URI: "/lottery?adtag=WX%20"}, Want: "promo_throttle/shed"},
+		{Desc: "an invented tag is shed (unknown_tier: banner)", Req: filtertest.Req{URI: "/lottery?adtag=zz"}, Want: "promo_throttle/shed"},
+		{Desc: "two tags are a bad key", Req: filtertest.Req{URI: "/lottery?adtag=zz&adtag=wx"}, Want: "promo_throttle/bad_key", WantStatus: 400},
+		{Desc: "no tag is organic", Req: filtertest.Req{URI: "/lottery"}},
+	})
+	if err := filtertest.DecodeErr(t, Name, strings.Replace(sketch, "pressure: 0", "unknown_tier: nope", 1)); err == nil || !strings.Contains(err.Error(), "unknown_tier") {
+		t.Errorf("unknown_tier naming no tier: %v", err)
+	}
+	if err := filtertest.DecodeErr(t, Name, sketch+"  other: {priority: 5, rate: 1, match: [WeChat]}\n"); err == nil || !strings.Contains(err.Error(), `already matched by tier`) {
+		t.Errorf("a match differing only in case: %v", err)
+	}
 }

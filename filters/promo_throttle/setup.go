@@ -42,9 +42,14 @@ type Config struct {
 	// Source is where a request's promotion tag is: query:NAME, header:NAME or
 	// cookie:NAME. Required.
 	Source filters.KeySpec `yaml:"source" json:"source"`
-	// DefaultTier is the tier of requests whose tag is missing or matches no tier
-	// (organic traffic). Required; must name a tier.
+	// DefaultTier is the tier of requests without a tag (organic traffic), and of
+	// requests whose tag matches no tier unless UnknownTier is set. Required; must name
+	// a tier.
 	DefaultTier string `yaml:"default_tier" json:"default_tier"`
+	// UnknownTier is the tier of requests whose tag matches no tier; empty (default):
+	// DefaultTier. A separate tier keeps invented tags (adtag=zz) out of the organic
+	// traffic's budget.
+	UnknownTier string `yaml:"unknown_tier" json:"unknown_tier,omitempty"`
 	// Pressure sheds tiers from the lowest priority up: at pressure p, the p tiers of
 	// lowest priority are rejected outright (promo_throttle/shed). 0 (default) sheds
 	// nothing; at most the number of tiers.
@@ -75,7 +80,8 @@ type Tier struct {
 	Rate float64 `yaml:"rate" json:"rate"`
 	// Burst is the tier's bucket size; 0 or unset: ceil(rate/10), at least 1.
 	Burst int64 `yaml:"burst" json:"burst"`
-	// Match lists tag values of this tier (exact, case-sensitive).
+	// Match lists tag values of this tier (exact; compared without case and without
+	// surrounding whitespace).
 	Match []string `yaml:"match" json:"match,omitempty"`
 	// Prefix lists tag prefixes of this tier; the longest matching prefix wins, and an
 	// exact match beats any prefix.
@@ -108,6 +114,12 @@ func (c *Config) Validate() error {
 	}
 	if _, ok := c.Tiers[c.DefaultTier]; !ok {
 		errs.Add(filters.Errorf("default_tier", c.DefaultTier, "must name a tier (tiers: %s)", strings.Join(names, ", ")))
+	}
+	if _, ok := c.Tiers[c.UnknownTier]; c.UnknownTier != "" && !ok {
+		errs.Add(filters.Errorf("unknown_tier", c.UnknownTier, "must name a tier (tiers: %s), or be empty for default_tier", strings.Join(names, ", ")))
+	}
+	if c.Source.Format != filters.KeyText {
+		errs.Add(filters.Errorf("source", c.Source.String(), "a promotion tag is text; \"as number\" does not apply"))
 	}
 	if c.Pressure < 0 || c.Pressure > len(c.Tiers) {
 		errs.Add(filters.Errorf("pressure", c.Pressure, "must be between 0 (shed nothing) and the number of tiers (%d: shed all)", len(c.Tiers)))
@@ -149,24 +161,34 @@ func (c *Config) Validate() error {
 		}
 		for i, v := range t.Match {
 			f := path + ".match." + strconv.Itoa(i)
+			v = normTag(v)
+			if len(v) > maxTag {
+				errs.Add(filters.Errorf(f, v, "at most %d bytes", maxTag))
+				continue
+			}
 			if v == "" {
 				errs.Add(filters.Errorf(f, v, "must not be empty (a request without a tag goes to default_tier)"))
 				continue
 			}
 			if other, dup := matched[v]; dup {
-				errs.Add(filters.Errorf(f, v, "already matched by tier %q", other))
+				errs.Add(filters.Errorf(f, v, "already matched by tier %q (tags are compared without case and surrounding whitespace)", other))
 				continue
 			}
 			matched[v] = name
 		}
 		for i, p := range t.Prefix {
 			f := path + ".prefix." + strconv.Itoa(i)
+			p = normTag(p)
+			if len(p) > maxTag {
+				errs.Add(filters.Errorf(f, p, "at most %d bytes", maxTag))
+				continue
+			}
 			if p == "" {
 				errs.Add(filters.Errorf(f, p, "must not be empty (it would match every tag; use default_tier)"))
 				continue
 			}
 			if other, dup := prefixed[p]; dup {
-				errs.Add(filters.Errorf(f, p, "already a prefix of tier %q", other))
+				errs.Add(filters.Errorf(f, p, "already a prefix of tier %q (tags are compared without case and surrounding whitespace)", other))
 				continue
 			}
 			prefixed[p] = name
@@ -210,6 +232,7 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 		shedRetry:  int64(c.ShedRetryAfter),
 		limited:    bc.Reason("limited", c.Status),
 		shedReason: bc.Reason("shed", c.ShedStatus),
+		badKey:     bc.Reason("bad_key", 400),
 	}
 	if f.env == nil {
 		f.env = filters.NewEnv()
@@ -238,10 +261,16 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 			f.def = i
 		}
 		for _, v := range ct.Match {
-			f.exact[v] = i
+			f.exact[normTag(v)] = i
 		}
 		for _, pre := range ct.Prefix {
-			f.prefixes = append(f.prefixes, prefix{value: []byte(pre), tier: i})
+			f.prefixes = append(f.prefixes, prefix{value: []byte(normTag(pre)), tier: i})
+		}
+	}
+	f.unknown = f.def
+	for i := range f.tiers {
+		if f.tiers[i].name == c.UnknownTier {
+			f.unknown = i
 		}
 	}
 	// Longest prefix first, so that the most specific one wins.
@@ -264,3 +293,10 @@ func (c *Config) Limits() []filters.Limit {
 	}
 	return out
 }
+
+// maxTag bounds the length of a tag that can match a tier (longer tags are unknown).
+const maxTag = 64
+
+// normTag is a tag as it is compared: without surrounding spaces and tabs, in lower case
+// (ASCII).
+func normTag(s string) string { return strings.ToLower(strings.Trim(s, " \t")) }

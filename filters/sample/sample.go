@@ -44,6 +44,7 @@ type Sampler struct {
 	all, none bool
 
 	dropped *filters.Reason
+	badKey  *filters.Reason // the key given twice or malformed
 
 	keptUser, keptNone, droppedUser, droppedNone prometheus.Counter
 
@@ -53,7 +54,12 @@ type Sampler struct {
 
 // Decide implements filters.Filter.
 func (s *Sampler) Decide(r *filters.Request) filters.Result {
-	h, keyed := s.key.Hash(r)
+	h, st := s.key.Hash(r)
+	if st == filters.KeyBad {
+		s.droppedUser.Inc()
+		return filters.RejectWith(s.badKey)
+	}
+	keyed := st == filters.KeyFound
 	var draw uint64
 	if keyed {
 		draw = filters.Mix(h, windowSalt(r.Wall, s.window))

@@ -75,6 +75,7 @@ func (c *Config) Build(bc *filters.BuildContext, _ filters.Filter) (filters.Filt
 		key:     c.Key,
 		window:  int64(c.Window.D()),
 		dropped: bc.Reason("dropped", 0),
+		badKey:  bc.Reason("bad_key", 400),
 	}
 	switch {
 	case c.Ratio >= 1:

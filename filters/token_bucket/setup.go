@@ -159,6 +159,7 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 		maxWait: int64(c.Wait),
 		jitter:  int64(c.RetryJitter),
 		limited: bc.Reason("limited", c.Status),
+		badKey:  bc.Reason("bad_key", 400),
 	}
 	if f.env == nil {
 		f.env = filters.NewEnv()

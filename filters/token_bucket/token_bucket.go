@@ -43,6 +43,7 @@ type TokenBucket struct {
 
 	limited *filters.Reason
 	noKey   *filters.Reason
+	badKey  *filters.Reason // the key given twice or malformed
 
 	queued, evictions, missingKey prometheus.Counter
 }
@@ -59,7 +60,9 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 	var seed uint64
 	if f.table == nil {
 		d = f.bucket.Reserve(r.Now, lim, f.maxWait)
-	} else if h, ok := f.key.Hash(r); ok {
+	} else if h, st := f.key.Hash(r); st == filters.KeyBad {
+		return filters.RejectWith(f.badKey)
+	} else if st == filters.KeyFound {
 		var evicted bool
 		d, evicted = f.table.Reserve(h, r.Now, lim, f.maxWait)
 		if evicted {

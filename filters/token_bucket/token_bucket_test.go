@@ -2,6 +2,7 @@ package tokenbucket
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -378,4 +379,30 @@ routes:
 	if err == nil || !strings.Contains(err.Error(), "consul:floodgate/routes/lottery/token_bucket/rate") {
 		t.Errorf("rate 0: error %v, want one naming the Consul key", err)
 	}
+}
+
+// TestKeySpellingsShareABucket: with a per-user bucket keyed "as number", every spelling
+// of one user id in testdata/attacks/keys.txt takes from the same bucket (the attack
+// admitted 16x the limit over 22 spellings), and bad spellings are rejected as bad keys.
+func TestKeySpellingsShareABucket(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/attacks/keys.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filtertest.Build(t, Name, "{rate: 0.001, burst: 1, key: query:uin as number}", nil)
+	cases := []filtertest.Case{{Desc: "the user's one token", Req: filtertest.Req{URI: "/lottery?uin=10001"}}}
+	for _, line := range strings.Split(string(data), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) != 2 || strings.HasPrefix(fs[0], "#") {
+			continue
+		}
+		switch fs[1] {
+		case "10001":
+			cases = append(cases, filtertest.Case{Desc: fs[0] + " is the same user", Req: filtertest.Req{URI: "/lottery?" + fs[0]}, Want: "token_bucket/limited"})
+		case "bad":
+			cases = append(cases, filtertest.Case{Desc: fs[0] + " is a bad key", Req: filtertest.Req{URI: "/lottery?" + fs[0]}, Want: "token_bucket/bad_key", WantStatus: 400})
+		}
+	}
+	filtertest.Run(t, f, cases)
+	t.Logf("%d spellings", len(cases))
 }
