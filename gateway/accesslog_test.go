@@ -21,7 +21,7 @@ func TestAccessLogLines(t *testing.T) {
 	r.do("GET", "/off", nil)
 	r.do("GET", "/nothing", nil)
 	r.do("GET", "/grant", nil)
-	r.do("GET", "/lottery/\"quoted\"", nil)
+	r.do("GET", "/lottery/\"quoted\"", map[string]string{"X-Request-Id": "client-id-7"})
 	r.gw.state.Load().access.close() // drains and flushes
 	f, err := os.Open(path)
 	if err != nil {
@@ -55,6 +55,46 @@ func TestAccessLogLines(t *testing.T) {
 	}
 	if got[1]["status"] != float64(200) || got[3]["status"] != float64(405) {
 		t.Errorf("statuses: %v %v", got[1]["status"], got[3]["status"])
+	}
+	// the upstream side: address and time for proxied requests only; bytes; request ids
+	if got[0]["upstream"] != "q1:1" || got[0]["upstream_us"] == nil || got[0]["bytes_out"].(float64) <= 0 {
+		t.Errorf("proxied line %v, want upstream q1:1 with its time and the bytes sent back", got[0])
+	}
+	if _, ok := got[1]["upstream"]; ok {
+		t.Errorf("line of a disabled route has an upstream: %v", got[1])
+	}
+	ids := map[any]bool{}
+	for i, g := range got[:4] {
+		if id, _ := g["request_id"].(string); id == "" || ids[id] {
+			t.Errorf("line %d: request_id %q, want one of its own", i, g["request_id"])
+		}
+		ids[g["request_id"]] = true
+	}
+	if got[4]["request_id"] != "client-id-7" {
+		t.Errorf("request_id %v, want the client's X-Request-Id", got[4]["request_id"])
+	}
+}
+
+// TestAccessLogReopen: after the file is moved away (logrotate), Reopen makes the log
+// write to a new file at the configured path; nothing is lost.
+func TestAccessLogReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	r := newRig(t, strings.Replace(baseConfig, "server:", "access_log: {enabled: true, path: \""+path+"\", buffer: 1024}\nserver:", 1))
+	r.upstream("q1:1", echoUpstream)
+	r.do("GET", "/lottery/before", nil)
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := r.gw.ReopenAccessLog(); err != nil || p != path {
+		t.Fatalf("ReopenAccessLog: %q %v", p, err)
+	}
+	r.do("GET", "/lottery/after", nil)
+	r.gw.state.Load().access.close()
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), "/lottery/before") || strings.Contains(string(old), "/lottery/after") ||
+		!strings.Contains(string(cur), "/lottery/after") || strings.Contains(string(cur), "/lottery/before") {
+		t.Errorf("rotated file %q, new file %q: want each line in its own file", old, cur)
 	}
 }
 

@@ -134,17 +134,25 @@ func (g *Gateway) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	clientIP := st.clientIP(ctx)
-	reason := g.admit(ctx, st, rt, clientIP, now)
+	var ex exchange
+	reason := g.admit(ctx, st, rt, clientIP, now, &ex)
 	dur := time.Since(now)
 	rt.duration[outcomeOf(reason)].Observe(dur.Seconds())
 	if st.access != nil {
-		st.access.record(ctx, rt, reason, clientIP, now, dur)
+		st.access.recordExchange(ctx, rt, reason, clientIP, now, dur, &ex)
 	}
+}
+
+// exchange is what the upstream side of one request tells the access log: the server
+// it went to and how long the exchange took (zero when none was tried).
+type exchange struct {
+	upstream *upstream
+	took     time.Duration
 }
 
 // admit runs the route's switch, chain and proxy; it returns the reason of the gateway's
 // own answer, or nil when the upstream answered.
-func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, now time.Time) *filters.Reason {
+func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, now time.Time, ex *exchange) *filters.Reason {
 	mono := g.mono(now)
 	start := now // when the upstream exchange starts, unless a filter made the request wait
 	if !rt.enabled {
@@ -178,14 +186,14 @@ func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP
 	if rt.async != nil {
 		return g.accept(ctx, st, rt, now)
 	}
-	return g.forward(ctx, st, rt, clientIP, mono, start)
+	return g.forward(ctx, st, rt, clientIP, mono, start, ex)
 }
 
 // forward proxies the request to the route's pool. start is the time the upstream
 // latency is measured from: the request's time when the route has no filters (routing
 // takes well under a microsecond, far below the histogram's resolution), or zero to read
 // the clock here.
-func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, start time.Time) *filters.Reason {
+func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, start time.Time, ex *exchange) *filters.Reason {
 	ovl := &rt.ovl
 	if ovl.on {
 		d := ovl.ctl.Admit(g.level(ovl, ctx, clientIP, g.epoch.UnixNano()+mono), rt.info.Core)
@@ -220,6 +228,7 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 	err := u.hc.DoTimeout(req, resp, rt.timeout)
 	took := time.Since(start)
 	rt.latency.Observe(took.Seconds())
+	ex.upstream, ex.took = u, took
 	if ovl.on {
 		ovl.ctl.Done(took, overloadOutcome(err, resp), rt.info.Core)
 	}

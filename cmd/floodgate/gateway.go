@@ -135,6 +135,29 @@ func runGateway(args []string) error {
 		zap.Int("routes", len(cfg.Routes)),
 		zap.String("config", doc.Name))
 
+	// SIGUSR1 reopens the access log file (logrotate: move the file, then signal)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				path, err := gw.ReopenAccessLog()
+				switch {
+				case err != nil:
+					logger.Error("access log not reopened; still writing to the old file", zap.String("path", path), zap.Error(err))
+				case path == "":
+					logger.Info("SIGUSR1: no access log to reopen")
+				default:
+					logger.Info("access log reopened", zap.String("path", path))
+				}
+			}
+		}
+	}()
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
