@@ -43,7 +43,7 @@ func runGateway(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	logger, err := newLogger(*logLevel, *logFormat)
+	logger, logs, err := newSwitchableLogger(*logLevel, *logFormat)
 	if err != nil {
 		return exitError{code: 2, msg: err.Error()}
 	}
@@ -67,6 +67,8 @@ func runGateway(args []string) error {
 		printConfigErrors(err)
 		return exitError{code: 1, msg: "configuration not loaded"}
 	}
+	// the file's log section applies from the start, and again on every applied update
+	logs.apply(first.Log.Level, first.Log.Format)
 	instance := *instanceID
 	if instance == "" {
 		instance = defaultInstanceID(first.Server.Listen)
@@ -82,6 +84,13 @@ func runGateway(args []string) error {
 	}
 	gw := gateway.New(gopts)
 	up := gateway.NewUpdater(gw, logger)
+	up.OnApplied(func(c *config.Config, _ uint64) {
+		if changed, err := logs.apply(c.Log.Level, c.Log.Format); err != nil {
+			logger.Error("log settings not changed", zap.Error(err))
+		} else if len(changed) > 0 {
+			logger.Info("log settings changed", zap.Strings("changed", changed))
+		}
+	})
 	source := "file:" + doc.Name
 	if _, err := up.Apply(gateway.Update{Source: source, Doc: doc, Note: "start"}); err != nil {
 		printConfigErrors(err)

@@ -119,6 +119,16 @@ func (v *validator) validate() {
 	if s.Concurrency <= 0 {
 		v.errorf([]string{"server", "concurrency"}, "must be > 0 (got %d)", s.Concurrency)
 	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.errorf([]string{"log", "level"}, "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "console", "json":
+	default:
+		v.errorf([]string{"log", "format"}, "%q: want console or json", c.Log.Format)
+	}
 	if s.DrainDelay < 0 || s.DrainDelay.D() > 10*time.Minute {
 		v.errorf([]string{"server", "drain_delay"}, "must be between 0 and 10m (got %s)", s.DrainDelay.D())
 	}

@@ -27,6 +27,9 @@ type Config struct {
 	Admin  Admin  `yaml:"admin" json:"admin"`
 	// AccessLog is the optional access log (off by default).
 	AccessLog AccessLog `yaml:"access_log" json:"access_log"`
+	// Log sets the process log's level and format; empty values keep the command line's
+	// (-log-level, -log-format). Both change on a reload.
+	Log Log `yaml:"log" json:"log"`
 	// Queue is where async routes record their grants (NATS JetStream + the local journal).
 	Queue  Queue             `yaml:"queue" json:"queue"`
 	Pools  map[string]*Pool  `yaml:"pools" json:"pools"`
@@ -68,6 +71,14 @@ type Admin struct {
 	// mandatory when Listen is not a loopback address.
 	Token     string `yaml:"token" json:"-"`
 	TokenFile string `yaml:"token_file" json:"token_file,omitempty"`
+}
+
+// Log is the process log (not the access log).
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level" json:"level,omitempty"`
+	// Format is console (for people) or json (for log shippers).
+	Format string `yaml:"format" json:"format,omitempty"`
 }
 
 // AccessLog writes one JSON line per request (route, method, path, status, verdict,
