@@ -141,6 +141,19 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path []string) {
 			d.errorf(n, path, "want a %s, got a %s", typeName(v.Type()), kindName(n))
 			return
 		}
+		if v.Kind() == reflect.Bool {
+			// exactly what the error says: YAML 1.1's yes/no/on/off/y/n are not booleans
+			// here, and neither are 0/1
+			switch n.Value {
+			case "true":
+				v.SetBool(true)
+			case "false":
+				v.SetBool(false)
+			default:
+				d.errorf(n, path, "want a %s, got %q", typeName(v.Type()), n.Value)
+			}
+			return
+		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
 			d.errorf(n, path, "want a %s, got %q", typeName(v.Type()), n.Value)
 		}

@@ -110,3 +110,27 @@ func expect(t *testing.T, ok bool, what string) {
 		t.Errorf("expected %s", what)
 	}
 }
+
+// TestEveryBadOverrideNamed: an update with several bad keys names each of them, decode
+// errors and validation errors of one filter alike.
+func TestEveryBadOverrideNamed(t *testing.T) {
+	doc, err := config.Parse("base.yaml", []byte(layersBase+"      token_bucket: {rate: 10}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.Load(doc, []config.Override{
+		{Path: "routes/lottery/enabled", Value: "yes", Origin: "consul:fg/routes/lottery/enabled"},
+		{Path: "routes/lottery/timeout", Value: "3", Origin: "consul:fg/routes/lottery/timeout"},
+		{Path: "routes/lottery/token_bucket/rate", Value: "-10", Origin: "consul:fg/routes/lottery/token_bucket/rate"},
+		{Path: "routes/lottery/token_bucket/burst", Value: "1e30", Origin: "consul:fg/routes/lottery/token_bucket/burst"},
+	})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	t.Log(err)
+	for _, key := range []string{"routes/lottery/enabled", "routes/lottery/timeout", "routes/lottery/token_bucket/rate", "routes/lottery/token_bucket/burst"} {
+		if !strings.Contains(err.Error(), "consul:fg/"+key+":") {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+}

@@ -458,6 +458,20 @@ func (v *validator) validateFilters(route string, r *Route) {
 			d.decode(body, reflect.ValueOf(cfg).Elem(), path)
 			if len(d.errs) > 0 {
 				v.errs = append(v.errs, d.errs...)
+				// Validate what did decode, so that one run names every problem
+				// (rate: -10 next to burst: 1e30), leaving out what follows from a value
+				// that did not decode.
+				if err := cfg.Validate(); err != nil {
+					n := len(v.errs)
+					v.filterErrors(path, err)
+					kept := v.errs[:n]
+					for _, e := range v.errs[n:] {
+						if !underAny(e.Path, d.errs) {
+							kept = append(kept, e)
+						}
+					}
+					v.errs = kept
+				}
 				continue
 			}
 			if cf.Enabled != nil {
