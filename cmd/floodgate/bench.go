@@ -84,6 +84,9 @@ func runBench(args []string) error {
 		return err
 	}
 	usageErr := func(format string, a ...any) error { return exitError{code: 2, msg: fmt.Sprintf(format, a...)} }
+	if err := refuseExplicitZero(fs, "rate", "duration", "workers", "timeout", "max-requests", "max-time", "seed"); err != nil {
+		return err
+	}
 	if *rate < 0 || *duration < 0 || *timeout < 0 || *lateAfter <= 0 || *maxReq < 0 || *maxTime < 0 || *conns < 1 || *workers < 0 {
 		return usageErr("-rate, -duration, -timeout, -max-requests, -max-time and -workers must not be negative; -conns and -late-threshold must be positive")
 	}

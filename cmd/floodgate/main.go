@@ -9,7 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
+	"strings"
+	"time"
 )
 
 // command is one subcommand: its name, a one-line summary for the usage text, and run,
@@ -111,6 +114,36 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return exitError{code: 2, msg: fmt.Sprintf("unexpected argument %q (flags go before it?)", fs.Arg(0))}
+	}
+	return nil
+}
+
+// refuseExplicitZero is a usage error for any of names given explicitly as zero: for
+// these flags zero stands for "the default", so "-rate 0" would silently run at the
+// default rate. Leaving the flag out still gives the default.
+func refuseExplicitZero(fs *flag.FlagSet, names ...string) error {
+	var bad []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(names, f.Name) {
+			return
+		}
+		zero := false
+		switch v := f.Value.(flag.Getter).Get().(type) {
+		case float64:
+			zero = v == 0
+		case int:
+			zero = v == 0
+		case int64:
+			zero = v == 0
+		case time.Duration:
+			zero = v == 0
+		}
+		if zero {
+			bad = append(bad, "-"+f.Name+" "+f.Value.String())
+		}
+	})
+	if len(bad) > 0 {
+		return exitError{code: 2, msg: fmt.Sprintf("%s: zero is not a value of these flags; leave a flag out for its default (see -h)", strings.Join(bad, ", "))}
 	}
 	return nil
 }

@@ -48,6 +48,9 @@ func runPlan(args []string) error {
 	default:
 		return exitError{code: 2, msg: fmt.Sprintf("-emit must be table, plan or config, got %q", *emit)}
 	}
+	if err := refuseExplicitZero(fs, "safety", "instances"); err != nil {
+		return err
+	}
 	if *safety < 0 || *instances < 0 || (*burstRatio < 0 && *burstRatio != -1) {
 		return exitError{code: 2, msg: "-safety, -instances and -burst-ratio must not be negative"}
 	}
