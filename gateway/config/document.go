@@ -132,6 +132,9 @@ type tree struct {
 	file    string
 	root    *yaml.Node
 	origins map[*yaml.Node]string
+	// created: "routes.<name>" and "pools.<name>" that an override named but the file
+	// does not define (a typo in a key: routes/lotery/enabled)
+	created map[string]bool
 }
 
 func (t *tree) where(n *yaml.Node) string {
@@ -162,7 +165,7 @@ func copyNode(n *yaml.Node) *yaml.Node {
 }
 
 func newTree(doc *Document) *tree {
-	return &tree{file: doc.Name, root: copyNode(doc.Root), origins: map[*yaml.Node]string{}}
+	return &tree{file: doc.Name, root: copyNode(doc.Root), origins: map[*yaml.Node]string{}, created: map[string]bool{}}
 }
 
 // set applies one override, creating mappings on the way.
@@ -198,6 +201,9 @@ func (t *tree) set(o Override) *Error {
 			t.origins[key] = o.Origin
 			t.origins[child] = o.Origin
 			n.Content = append(n.Content, key, child)
+			if i == 1 && (segs[0] == "routes" || segs[0] == "pools") {
+				t.created[segs[0]+"."+s] = true
+			}
 		}
 		if last {
 			if child.Kind != yaml.ScalarNode {

@@ -134,3 +134,27 @@ func TestEveryBadOverrideNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestTypoInRouteKey: a key naming a route or pool the file does not define says so
+// (it said "a path prefix is needed").
+func TestTypoInRouteKey(t *testing.T) {
+	doc, err := config.Parse("base.yaml", []byte(layersBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.Load(doc, []config.Override{
+		{Path: "routes/lotery/enabled", Value: "false", Origin: "consul:fg/routes/lotery/enabled"},
+		{Path: "pools/qq/max_conns", Value: "5", Origin: "consul:fg/pools/qq/max_conns"},
+	})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{`consul:fg/routes/lotery/enabled: routes.lotery: no route named "lotery" (routes: lottery)`, `no pool named "qq" (pools: q)`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%v\ndoes not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "path prefix") || strings.Contains(err.Error(), "addrs") {
+		t.Errorf("%v\nsays what follows from the typo", err)
+	}
+}

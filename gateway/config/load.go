@@ -189,6 +189,10 @@ func (v *validator) validateAdmin() {
 
 func (v *validator) validatePool(name string, p *Pool) {
 	path := []string{"pools", name}
+	if len(p.Addrs) == 0 && v.tree.created["pools."+name] {
+		v.errorf(path, "no pool named %q (pools: %s): a key or plan entry can change a pool of the configuration file, not create one", name, strings.Join(v.defined("pools"), ", "))
+		return
+	}
 	if len(p.Addrs) == 0 {
 		v.errorf(append(path, "addrs"), "at least one upstream address (host:port) is needed")
 	}
@@ -229,6 +233,9 @@ func (v *validator) validateRoute(name string, r *Route) {
 		v.errorf(path, "route names use letters, digits, '-' and '_' (they appear in Consul keys and metrics): %q", name)
 	}
 	switch {
+	case r.Path == "" && v.tree.created["routes."+name]:
+		v.errorf(path, "no route named %q (routes: %s): a key or plan entry can change a route of the configuration file, not create one", name, strings.Join(v.defined("routes"), ", "))
+		return
 	case r.Path == "":
 		v.errorf(append(path, "path"), "a path prefix is needed, e.g. /lottery")
 	case !strings.HasPrefix(r.Path, "/"):
@@ -600,4 +607,26 @@ func DecodeFilter(name string, src []byte) (filters.Config, error) {
 		return nil, v.errs
 	}
 	return cfg, nil
+}
+
+// defined lists the names under section ("routes", "pools") that the configuration file
+// defines (not those only an override named).
+func (v *validator) defined(section string) []string {
+	var names []string
+	switch section {
+	case "routes":
+		for n := range v.cfg.Routes {
+			if !v.tree.created["routes."+n] {
+				names = append(names, n)
+			}
+		}
+	case "pools":
+		for n := range v.cfg.Pools {
+			if !v.tree.created["pools."+n] {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
 }
