@@ -48,12 +48,17 @@ routes:
     pool: delivery
     core: true
     async: {required: [user, prize], deliver: {rate: 500}}
-  sync:
-    path: /sync
-    pool: delivery
-    core: true
 `, qaddr, t.TempDir(), delivery)
 	g := itest.StartGateway(t, cfg)
+	// the same route proxied synchronously, on a second gateway (the backend serves /grant)
+	gsync := itest.StartGateway(t, fmt.Sprintf(`
+server: {listen: "{{LISTEN}}"}
+admin: {listen: "{{ADMIN}}"}
+pools:
+  delivery: {addrs: [%q], max_conns: 512}
+routes:
+  grant: {path: /grant, pool: delivery, core: true}
+`, delivery))
 
 	type row struct {
 		name           string
@@ -65,6 +70,10 @@ routes:
 	}
 	var rows []row
 	run := func(name, path, okVerdict string, rate float64, d time.Duration) row {
+		target, idHeader := g.Addr, "Idempotency-Key"
+		if name == "sync" {
+			target, path, idHeader = gsync.Addr, "/grant", "X-Grant-Id" // the backend's own idempotency key
+		}
 		src := fmt.Sprintf(`
 name: %s
 rate: %g
@@ -75,19 +84,19 @@ routes:
     method: POST
     path: %s
     extra_user_param: {query: user}
-    id_param: {header: Idempotency-Key}
+    id_param: {header: %s}
     body: prize=red
-    headers: {Content-Type: application/x-www-form-urlencoded, X-Grant-Id: "-"}
+    headers: {Content-Type: application/x-www-form-urlencoded}
 stages:
   - hold: {rate: 1x, duration: %s}
-`, name, rate, name, path, d)
+`, name, rate, name, path, idHeader, d)
 		p, err := profile.Parse(name+".yaml", []byte(src))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 		defer cancel()
-		res, err := loadgen.Run(ctx, p, loadgen.Options{Target: g.Addr, Conns: 512, Seed: 1})
+		res, err := loadgen.Run(ctx, p, loadgen.Options{Target: target, Conns: 512, Seed: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,8 +124,8 @@ stages:
 	d := 10 * time.Second
 	run("grant", "/grant", loadgen.VerdictAccepted, 5000, d)
 	asyncMax := run("grant", "/grant", loadgen.VerdictAccepted, 15000, d)
-	run("sync", "/sync", loadgen.VerdictAdmitted, 5000, d)
-	syncMax := run("sync", "/sync", loadgen.VerdictAdmitted, 15000, d)
+	run("sync", "/grant", loadgen.VerdictAdmitted, 5000, d)
+	syncMax := run("sync", "/grant", loadgen.VerdictAdmitted, 15000, d)
 
 	// plain JetStream publishers, in this process, against the same node
 	c, err := queue.Connect(queue.Options{URLs: "nats://" + qaddr, Stream: queue.StreamConfig{Name: "FLOODGATE_GRANTS"}})
