@@ -56,7 +56,15 @@ routes:
 `, q.URL(), t.TempDir(), delivery)
 	g := itest.StartGateway(t, cfg)
 
-	c := itest.QueueClient(t, q.URL(), "FLOODGATE_GRANTS", 1)
+	c, err := queue.Connect(queue.Options{URLs: q.URL(), Name: "bulk", Stream: queue.StreamConfig{Name: "FLOODGATE_GRANTS", Replicas: 1, MaxAge: 720 * time.Hour, MaxBytes: 50 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	itest.WaitFor(t, "the bulk publisher connected", 30*time.Second, c.Connected)
+	if _, err := c.EnsureStream(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	var published atomic.Int64
 	var wg sync.WaitGroup
