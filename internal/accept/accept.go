@@ -239,6 +239,7 @@ func (a *Acceptor) commit(batch []*Pending, msgs []queue.Outgoing, payloads [][]
 		cancel()
 		if err == nil {
 			failpoint.Hit("gateway.after_publish")
+			a.queueRecovered()
 			a.stats.Queued.Add(uint64(len(batch)))
 			return ViaQueue, nil
 		}
@@ -261,8 +262,9 @@ func (a *Acceptor) commit(batch []*Pending, msgs []queue.Outgoing, payloads [][]
 }
 
 // queueUsable says whether a batch should try the queue: connected, and not within the
-// cool-down after a failure, and nothing journaled waits for replay (the replayer owns
-// the queue's recovery; new grants follow the journal until it is empty).
+// cool-down after a failure. (Grants already in the journal need not reach the queue
+// first: order does not matter to delivery, and under sustained load the journal would
+// never be empty - new grants would follow it forever, paying for two stores.)
 func (a *Acceptor) queueUsable() bool {
 	q := a.opts.Queue
 	if q == nil || !q.Connected() {
@@ -271,7 +273,7 @@ func (a *Acceptor) queueUsable() bool {
 	if a.queueOK.Load() {
 		return true
 	}
-	return time.Now().UnixNano() >= a.queueRetryAt.Load() && a.opts.Journal.PendingRecords() == 0
+	return time.Now().UnixNano() >= a.queueRetryAt.Load()
 }
 
 func (a *Acceptor) queueFailed(err error) {
@@ -354,6 +356,7 @@ func (a *Acceptor) replayOnce() (int, error) {
 		return 0, err
 	}
 	failpoint.Hit("replay.after_publish")
+	a.queueRecovered() // the queue took a batch: new grants go to it again
 	if err := done(); err != nil {
 		a.log.Error("journal: checkpoint after replay failed (the grants will be replayed again; delivery is idempotent)", zap.Error(err))
 		return 0, err
