@@ -370,7 +370,7 @@ func TestGroupCommit(t *testing.T) {
 	l := d.ledger
 	var syncedLines []int // lines in the file at each fsync
 	l.fsync = func(f *os.File) error {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for len(syncedLines) == 0 { // hold the first round until all n are queued
 			l.mu.Lock()
 			queued := len(l.all)

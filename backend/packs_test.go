@@ -292,7 +292,7 @@ func TestPacksReloadSwapWhileServing(t *testing.T) {
 func TestPacksPolling(t *testing.T) {
 	p := newTestPacks(t, map[string]string{"vip": "1\n"}, 5*time.Millisecond)
 	writePack(t, p.dir, "vip.txt", "2\n")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for p.Generation() < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("the poller never reloaded")

@@ -183,7 +183,7 @@ func TestServerLifecycle(t *testing.T) {
 				if err != nil && !errors.Is(err, ErrServerClosed) {
 					t.Fatalf("Serve = %v", err)
 				}
-			case <-time.After(5 * time.Second):
+			case <-time.After(60 * time.Second):
 				t.Fatal("Serve still running after Shutdown")
 			}
 		}

@@ -5,6 +5,7 @@ package bench_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ import (
 const drillProfile = `
 name: drill-test
 rate: 2500
-timeout: 2s
+timeout: 10s
 users: {size: 1000000, first: 10001, distribution: uniform, param: {query: uin}}
 tags: {param: {query: adtag}, shares: {wechat: 0.5, qzone: 0.3, banner: 0.2}}
 routes:
@@ -86,74 +87,119 @@ func TestDrillShapeOnDemoConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := loadgen.Run(ctx, p, loadgen.Options{Target: g.Addr, Seed: 7, Conns: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	secs := 5.0
-	for _, w := range res.Warnings() {
-		t.Logf("generator: %s", w)
-	}
-
-	// no failure without a verdict, no transport errors
-	if n := res.ClassCount("", loadgen.ClassError); n != 0 {
-		t.Errorf("%d answers were 5xx without a verdict", n)
-	}
-	if n := res.ClassCount("", loadgen.ClassClient); n != 0 {
-		t.Errorf("%d requests got no answer", n)
-	}
-
-	// core routes: admitted near their limits (rate x time + burst)
-	for _, c := range []struct {
-		route       string
-		rate, burst float64
-	}{{"lottery", 600, 60}, {"grant", 150, 15}} {
-		got := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
-		ideal := c.rate*secs + c.burst
-		t.Logf("%s: admitted %.0f, limit x time + burst = %.0f (%+.1f%%)", c.route, got, ideal, 100*(got-ideal)/ideal)
-		if got > ideal+1 || got < 0.9*ideal {
-			t.Errorf("%s admitted %.0f, want near its limit %.0f (at most +1, at least 90%%)", c.route, got, ideal)
-		}
-	}
-	// every accepted grant is in the queue
 	qc, err := queue.Connect(queue.Options{URLs: "nats://" + qaddr, Stream: queue.StreamConfig{Name: "FLOODGATE_GRANTS"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer qc.Close()
-	stored := 0
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	if err := qc.Scan(sctx, queue.Subject("grant"), time.Time{}, func(queue.Message) error { stored++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	// every 202 is stored; a grant stored whose 202 did not reach the generator in time
-	// (client timeout on a loaded machine) is stored without a 202 - never more than sent
-	sent := int64(0)
-	if rr := res.Route("grant"); rr != nil {
-		for c := loadgen.Class(0); c < loadgen.NumClasses; c++ {
-			sent += rr.ClassCount(c)
+	storedGrants := func() int {
+		n := 0
+		sctx, scancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer scancel()
+		if err := qc.Scan(sctx, queue.Subject("grant"), time.Time{}, func(queue.Message) error { n++; return nil }); err != nil {
+			t.Fatal(err)
 		}
+		return n
 	}
-	if accepted := res.Count("grant", loadgen.VerdictAccepted); accepted == 0 || int64(stored) < accepted || int64(stored) > sent {
-		t.Errorf("grant: %d accepted (202) of %d sent, %d in the queue", accepted, sent, stored)
-	}
+	const secs = 5.0
+	core := []struct {
+		route       string
+		rate, burst float64
+	}{{"lottery", 600, 60}, {"grant", 150, 15}}
+	// The core routes' admitted counts are only a measurement if the generator offered
+	// more than their limits all along; see itest.Measure. Request ids are unique per run,
+	// so each attempt's grants are new ones in the queue.
+	if !itest.Measure(t, "the drill's core limits", func(n int) string {
+		time.Sleep(time.Second) // the buckets refill to their bursts between attempts
+		before := storedGrants()
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		res, err := loadgen.Run(ctx, p, loadgen.Options{Target: g.Addr, Seed: int64(6 + n), Conns: 128})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range res.Warnings() {
+			t.Logf("generator: %s", w)
+		}
+		lag := float64(res.Lag.Max()) / 1e6 // seconds
 
-	// non-core routes: the kept share near the ratio
-	for _, c := range []struct {
-		route string
-		ratio float64
-	}{{"info", 0.5}, {"report", 0.2}} {
-		kept := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
-		dropped := float64(res.Count(c.route, "sample/dropped"))
-		n := kept + dropped
-		share := kept / n
-		tol := 4*math.Sqrt(c.ratio*(1-c.ratio)/n) + 0.01
-		t.Logf("%s: kept %.0f of %.0f = %.3f (ratio %.2f, tolerance %.3f)", c.route, kept, n, share, c.ratio, tol)
-		if n < 500 || math.Abs(share-c.ratio) > tol {
-			t.Errorf("%s kept share %.3f over %.0f requests, want %.2f +- %.3f", c.route, share, n, c.ratio, tol)
+		// wrong however loaded the machine is: a failure without a verdict, more admitted
+		// than a limit gives over the time the requests were sent, a 202 not in the queue
+		if n := res.ClassCount("", loadgen.ClassError); n != 0 {
+			t.Errorf("%d answers were 5xx without a verdict", n)
 		}
+		for _, c := range core {
+			got := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
+			if most := c.rate*(secs+lag) + c.burst + 1; got > most {
+				t.Errorf("%s admitted %.0f, above its limit x (%gs + generator lag %.3fs) + burst = %.0f", c.route, got, secs, lag, most)
+			}
+		}
+		// every 202 is stored; a grant stored whose 202 did not reach the generator in
+		// time (client timeout on a loaded machine) is stored without a 202 - never more
+		// than sent
+		stored := storedGrants() - before
+		sent := int64(0)
+		if rr := res.Route("grant"); rr != nil {
+			for c := loadgen.Class(0); c < loadgen.NumClasses; c++ {
+				sent += rr.ClassCount(c)
+			}
+		}
+		if accepted := res.Count("grant", loadgen.VerdictAccepted); accepted == 0 || int64(stored) < accepted || int64(stored) > sent {
+			t.Errorf("grant: %d accepted (202) of %d sent, %d in the queue", accepted, sent, stored)
+		}
+
+		// non-core routes: the kept share near the ratio (a proportion: valid at any speed)
+		for _, c := range []struct {
+			route string
+			ratio float64
+		}{{"info", 0.5}, {"report", 0.2}} {
+			kept := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
+			dropped := float64(res.Count(c.route, "sample/dropped"))
+			n := kept + dropped
+			share := kept / n
+			tol := 4*math.Sqrt(c.ratio*(1-c.ratio)/n) + 0.01
+			t.Logf("%s: kept %.0f of %.0f = %.3f (ratio %.2f, tolerance %.3f)", c.route, kept, n, share, c.ratio, tol)
+			if n < 500 || math.Abs(share-c.ratio) > tol {
+				t.Errorf("%s kept share %.3f over %.0f requests, want %.2f +- %.3f", c.route, share, n, c.ratio, tol)
+			}
+		}
+
+		// valid only if the generator kept (about) its schedule
+		switch {
+		case res.Unsent > 0:
+			return fmt.Sprintf("%d planned requests never sent", res.Unsent)
+		case lag > 0.5:
+			return fmt.Sprintf("the generator lagged up to %.2fs", lag)
+		}
+		prev := 0.0
+		for i, s := range res.Timeline {
+			length := s.At - prev
+			prev = s.At
+			if i == len(res.Timeline)-1 || length < 0.5 {
+				continue
+			}
+			for _, c := range core {
+				for ri, rr := range res.Routes {
+					if rr.Name == c.route && float64(s.Routes[ri].Sent) < 1.2*c.rate*length {
+						return fmt.Sprintf("%s: only %d sent in the interval ending at %.2fs (%.2fs long), under 1.2 x its limit", c.route, s.Routes[ri].Sent, s.At, length)
+					}
+				}
+			}
+		}
+		if n := res.ClassCount("", loadgen.ClassClient); n != 0 {
+			t.Errorf("%d requests got no answer", n)
+		}
+		// core routes: admitted near their limits (rate x time + burst)
+		for _, c := range core {
+			got := float64(res.ClassCount(c.route, loadgen.ClassAdmitted))
+			ideal := c.rate*secs + c.burst
+			t.Logf("%s: admitted %.0f, limit x time + burst = %.0f (%+.1f%%)", c.route, got, ideal, 100*(got-ideal)/ideal)
+			if got < 0.9*(c.rate*(secs-lag)+c.burst) {
+				t.Errorf("%s admitted %.0f, want near its limit %.0f (at least 90%% of it, less the generator's lag %.3fs)", c.route, got, ideal, lag)
+			}
+		}
+		return ""
+	}) {
+		itest.Unmeasured(t, "the drill's core limits")
 	}
 }

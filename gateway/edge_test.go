@@ -580,7 +580,7 @@ func TestSlowloris(t *testing.T) {
 	// The gateway forgets the attack: open connections back to where they were.
 	// Goroutines, heap and RSS are reported only: fasthttp keeps idle workers for 10 s
 	// and Go returns memory to the OS lazily.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for edgeMetric(t, g, "floodgate_open_connections") > openBefore {
 		if time.Now().After(deadline) {
 			t.Fatalf("after the attack: %v open connections, before: %v", edgeMetric(t, g, "floodgate_open_connections"), openBefore)
@@ -871,10 +871,10 @@ routes: {lottery: {path: /lottery, pool: up}}
 		go func() { done <- cmd.Wait() }()
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(60 * time.Second):
 			cmd.Process.Kill()
 			<-done
-			t.Errorf("%s: still running after 5s:\n%s", tc.desc, out.String())
+			t.Errorf("%s: still running after 60s:\n%s", tc.desc, out.String())
 			continue
 		}
 		if code := cmd.ProcessState.ExitCode(); code != tc.wantCode {

@@ -82,7 +82,7 @@ func build(tb testing.TB, yaml string, prev filters.Filter) *Filter {
 // files (not a carried-over one) and returns that generation.
 func waitLoaded(tb testing.TB, f *Filter) *generation {
 	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if v := f.files.current(); v != nil && v.known == f.full && v.remap == nil {
 			return v.gen
@@ -96,7 +96,7 @@ func waitLoaded(tb testing.TB, f *Filter) *generation {
 // waitFor polls cond for up to 10s.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if cond() {
 			return

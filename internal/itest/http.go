@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// Client is the HTTP client of the integration tests: bounded in time, with enough idle
+// Client is the HTTP client of the integration tests: bounded in time (generously: a
+// loaded 2-core machine under -race can hold an answer for seconds), with enough idle
 // connections for the load loops.
-var Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+var Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 // Get fetches url and returns the status, the body and the headers; a transport error
 // fails the test.
@@ -25,10 +26,16 @@ func Get(t testing.TB, url string) (int, string, http.Header) {
 	return resp.StatusCode, string(b), resp.Header
 }
 
-// WaitFor polls cond every 5 ms until it holds, failing the test after timeout; it
-// returns how long it took.
+// MinWait is the least any wait of the integration tests allows: a wait ends as soon as
+// its condition holds, so a generous limit costs nothing when it passes, and a loaded
+// 2-core machine under -race never turns a pass into a failure.
+const MinWait = 60 * time.Second
+
+// WaitFor polls cond every 5 ms until it holds, failing the test after timeout (at least
+// MinWait); it returns how long it took.
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
 	t.Helper()
+	timeout = max(timeout, MinWait)
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > timeout {

@@ -166,9 +166,10 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// WaitHTTP polls url until it answers 200 or timeout passes.
+// WaitHTTP polls url until it answers 200 or timeout (at least MinWait) passes.
 func WaitHTTP(t testing.TB, url string, timeout time.Duration, procs ...*Proc) {
 	t.Helper()
+	timeout = max(timeout, MinWait)
 	deadline := time.Now().Add(timeout)
 	c := &http.Client{Timeout: 500 * time.Millisecond}
 	for time.Now().Before(deadline) {
