@@ -70,7 +70,7 @@ func TestOpenLoopAgainstSlowServer(t *testing.T) {
 	}
 	// (Whether the generator kept its schedule depends on how busy the machine is; the
 	// warning path is tested below with a pool that is too small by construction.)
-	if el := time.Since(start); el > 5*time.Second {
+	if el := time.Since(start); el > 30*time.Second { // a 1 s schedule; loose for a loaded machine
 		t.Fatalf("run took %v", el)
 	}
 }
@@ -237,7 +237,7 @@ func TestHardStopAndCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el > 2*time.Second {
+	if el := time.Since(start); el > 5*time.Second { // well below the 10 s schedule
 		t.Fatalf("hard stop at 500 ms took %v", el)
 	}
 	if res.StopReason != StopMaxTime || res.Unsent == 0 || !res.GeneratorLimited() {

@@ -137,7 +137,7 @@ func TestServiceDown(t *testing.T) {
 	filtertest.Run(t, open, []filtertest.Case{
 		{Desc: "unknown user, backend down, open", Req: filtertest.Req{URI: "/?uin=10002", Now: 20 * sec}},
 	})
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("lookups against a dead backend took %v", d)
 	}
 	if value(closed.m.svcStale) != 2 || value(closed.m.unknownError) != 2 || value(open.m.unknownError) != 1 {
@@ -147,7 +147,7 @@ func TestServiceDown(t *testing.T) {
 }
 
 func TestServiceTimeout(t *testing.T) {
-	_, addr, _ := startPacks(t, backend.Faults{Latency: 500 * time.Millisecond})
+	_, addr, _ := startPacks(t, backend.Faults{Latency: 3 * time.Second})
 	f := build(t, "source: service\nservice: {addr: "+addr+", timeout: 50ms}\npacks: {vip: {}}", nil)
 	start := time.Now()
 	v, _ := decide(t, f, filtertest.Req{URI: "/?uin=10001"})
@@ -155,7 +155,7 @@ func TestServiceTimeout(t *testing.T) {
 	if v != "number_pack/unknown" {
 		t.Errorf("slow backend: verdict %q, want number_pack/unknown", v)
 	}
-	if took > 450*time.Millisecond { // well below the backend's 500ms
+	if took > 2*time.Second { // well below the backend's 3 s, loose for a loaded machine
 
 		t.Errorf("the request waited %v for a 50ms timeout", took)
 	}
