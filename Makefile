@@ -58,7 +58,7 @@ bench-async: build
 
 ## drill-timing: the load measurements of make test with no way out: on a loaded machine make test retries them and, if the generator still cannot keep its schedule, skips them loudly; here that fails
 drill-timing: consul
-	flock /tmp/floodgate-bench.lock env FLOODGATE_STRICT_TIMING=1 FLOODGATE_CONSUL="$(CONSUL)" $(GO) test -race -count=1 -run 'TestLimiterAccuracyWholeProcess|TestDrillShapeOnDemoConfig|TestGlobalLimitSplitAcrossInstances|TestPropagation' -v -timeout 20m ./bench/ ./gateway/consul/ | grep -E 'LOADED|NOT MEASURED|attempt|admitted|propagation|^(ok|FAIL|---)|--- '
+	flock /tmp/floodgate-bench.lock env FLOODGATE_STRICT_TIMING=1 FLOODGATE_CONSUL="$(CONSUL)" $(GO) test -race -count=1 -run 'TestLimiterAccuracyWholeProcess|TestDrillShapeOnDemoConfig|TestGlobalLimitSplitAcrossInstances|TestPropagation|TestDeliversAtTheConfiguredRate|TestTwoDeliverersShareTheRate' -v -timeout 20m ./bench/ ./gateway/consul/ ./internal/deliver/ | grep -E 'LOADED|NOT MEASURED|attempt|admitted|propagation|delivered|window|^(ok|FAIL|---)|--- '
 
 ## drill-backlog: 10 million grants in the queue: bytes per grant, memory, drain rate (long)
 drill-backlog: build
