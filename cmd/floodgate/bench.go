@@ -77,6 +77,8 @@ func runBench(args []string) error {
 	htmlOut := fs.String("report", "", "write an HTML report with charts over time to this `FILE.html` (opens offline)")
 	jsonOut := fs.String("json", "", "write the summary as JSON to this `FILE` (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no live progress on stderr")
+	maxErrors := fs.Float64("max-errors", -1, "exit 1 when more than this share (0..1) of the requests sent got no answer or an unexplained 5xx (default: no limit)")
+	maxLate := fs.Float64("max-late", -1, "exit 1 when more than this share (0..1) of the sends started late (the generator fell behind; default: no limit)")
 	selfTest := fs.Bool("self-test", false, "measure this generator's own ceiling against an in-process server on 127.0.0.1:0 and exit")
 	list := fs.Bool("list", false, "list the built-in profiles and exit")
 	printProf := fs.Bool("print-profile", false, "print the profile as it would run (after -rate, -duration, -target) and exit")
@@ -206,6 +208,26 @@ func runBench(args []string) error {
 	}
 	if res.StopReason == loadgen.StopCancelled {
 		return exitError{code: 130, msg: "interrupted; the summary above covers what was sent"}
+	}
+	return benchThresholds(report.NewSummary(res), *maxErrors, *maxLate)
+}
+
+// benchThresholds turns -max-errors and -max-late into the exit status, for scripts.
+func benchThresholds(s *report.Summary, maxErrors, maxLate float64) error {
+	var msgs []string
+	if s.Sent > 0 && maxErrors >= 0 {
+		bad := s.Totals[loadgen.ClassError.String()] + s.Totals[loadgen.ClassClient.String()]
+		if share := float64(bad) / float64(s.Sent); share > maxErrors {
+			msgs = append(msgs, fmt.Sprintf("%d of %d requests (%.2f%%) got no answer or an unexplained 5xx, more than -max-errors %.2f%%", bad, s.Sent, 100*share, 100*maxErrors))
+		}
+	}
+	if s.Sent > 0 && maxLate >= 0 {
+		if share := float64(s.Late) / float64(s.Sent); share > maxLate {
+			msgs = append(msgs, fmt.Sprintf("%d of %d sends (%.2f%%) started late, more than -max-late %.2f%%", s.Late, s.Sent, 100*share, 100*maxLate))
+		}
+	}
+	if len(msgs) > 0 {
+		return exitError{code: 1, msg: strings.Join(msgs, "; ")}
 	}
 	return nil
 }

@@ -100,7 +100,8 @@ applied and, where a gateway's admin /config is reachable, the changes against i
   floodgate ctl -config gw.yaml -dry-run confirm`},
 	"status": {args: 0, synopsis: "status", doc: `Lists every gateway registered in Consul's catalog: id, address, health, generation,
 active plan, fingerprint of the Consul content it serves, stale and held - and
-whether they all serve the current content of the prefix. -json for machines.`,
+whether they all serve the current content of the prefix. -json for machines. Exits
+3 when they are not in sync (scripts can wait for a change to reach every gateway).`,
 		examples: `  floodgate ctl status
   floodgate ctl -json status | jq '.in_sync'`},
 }
@@ -176,7 +177,7 @@ func (c *ctlCmd) run(args []string) error {
 	fs.StringVar(&c.who, "who", defaultWho(), "who is writing, for the audit record")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "for writes: validate and print what would change; write nothing")
 	fs.BoolVar(&c.audit, "audit", false, "get: include the audit records")
-	fs.BoolVar(&c.jsonOut, "json", false, "status: print JSON")
+	fs.BoolVar(&c.jsonOut, "json", false, "status, get: print JSON")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on each call to Consul")
 	fs.StringVar(&c.service, "service", consul.DefaultService, "status, confirm: the catalog service the gateways register under")
 	fs.Usage = c.usage
@@ -214,6 +215,9 @@ func (c *ctlCmd) run(args []string) error {
 	}
 	if v.args < 0 && len(rest) > 1 {
 		return exitError{code: 2, msg: fmt.Sprintf("get: want at most one KEY, got %d arguments", len(rest))}
+	}
+	if c.jsonOut && verb != "status" && verb != "get" {
+		return exitError{code: 2, msg: fmt.Sprintf("-json applies to status and get, not to %s", verb)}
 	}
 
 	ctl, err := c.client(verb, v.needsConfig)
@@ -350,11 +354,29 @@ func (c *ctlCmd) get(ctl *consul.Ctl, rest []string) error {
 			return exitError{code: 1, msg: fmt.Sprintf("%s is not set under %s", rel, st.Prefix)}
 		}
 		v := string(kv.Value)
+		if c.jsonOut {
+			return c.printJSON(map[string]string{"key": rel, "value": v})
+		}
 		if !strings.HasSuffix(v, "\n") {
 			v += "\n"
 		}
 		fmt.Fprint(c.out, v)
 		return nil
+	}
+	if c.jsonOut {
+		type entry struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		}
+		out := []entry{}
+		for _, kv := range st.KVs {
+			rel := st.Rel(kv.Key)
+			if rel == "" || (!c.audit && st.IsAudit(kv.Key)) || (strings.HasSuffix(rel, "/") && len(kv.Value) == 0) {
+				continue
+			}
+			out = append(out, entry{Key: rel, Value: string(kv.Value)})
+		}
+		return c.printJSON(out)
 	}
 	plans := map[string]consul.PlanInfo{}
 	for _, p := range st.Plans() {
@@ -672,7 +694,10 @@ func (c *ctlCmd) status(ctl *consul.Ctl) error {
 	if c.jsonOut {
 		enc := json.NewEncoder(c.out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+		return notInSync(s)
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tADDR\tHEALTH\tGENERATION\tPLAN\tFINGERPRINT\tSTALE\tHELD")
@@ -695,7 +720,16 @@ func (c *ctlCmd) status(ctl *consul.Ctl) error {
 	for _, is := range s.Issues {
 		fmt.Fprintf(c.out, "  %s\n", is)
 	}
-	return nil
+	return notInSync(s)
+}
+
+// notInSync is status's exit: 3 when the fleet is not in sync (the report says why),
+// so that scripts can wait for a change to reach every gateway.
+func notInSync(s ctlStatus) error {
+	if s.InSync {
+		return nil
+	}
+	return exitError{code: 3}
 }
 
 func orNone(s string) string {
@@ -710,4 +744,10 @@ func yesNo(reason string) string {
 		return "no"
 	}
 	return "yes"
+}
+
+func (c *ctlCmd) printJSON(v any) error {
+	enc := json.NewEncoder(c.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

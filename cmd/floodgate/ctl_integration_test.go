@@ -158,6 +158,16 @@ func TestCtl(t *testing.T) {
 		if got, want := e.mustCtl(t, "get"), "active_plan = \"\"\nroutes/info/timeout = 200ms\n"; got != want {
 			t.Errorf("get (all) = %q, want %q (audit records hidden)", got, want)
 		}
+		if got, want := e.mustCtl(t, "-json", "get", "routes/info/timeout"), "{\n  \"key\": \"routes/info/timeout\",\n  \"value\": \"200ms\"\n}\n"; got != want {
+			t.Errorf("get -json KEY = %q, want %q", got, want)
+		}
+		var all []struct{ Key, Value string }
+		if err := json.Unmarshal([]byte(e.mustCtl(t, "-json", "get")), &all); err != nil || len(all) != 2 || all[1].Key != "routes/info/timeout" || all[1].Value != "200ms" {
+			t.Errorf("get -json = %+v (%v), want the two keys", all, err)
+		}
+		if _, stderr, code := e.ctl(t, "-json", "set", "routes/info/timeout", "1s"); code != 2 || !strings.Contains(stderr, "-json applies to status and get") {
+			t.Errorf("set -json: exit %d %q, want 2 and a clear error", code, stderr)
+		}
 		if got := e.mustCtl(t, "-audit", "get"); strings.Count(got, "audit/") != 3 {
 			t.Errorf("get -audit lists %d audit records, want 3:\n%s", strings.Count(got, "audit/"), got)
 		}
@@ -438,10 +448,13 @@ func TestCtlWithGateway(t *testing.T) {
 	// status: the gateway, its generation, in sync with the content
 	var st ctlStatus
 	waitUntil(t, "status in sync", func() bool {
-		out := e.mustCtl(t, "-json", "status")
+		out, stderr, code := e.ctl(t, "-json", "status")
 		st = ctlStatus{}
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatalf("status -json: %v\n%s", err, out)
+			t.Fatalf("status -json: %v\n%s%s", err, out, stderr)
+		}
+		if (code == 0) != st.InSync || (code != 0 && code != 3) {
+			t.Fatalf("status -json: exit %d with in_sync %v; want 0 in sync, 3 not", code, st.InSync)
 		}
 		return st.InSync && len(st.Instances) == 1 && st.Instances[0].Meta["generation"] == strconv.FormatUint(gwGeneration(t, g), 10)
 	})
@@ -468,7 +481,11 @@ func TestCtlWithGateway(t *testing.T) {
 	if got := gwSource(t, g, "routes.lottery.fallback.status"); !strings.HasPrefix(got, "429 ") {
 		t.Fatalf("an empty read was applied: fallback.status = %q", got)
 	}
-	mustContain(t, "status while held", e.mustCtl(t, "status"), "NOT in sync:", "gw-ctl holds an update: the read is empty")
+	held, _, code := e.ctl(t, "status")
+	mustContain(t, "status while held", held, "NOT in sync:", "gw-ctl holds an update: the read is empty")
+	if code != 3 {
+		t.Errorf("status while held: exit %d, want 3 (not in sync)", code)
+	}
 	out := e.mustCtl(t, "confirm")
 	mustContain(t, "confirm", out, "current content of "+prefix+": 0 keys, no active plan, fingerprint ",
 		"gateway gw-ctl (generation ", "holds: the read is empty",
@@ -478,7 +495,10 @@ func TestCtlWithGateway(t *testing.T) {
 	if out := e.mustCtl(t, "confirm"); !strings.Contains(out, "is already confirmed; nothing written") {
 		t.Errorf("second confirm: %s", out)
 	}
-	waitUntil(t, "status in sync after confirm", func() bool { return strings.Contains(e.mustCtl(t, "status"), "in sync:") })
+	waitUntil(t, "status in sync after confirm", func() bool {
+		out, _, code := e.ctl(t, "status")
+		return code == 0 && strings.Contains(out, "in sync:")
+	})
 
 	// the audit trail: one record per write, in the same transaction (the deleted
 	// prefix took the earlier ones with it)

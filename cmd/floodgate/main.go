@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -32,17 +33,21 @@ func register(c command) {
 	commands[c.name] = c
 }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, "usage: floodgate <command> [flags]\n\ncommands:\n")
+func usage() { usageTo(os.Stderr) }
+
+// usageTo writes the usage text to w: stdout when help was asked for, stderr after a
+// mistake.
+func usageTo(w io.Writer) {
+	fmt.Fprintf(w, "usage: floodgate <command> [flags]\n\ncommands:\n")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintf(os.Stderr, "\nRun 'floodgate <command> -h' for the flags of one command.\n")
+	fmt.Fprintf(w, "\nRun 'floodgate <command> -h' for the flags of one command.\n")
 }
 
 func main() {
@@ -52,7 +57,7 @@ func main() {
 	}
 	name := os.Args[1]
 	if name == "-h" || name == "--help" || name == "help" {
-		usage()
+		usageTo(os.Stdout)
 		return
 	}
 	if name == "-version" || name == "--version" {
@@ -106,6 +111,9 @@ func newFlagSet(name, synopsis, examples string) *flag.FlagSet {
 // parseFlags parses args and rejects positional leftovers, so a typo such as
 // "-config=x extra" is an error rather than silently ignored.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if helpAsked(args) {
+		fs.SetOutput(os.Stdout) // asked for: help goes to stdout (pipe it to less)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -146,4 +154,17 @@ func refuseExplicitZero(fs *flag.FlagSet, names ...string) error {
 		return exitError{code: 2, msg: fmt.Sprintf("%s: zero is not a value of these flags; leave a flag out for its default (see -h)", strings.Join(bad, ", "))}
 	}
 	return nil
+}
+
+// helpAsked reports whether args ask for help (-h, -help) before any "--".
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--h", "--help":
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/floodgate/floodgate/bench/planner"
 )
@@ -36,6 +37,7 @@ func runPlan(args []string) error {
 	safety := fs.Float64("safety", 0, "safety factor: limits are the estimate times this (default: the funnel's, else 3)")
 	instances := fs.Int("instances", 0, "gateway instances sharing the load; limits are per instance, rounded up (default: the funnel's, else 1)")
 	burstRatio := fs.Float64("burst-ratio", -1, "token bucket burst as a share of the per-instance rate (default: the funnel's, else 0.2)")
+	strict := fs.Bool("strict", false, "exit 1 when a backend cannot support the plan (after printing it)")
 	capLimits := fs.Bool("cap", true, "cut the limits of routes whose backend cannot carry them to its capacity, core routes first;\n-cap=false emits estimate x safety factor regardless")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -108,6 +110,17 @@ func runPlan(args []string) error {
 	if *emit != "table" || *out != "" || jsonToStdout {
 		for _, w := range p.Warnings() {
 			fmt.Fprintf(os.Stderr, "!!! %s\n", w)
+		}
+	}
+	if *strict {
+		var short []string
+		for _, b := range p.Backends {
+			if b.Status != planner.OK {
+				short = append(short, b.Name)
+			}
+		}
+		if len(short) > 0 {
+			return exitError{code: 1, msg: fmt.Sprintf("-strict: backend(s) %s cannot support the plan", strings.Join(short, ", "))}
 		}
 	}
 	return nil
