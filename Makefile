@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
 
-.PHONY: build run demo test test-short consul chromium promtool bench bench-async drill-crash bench-packs drill-journal drill-backlog drill-outage drill-timing vet clean
+.PHONY: build run demo test test-short consul chromium promtool bench bench-async bench-deliver drill-crash bench-packs drill-journal drill-backlog drill-outage drill-timing vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -67,6 +67,10 @@ drill-backlog: build
 ## drill-outage: the queue down for 3 minutes under load, then replayed and delivered
 drill-outage: build
 	FLOODGATE_OUTAGE=3m $(GO) test -count=1 -run TestQueueDownUnderLoad -v -timeout 30m ./cmd/floodgate/ | grep -E 'async_e2e|^(ok|FAIL|---)'
+
+## bench-deliver: the deliverer's kept rate at 500, 1000, 2000 and 4000 grants/s (10 s windows of the real delivery backend's ledger)
+bench-deliver: build
+	flock /tmp/floodgate-bench.lock env FLOODGATE_DRILL=deliver-rate $(GO) test -count=1 -run TestDeliveryRateDrill -v -timeout 10m ./internal/deliver/ | grep -E 'rate .*delivered|^(ok|FAIL|---)'
 
 ## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2): gateway, deliverer, reconcile
 drill-crash: build

@@ -447,8 +447,20 @@ func (w *worker) run(ctx context.Context) {
 			sleepCtx(ctx, 500*time.Millisecond)
 			continue
 		}
+		// Time spent waiting for the queue is no debt to catch up on: after a wait longer
+		// than two intervals (and a fetch's round trip) the pacer starts afresh.
+		idle := max(2*time.Duration(float64(time.Second)/share), 5*time.Millisecond)
+		got, waitStart := 0, time.Now()
 		for msg := range batch.Messages() {
+			if time.Since(waitStart) > idle {
+				w.pace.idle()
+			}
+			got++
 			w.dispatch(ctx, msg)
+			waitStart = time.Now()
+		}
+		if got == 0 {
+			w.pace.idle()
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil &&
 			!errors.Is(err, context.DeadlineExceeded) {
@@ -600,25 +612,42 @@ func (w *worker) park(msg jetstream.Msg, reason, id, detail string) {
 }
 
 // pacer spaces calls at a rate: each call is due one interval after the previous one's
-// due time, so sleeping late does not lose rate; a pacer that fell behind (the queue was
-// empty, or the backend slowed down) catches up by at most 100 ms worth of calls.
+// due time, so sleeping late does not lose rate. A pacer that fell behind while there was
+// work (a stalled machine, a backend slower for a moment: all concurrency slots busy)
+// catches up by at most one second's worth of calls, so the rate holds on average; after
+// waiting for the queue (empty, or fed slower than the rate) it starts afresh, with no
+// burst.
 type pacer struct {
 	next time.Time
+	// clock and sleep are time.Now and sleepCtx; tests step a fake clock.
+	clock func() time.Time
+	sleep func(context.Context, time.Duration) bool
 }
 
+func (p *pacer) idle() { p.next = time.Time{} }
+
+// wait returns when the next call at rate is due (false: ctx ended, or no rate).
 func (p *pacer) wait(ctx context.Context, rate float64) bool {
+	clock, sleep := p.clock, p.sleep
+	if clock == nil {
+		clock, sleep = time.Now, sleepCtx
+	}
 	if !(rate > 0) {
-		return sleepCtx(ctx, 100*time.Millisecond) && false
+		sleep(ctx, 100*time.Millisecond)
+		return false
 	}
 	interval := time.Duration(float64(time.Second) / rate)
-	now := time.Now()
-	if floor := now.Add(-100 * time.Millisecond); p.next.Before(floor) {
+	now := clock()
+	if p.next.IsZero() {
+		p.next = now
+	}
+	if floor := now.Add(-time.Second); p.next.Before(floor) {
 		p.next = floor
 	}
 	due := p.next
 	p.next = p.next.Add(interval)
 	if d := due.Sub(now); d > 0 {
-		return sleepCtx(ctx, d)
+		return sleep(ctx, d)
 	}
 	return true
 }

@@ -3,6 +3,8 @@ package deliver_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -283,4 +285,54 @@ func TestCtlAsync(t *testing.T) {
 		t.Fatalf("ctl async table: %v\n%s", err, out)
 	}
 	t.Logf("\n%s", out)
+}
+
+// measureRate publishes a backlog of (window + 3 s) x rate grants, runs one deliverer at
+// rate with conc calls in flight and returns how many grants the backend recorded in a
+// window starting 1 s after the first delivery (the count is the product, stamped by the
+// backend). It logs the calls in flight every second (all busy: the backend is the
+// limit).
+func measureRate(t *testing.T, rate float64, conc int, window time.Duration) int {
+	e := newEnv(t, envOpts{rate: rate, conc: conc})
+	e.publish(int(rate * (window.Seconds() + 3)))
+	d := e.startDeliverer("a")
+	var gs []reconcile.LedgerGrant
+	need := int(rate * (window.Seconds() + 1.5))
+	last := time.Now()
+	itest.WaitFor(t, "the measured window of deliveries", 120*time.Second+2*window, func() bool {
+		if time.Since(last) > time.Second {
+			_, r := d.status(t)
+			t.Logf("in flight %d, delivered %d", r.InFlight, r.Delivered)
+			last = time.Now()
+		}
+		gs = e.ledger()
+		return len(gs) >= need
+	})
+	return countIn(gs, gs[0].Time.Add(time.Second), window)
+}
+
+// TestDeliveryRateDrill (make bench-deliver) measures the kept rate at the demo's 500/s
+// and above over 10 s windows (FLOODGATE_DRILL_RATES=500,2000 to choose); figures in
+// bench/RESULTS.md.
+func TestDeliveryRateDrill(t *testing.T) {
+	if os.Getenv("FLOODGATE_DRILL") != "deliver-rate" {
+		t.Skip("make bench-deliver runs it (FLOODGATE_DRILL=deliver-rate)")
+	}
+	rates := []float64{500, 1000, 2000, 4000}
+	if v := os.Getenv("FLOODGATE_DRILL_RATES"); v != "" {
+		rates = nil
+		for _, f := range strings.Split(v, ",") {
+			r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || r <= 0 {
+				t.Fatalf("FLOODGATE_DRILL_RATES: %q is not a rate", f)
+			}
+			rates = append(rates, r)
+		}
+	}
+	for _, rate := range rates {
+		window := 10 * time.Second
+		n := measureRate(t, rate, 256, window)
+		want := rate * window.Seconds()
+		t.Logf("rate %6.0f/s  concurrency 256  delivered %6d in %s  (%+.2f%%)", rate, n, window, (float64(n)-want)/want*100)
+	}
 }

@@ -180,6 +180,7 @@ type routeStatus struct {
 	Route      string  `json:"route"`
 	Paused     bool    `json:"paused"`
 	RateShare  float64 `json:"rate_share"`
+	InFlight   int64   `json:"in_flight"`
 	Delivered  uint64  `json:"delivered"`
 	Duplicates uint64  `json:"duplicates"`
 	Retries    uint64  `json:"retries"`
