@@ -177,7 +177,7 @@ func runBench(args []string) error {
 	opts := loadgen.Options{Conns: *conns, Workers: *workers, LateThreshold: *lateAfter,
 		MaxRequests: *maxReq, MaxTime: *maxTime, Seed: *seed}
 	if !*quiet {
-		opts.Progress = func(pr loadgen.Progress) { fmt.Fprintln(os.Stderr, report.ProgressLine(pr)) }
+		opts.Progress = progressPrinter(os.Stderr)
 	}
 	res, err := loadgen.Run(ctx, p, opts)
 	if err != nil {
@@ -288,3 +288,22 @@ func writeOut(path string, write func(io.Writer) error) error {
 }
 
 var _ flag.Value = (*routeFlags)(nil)
+
+// progressPrinter returns bench's progress callback: on a terminal one line rewritten in
+// place (carriage return, clear to the end of the line), the final line kept; else (a
+// pipe, a log file) one line per report.
+func progressPrinter(f *os.File) func(loadgen.Progress) {
+	st, err := f.Stat()
+	tty := err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
+	return func(pr loadgen.Progress) {
+		line := report.ProgressLine(pr)
+		switch {
+		case !tty:
+			fmt.Fprintln(f, line)
+		case pr.Final:
+			fmt.Fprintf(f, "\r\x1b[K%s\n", line)
+		default:
+			fmt.Fprintf(f, "\r\x1b[K%s", line)
+		}
+	}
+}
