@@ -214,19 +214,11 @@ func BenchmarkPack(b *testing.B) {
 func lookups(b *testing.B, name string, member, other func(i int)) {
 	b.Run(name+"/lookup_member", func(b *testing.B) {
 		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			member(i)
-			i++
-		}
+		cpuLoop(b, member)
 	})
 	b.Run(name+"/lookup_nonmember", func(b *testing.B) {
 		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			other(i)
-			i++
-		}
+		cpuLoop(b, other)
 	})
 	b.Run(name+"/lookup_member_parallel", func(b *testing.B) {
 		b.ReportAllocs()
@@ -258,12 +250,10 @@ func BenchmarkDecide(b *testing.B) {
 				r := filtertest.NewRequest(b, filtertest.Req{URI: "/grant?uin=1"})
 				args := r.Ctx.QueryArgs()
 				b.ReportAllocs()
-				i := 0
-				for b.Loop() {
+				cpuLoop(b, func(i int) {
 					args.SetBytesV("uin", set.keys[i&(keyPool-1)])
 					f.Decide(r)
-					i++
-				}
+				})
 			})
 			b.Run(mode+"/"+set.name+"_parallel", func(b *testing.B) {
 				b.ReportAllocs()
