@@ -57,7 +57,7 @@ func runDeliver(args []string) error {
 	snapshot := fs.String("snapshot", "", "last-known-good snapshot of the Consul layers (default: in the user cache dir, per admin address)")
 	adminAddr := fs.String("admin", "127.0.0.1:9902", "admin listener: /healthz, /metrics, /status (keep it on loopback)")
 	id := fs.String("id", "", "this deliverer's name among the live deliverers (default hostname-pid)")
-	every := fs.Duration("reconcile-every", time.Minute, "how often to reconcile the queue with the delivery ledgers (metrics only, no repair); 0 = never")
+	every := fs.Duration("reconcile-every", time.Minute, "how often to reconcile the queue with the delivery ledgers (metrics only, no repair; at most a tenth of the time when a run is long); 0 = never")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "console", "log format: console or json")
 	if err := parseFlags(fs, args); err != nil {
@@ -168,24 +168,32 @@ func runDeliver(args []string) error {
 	go func() { d.Run(ctx); close(done) }()
 	if *every > 0 {
 		go func() {
-			t := time.NewTicker(*every)
-			defer t.Stop()
+			// A reconciliation reads the whole stream and ledger: on a large backlog it
+			// takes a while, and then runs at most a tenth of the time.
+			wait := *every
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-t.C:
+				case <-time.After(wait):
 				}
+				began := time.Now()
 				res, err := reconcile.Run(ctx, reconcile.Options{Client: client, Config: gw.Config(), SettledOnly: true, Logger: logger})
+				took := time.Since(began)
+				wait = max(*every, 10*took)
 				recMu.Lock()
 				if err != nil {
 					lastRecErr = err.Error()
-					logger.Warn("periodic reconciliation failed", zap.Error(err))
+					if ctx.Err() == nil {
+						logger.Warn("periodic reconciliation failed", zap.Error(err))
+					}
 				} else {
 					lastRec, lastRecErr = res, ""
 					reconcile.Export(res)
 					if !res.Clean() {
-						logger.Warn("reconciliation found problems", zap.String("result", res.JSON()))
+						logger.Warn("reconciliation found problems", zap.String("result", res.JSON()), zap.Strings("missing_examples", res.MissingIDs))
+					} else {
+						logger.Debug("reconciliation clean", zap.String("result", res.JSON()), zap.Duration("took", took))
 					}
 				}
 				recMu.Unlock()

@@ -171,7 +171,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	sort.Strings(routes)
 	inScope := map[string]bool{}
+	routeNames := map[string]string{} // one string per route, not one per grant
 	for _, name := range routes {
+		routeNames[name] = name
 		r := cfg.Routes[name]
 		if r == nil || r.Async == nil {
 			return nil, fmt.Errorf("route %q is not an async route of the configuration", name)
@@ -207,7 +209,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		a := acc[rec.ID]
 		if a == nil {
-			a = &accepted{route: rec.Route, user: rec.Field("user"), prize: rec.Field("prize"), at: rec.Accepted}
+			a = &accepted{route: routeNames[rec.Route], user: rec.Field("user"), prize: rec.Field("prize"), at: rec.Accepted}
 			acc[rec.ID] = a
 		}
 		if seq > 0 {
