@@ -1,10 +1,14 @@
 package itest
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +30,9 @@ func (q *Queue) URL() string { return "nats://" + q.Addr }
 // a temporary directory and waits until it accepts connections.
 func StartQueue(t testing.TB, extra ...string) *Queue {
 	t.Helper()
-	q := &Queue{Name: "q", Addr: FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "queue"), t: t}
+	q := &Queue{Name: uniqueName("q"), Addr: FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "queue"), t: t}
 	q.Args = append([]string{"queue", "-name", q.Name, "-listen", q.Addr, "-data", q.DataDir, "-log-level", "warn"}, extra...)
-	q.start(t)
+	q.start(t, false)
 	return q
 }
 
@@ -37,7 +41,7 @@ func StartQueueCluster(t testing.TB, n int) []*Queue {
 	t.Helper()
 	qs := make([]*Queue, n)
 	for i := range qs {
-		qs[i] = &Queue{Name: "q" + string(rune('1'+i)), Addr: FreeAddr(t), Cluster: FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "queue"), t: t}
+		qs[i] = &Queue{Name: uniqueName("q" + string(rune('1'+i))), Addr: FreeAddr(t), Cluster: FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "queue"), t: t}
 	}
 	for i, q := range qs {
 		var routes []string
@@ -51,7 +55,9 @@ func StartQueueCluster(t testing.TB, n int) []*Queue {
 		q.Proc = Start(t, "queue-"+q.Name, q.Args...)
 	}
 	for _, q := range qs {
-		waitTCP(t, q.Addr, q.Proc)
+		if !waitOurs(t, q) {
+			t.Fatalf("queue %s: its address %s was taken by another process meanwhile", q.Name, q.Addr)
+		}
 	}
 	return qs
 }
@@ -65,65 +71,64 @@ func ClusterURL(qs []*Queue) string {
 	return strings.Join(us, ",")
 }
 
-func (q *Queue) start(t testing.TB) {
+func (q *Queue) start(t testing.TB, restart bool) {
 	for try := 0; ; try++ {
 		q.Proc = Start(t, "queue-"+q.Name, q.Args...)
-		if try < 3 && q.Cluster == "" && !waitTCPOrBusy(t, q.Addr, q.Proc) {
-			// another process took the free port meanwhile: try another one
-			q.Proc.Kill()
-			old := q.Addr
-			q.Addr = FreeAddr(t)
-			for i, a := range q.Args {
-				if a == old {
-					q.Args[i] = q.Addr
-				}
+		if waitOurs(t, q) {
+			return
+		}
+		// another process took the free port meanwhile: try another one
+		q.Proc.Kill()
+		if try == 3 || q.Cluster != "" || restart {
+			t.Fatalf("queue %s: its address %s was taken by another process meanwhile", q.Name, q.Addr)
+		}
+		old := q.Addr
+		q.Addr = FreeAddr(t)
+		for i, a := range q.Args {
+			if a == old {
+				q.Args[i] = q.Addr
 			}
-			continue
 		}
-		waitTCP(t, q.Addr, q.Proc)
-		return
 	}
-}
-
-// waitTCPOrBusy waits until addr accepts connections (true) or the process reports the
-// address in use (false).
-func waitTCPOrBusy(t testing.TB, addr string, p *Proc) bool {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return true
-		}
-		if strings.Contains(p.Output(), "address already in use") {
-			return false
-		}
-		if p.Exited() {
-			return true // waitTCP reports it
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // Restart starts the node again with the same flags and data (after Kill or Stop).
-func (q *Queue) Restart(t testing.TB) { q.start(t) }
+// Its clients stay pointed at its address, so an address taken meanwhile fails the test.
+func (q *Queue) Restart(t testing.TB) { q.start(t, true) }
 
-func waitTCP(t testing.TB, addr string, p *Proc) {
+var nameSeq atomic.Int64
+
+// uniqueName makes node names no other test process uses, so that waitOurs can tell our
+// node from another process that took the port.
+func uniqueName(base string) string {
+	return fmt.Sprintf("%s-%d-%d", base, os.Getpid(), nameSeq.Add(1))
+}
+
+// waitOurs waits until q's address answers with q's own server name in the NATS INFO
+// line (true), or another process holds the address (false).
+func waitOurs(t testing.TB, q *Queue) bool {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
+		if strings.Contains(q.Proc.Output(), "address already in use") {
+			return false
 		}
-		if p.Exited() {
-			t.Fatalf("%s exited while waiting for %s:\n%s", p.Name, addr, p.Output())
+		if q.Proc.Exited() {
+			t.Fatalf("%s exited while starting:\n%s", q.Proc.Name, q.Proc.Output())
+		}
+		c, err := net.DialTimeout("tcp", q.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if strings.Contains(line, `"server_name":"`+q.Name+`"`) {
+				return true
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s: %s does not accept connections within 30s", p.Name, addr)
+	t.Fatalf("%s: %s does not answer as %s within 30s", q.Proc.Name, q.Addr, q.Name)
+	return false
 }
 
 // QueueClient connects to url with stream settings, waits for the connection and
