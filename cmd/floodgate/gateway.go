@@ -101,7 +101,7 @@ func runGateway(args []string) error {
 	adm := admin.New(gw, up, cfg.Admin.Token, logger)
 	if async != nil {
 		adm.Handle("/async", async)
-		admin.RegisterSection("async", func() any { return async.status() })
+		admin.RegisterSection("async", async.console)
 	}
 	metrics.Registry.MustRegister(gw.Collector())
 	adm.Handle("/overload", admin.JSON(func() any { return map[string]any{"window": gateway.OverloadWindow.String(), "pools": gw.Overload()} }))

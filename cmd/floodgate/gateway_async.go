@@ -195,6 +195,45 @@ func (a *asyncSide) status() asyncStatus {
 	return st
 }
 
+// consoleRoute is one async route's row in the console.
+type consoleRoute struct {
+	Route       string  `json:"route"`
+	Waiting     uint64  `json:"waiting"`
+	InDelivery  int     `json:"in_delivery"`
+	OldestAgeS  float64 `json:"oldest_age_s"`
+	Paused      bool    `json:"paused"`
+	AckFloorSeq uint64  `json:"acked_up_to_seq"`
+}
+
+// console is the console's async section: the acceptor's state as a header line, the
+// backlog of each route as rows.
+func (a *asyncSide) console() any {
+	st := a.status()
+	out := struct {
+		Queue          string         `json:"queue"`
+		JournalPending int64          `json:"journal_pending"`
+		StoredQueue    uint64         `json:"stored_in_queue"`
+		StoredJournal  uint64         `json:"stored_in_journal"`
+		Failed         uint64         `json:"not_stored"`
+		Routes         []consoleRoute `json:"routes"`
+	}{Queue: "up", JournalPending: st.JournalPending, StoredQueue: st.Queued, StoredJournal: st.Journaled, Failed: st.Failed}
+	switch {
+	case !st.QueueConnected:
+		out.Queue = "DOWN: grants go to the journal"
+	case !st.QueueOK:
+		out.Queue = "refusing: grants go to the journal"
+	}
+	if st.JournalFailed {
+		out.Queue += "; JOURNAL FAILED: " + st.JournalError
+	}
+	for _, r := range a.routes {
+		b := st.Backlog[r]
+		out.Routes = append(out.Routes, consoleRoute{Route: r, Waiting: b.Pending, InDelivery: b.AckPending,
+			OldestAgeS: b.OldestAge.Round(100 * time.Millisecond).Seconds(), Paused: b.Paused, AckFloorSeq: b.AckFloor})
+	}
+	return out
+}
+
 // ServeHTTP serves the admin /async endpoint.
 func (a *asyncSide) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
