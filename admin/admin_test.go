@@ -300,3 +300,19 @@ func TestQuantile(t *testing.T) {
 		})
 	}
 }
+
+func TestVerdictClass(t *testing.T) {
+	for _, tc := range []struct{ verdict, want string }{
+		{"admitted", "admitted"},
+		{"async/accepted", "admitted"}, // an async route's 202 is its admission
+		{"async/unavailable", "failed"},
+		{"upstream/timeout", "failed"},
+		{"token_bucket/limited", "shed"},
+		{"async/missing_key", "shed"},
+		{"route/disabled", "shed"},
+	} {
+		if got := verdictClass(tc.verdict); got != tc.want {
+			t.Errorf("verdictClass(%q) = %q, want %q", tc.verdict, got, tc.want)
+		}
+	}
+}

@@ -238,9 +238,9 @@ func (s *sampler) tick() {
 // verdictClass sorts a verdict into the three lines of the rate chart.
 func verdictClass(v string) string {
 	switch {
-	case v == "admitted":
+	case v == "admitted" || v == "async/accepted":
 		return "admitted"
-	case strings.HasPrefix(v, "upstream/"):
+	case strings.HasPrefix(v, "upstream/") || v == "async/unavailable":
 		return "failed"
 	}
 	return "shed"

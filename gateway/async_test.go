@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/internal/accept"
 	"github.com/floodgate/floodgate/internal/grant"
 	"github.com/floodgate/floodgate/internal/journal"
@@ -293,5 +294,25 @@ func TestAsyncUnavailableWhenNothingCanStore(t *testing.T) {
 	}
 	if ar.j.Stats().Failed {
 		t.Fatal("a full journal must refuse, not fail")
+	}
+}
+
+func TestAsyncOutcomes(t *testing.T) {
+	bc := func(name string) *filters.Reason {
+		return filters.NewBuildContext(filters.Route{Name: "grant"}, "async", nil, nil, nil).Reason(name, 0)
+	}
+	for _, tc := range []struct {
+		reason *filters.Reason
+		want   outcome
+	}{
+		{nil, outAdmitted},
+		{bc("accepted"), outAdmitted},
+		{bc("unavailable"), outFailed},
+		{bc("missing_key"), outShed},
+		{bc("conflict"), outShed},
+	} {
+		if got := outcomeOf(tc.reason); got != tc.want {
+			t.Errorf("outcomeOf(%v) = %v, want %v", tc.reason, got, tc.want)
+		}
 	}
 }

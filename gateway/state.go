@@ -27,7 +27,7 @@ var (
 	upstreamLatency = metrics.NewHistogramVec("upstream_latency_seconds",
 		"Time from sending a request upstream to its complete answer (or error), by route.", metrics.LatencyBuckets, "route")
 	requestDuration = metrics.NewHistogramVec("request_duration_seconds",
-		"Time from a request's arrival to its answer being ready, by route and outcome: admitted (the upstream answered), shed (the gateway answered for a filter, a disabled route or no route), failed (the gateway answered for an upstream failure).",
+		"Time from a request's arrival to its answer being ready, by route and outcome: admitted (the upstream answered, or an async route accepted the grant), shed (the gateway answered for a filter, a disabled route or no route), failed (the gateway answered for an upstream failure, or could not store a grant).",
 		metrics.LatencyBuckets, "route", "outcome")
 )
 
@@ -51,6 +51,14 @@ func outcomeOf(r *filters.Reason) outcome {
 		return outAdmitted
 	case r.Filter == "upstream":
 		return outFailed
+	case r.Filter == "async":
+		// an async route's 202 is its admission; not storing the grant is its failure
+		switch r.Name {
+		case "accepted":
+			return outAdmitted
+		case "unavailable":
+			return outFailed
+		}
 	}
 	return outShed
 }
