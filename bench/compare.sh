@@ -22,13 +22,28 @@
 # median req/s (min-max), the median p50/p99 latency of the runs, and the median CPU (in
 # cores) that other processes on the machine used during the runs ("other load").
 #
+#
+# Shedding a flood, in the same run (unpinned, after the throughput runs):
+#   shed-gateway     floodgate, /lottery limited by token_bucket (bench/configs/gateway-shed.yaml)
+#   shed-nginx       nginx (1 worker), limit_req nodelay, same rate and burst (nginx-shed.conf.tmpl)
+#   shed-haproxy     haproxy (1 thread), stick-table gpc0_rate(1s), same rate (haproxy-shed.cfg.tmpl)
+# each offered BENCH_SHED_FACTOR x BENCH_SHED_LIMIT requests/s open-loop by `floodgate bench`
+# (bench/configs/shed-profile.yaml: random users) for BENCH_SHED_DURATION, BENCH_RUNS times,
+# interleaved. Per configuration: admitted/s over the steady seconds (the first and the last
+# second of each run left out: the burst and the drain), which must be the limit +-1%;
+# rejects answered per second and per CPU-second of the proxy (utime+stime of the proxy's
+# processes from /proc/<pid>/stat over the run, nginx's master and worker together); p99 of
+# admitted and of rejected answers (floodgate bench measures from the intended send time).
+#
 # The output ends with the ratio lines of the operator contract (PRODUCT.md), for the
 # unpinned placement:   ratio <a>/<b> = <x.xx>
 # The pinned ones are printed just before them as:   pinned: ratio <a>/<b> = <x.xx>
+# The shedding ratios are rejects per CPU-second:  ratio shed-gateway/shed-nginx = <x.xx>
 #
 # Settings (environment): BENCH_RUNS (3), BENCH_DURATION (5s), BENCH_WARMUP (1s),
 # BENCH_CONNS (64), BENCH_THREADS (1), BENCH_PLACEMENTS ("unpinned pinned"),
-# BENCH_CONFIGS (all of the above), BENCH_RESULTS (bench/RESULTS.md; "" = do not write).
+# BENCH_CONFIGS (all of the above), BENCH_RESULTS (bench/RESULTS.md; "" = do not write),
+# BENCH_SHED_LIMIT (1000 requests/s), BENCH_SHED_FACTOR (10), BENCH_SHED_DURATION (10s).
 # Missing tools (wrk, nginx, haproxy, taskset, ss) are installed with apt-get; bin/floodgate
 # is built when missing. Everything binds to 127.0.0.1 on free ports; every process the
 # script starts is stopped on exit, on Ctrl-C and on failure.
@@ -45,7 +60,21 @@ WARMUP="${BENCH_WARMUP:-1s}"
 CONNS="${BENCH_CONNS:-64}"
 THREADS="${BENCH_THREADS:-1}"
 PLACEMENTS="${BENCH_PLACEMENTS:-unpinned pinned}"
-CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters nginx-1w nginx-auto haproxy-t1 haproxy-t2}"
+CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters nginx-1w nginx-auto haproxy-t1 haproxy-t2 shed-gateway shed-nginx shed-haproxy}"
+SHED_LIMIT="${BENCH_SHED_LIMIT:-1000}"
+SHED_FACTOR="${BENCH_SHED_FACTOR:-10}"
+SHED_DURATION="${BENCH_SHED_DURATION:-10s}"
+# The throughput configurations and the shedding ones (shed-*) run in separate loops.
+THRU_CONFIGS="" SHED_CONFIGS=""
+for c in $CONFIGS; do
+	case "$c" in
+	shed-gateway | shed-nginx | shed-haproxy) SHED_CONFIGS+="$c " ;;
+	shed-*) echo "compare: error: unknown configuration $c" >&2; exit 1 ;;
+	*) THRU_CONFIGS+="$c " ;;
+	esac
+done
+[[ "$SHED_LIMIT" =~ ^[1-9][0-9]*$ ]] || { echo "compare: error: BENCH_SHED_LIMIT must be a positive integer, got '$SHED_LIMIT'" >&2; exit 2; }
+[[ "$SHED_FACTOR" =~ ^[1-9][0-9]*$ ]] || { echo "compare: error: BENCH_SHED_FACTOR must be a positive integer, got '$SHED_FACTOR'" >&2; exit 2; }
 RESULTS="${BENCH_RESULTS-$ROOT/bench/RESULTS.md}"
 
 log() { printf '%s\n' "compare: $*" >&2; }
@@ -80,6 +109,7 @@ need haproxy haproxy
 need taskset util-linux
 need ss iproute2
 need pgrep procps
+[ -n "$SHED_CONFIGS" ] && need jq jq
 if [ ! -x "$BIN" ]; then
 	log "building bin/floodgate"
 	(cd "$ROOT" && ${GO:-go} build -o bin/floodgate ./cmd/floodgate)
@@ -179,7 +209,7 @@ render_gateway() { # render_gateway SRC DST PORT ADMIN BACKEND
 # start_proxies PLACEMENT PIN BACKEND_PORT: every proxy configuration of one placement.
 start_proxies() {
 	local pl="$1" pin="$2" be="$3" c port admin f
-	for c in $CONFIGS; do
+	for c in $THRU_CONFIGS; do
 		case "$c" in
 		direct) ;;
 		gateway | gateway-filters)
@@ -227,6 +257,7 @@ if [[ " $CONFIGS " == *" gateway-filters "* ]]; then
 	fi
 fi
 
+[ -n "$THRU_CONFIGS" ] || PLACEMENTS=""
 for pl in $PLACEMENTS; do
 	case "$pl" in
 	unpinned)
@@ -283,14 +314,14 @@ wrk_run() {
 
 ACTIVE=()
 for pl in $PLACEMENTS; do
-	for c in $CONFIGS; do
+	for c in $THRU_CONFIGS; do
 		[ -n "${SKIPNOTE[$c]:-}" ] && continue
 		ACTIVE+=("$pl/$c")
 	done
 done
 
 total=$(( ${#ACTIVE[@]} * RUNS ))
-log "$(date -u +%FT%TZ) $NCPU CPUs; wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), $RUNS runs of ${#ACTIVE[@]} configurations, interleaved ($total runs)"
+[ "${#ACTIVE[@]}" -gt 0 ] && log "$(date -u +%FT%TZ) $NCPU CPUs; wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), $RUNS runs of ${#ACTIVE[@]} configurations, interleaved ($total runs)"
 declare -A R
 n=0
 for run in $(seq "$RUNS"); do
@@ -308,6 +339,104 @@ for run in $(seq "$RUNS"); do
 		log "[$n/$total] run $run $(printf '%-26s' "$k") req/s=$(echo "$res" | awk '{ printf "%s p50=%sms p99=%sms errors=%s other=%s cores", $1, $2, $3, $4, $5 }')"
 	done
 done
+
+# --- shedding a flood -------------------------------------------------------------------
+SHED_BURST=$(( SHED_LIMIT / 10 > 1 ? SHED_LIMIT / 10 : 1 ))
+SHED_OFFERED=$(( SHED_LIMIT * SHED_FACTOR ))
+declare -A SHED_PID SR
+proc_ticks() { # CPU ticks (utime+stime) of a process and its children
+	local p="$1"
+	for q in "$p" $(pgrep -P "$p" 2>/dev/null || true); do cat "/proc/$q/stat" 2>/dev/null || true; done |
+		awk '{ sub(/^.*\) /, ""); s += $12 + $13 } END { print s + 0 }'
+}
+children_ticks() { awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$$/stat"; }
+start_shed() { # start_shed BACKEND_PORT: the shed-* proxies, unpinned
+	local be="$1" c port admin d
+	for c in $SHED_CONFIGS; do
+		port="$(free_port)"
+		case "$c" in
+		shed-gateway)
+			admin="$(free_port)"
+			render_gateway "$CONF/gateway-shed.yaml" "$WORK/$c.yaml" "$port" "$admin" "$be"
+			sed -i -e "s/token_bucket: {rate: 1000, burst: 100}/token_bucket: {rate: $SHED_LIMIT, burst: $SHED_BURST}/" "$WORK/$c.yaml"
+			grep -q "token_bucket: {rate: $SHED_LIMIT, burst: $SHED_BURST}" "$WORK/$c.yaml" || die "gateway-shed.yaml: no 'token_bucket: {rate: 1000, burst: 100}' line to set the limit in"
+			start "$c" - "$BIN" gateway -config "$WORK/$c.yaml" -log-level warn
+			;;
+		shed-nginx)
+			d="$WORK/$c"
+			mkdir -p "$d"
+			sed -e "s#@LISTEN@#127.0.0.1:$port#" -e "s#@BACKEND@#127.0.0.1:$be#" -e "s#@DIR@#$d#g" \
+				-e "s#@LIMIT@#$SHED_LIMIT#" -e "s#@BURST@#$SHED_BURST#" "$CONF/nginx-shed.conf.tmpl" >"$d/nginx.conf"
+			start "$c" - nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
+			;;
+		shed-haproxy)
+			sed -e "s#@LISTEN@#127.0.0.1:$port#" -e "s#@BACKEND@#127.0.0.1:$be#" -e "s#@LIMIT@#$SHED_LIMIT#" \
+				"$CONF/haproxy-shed.cfg.tmpl" >"$WORK/$c.cfg"
+			start "$c" - haproxy -db -f "$WORK/$c.cfg"
+			;;
+		esac
+		wait_port "$c" "$LASTPID" "$port"
+		SHED_PID[$c]=$LASTPID
+		TARGET[shed/$c]=$port
+	done
+}
+
+# shed_run CONFIG DURATION JSON -> prints the proxy's CPU ticks over the run
+shed_run() {
+	local c="$1" d="$2" out="$3" t0 t1
+	t0="$(proc_ticks "${SHED_PID[$c]}")"
+	"$BIN" bench -profile "$CONF/shed-profile.yaml" -rate "$SHED_OFFERED" -duration "$d" \
+		-target "127.0.0.1:${TARGET[shed/$c]}" -quiet -json "$out" >/dev/null 2>"$WORK/bench-$c.err" ||
+		{ tail -5 "$WORK/bench-$c.err" >&2; die "floodgate bench against $c failed"; }
+	t1="$(proc_ticks "${SHED_PID[$c]}")"
+	echo $((t1 - t0))
+}
+
+# shed_figures JSON TICKS OTHER -> "admitted/s rejects/s cpu_cores rejects_per_cpu_s adm_p99_ms rej_p99_ms errors late_pct other"
+# admitted/s and rejects/s over the steady seconds of the timeline (the first and the last
+# second left out); rejects per CPU-second: every reject of the run over the proxy's CPU.
+shed_figures() {
+	jq -r --argjson ticks "$2" --argjson hz "$(getconf CLK_TCK)" --argjson other "$3" '
+		.timeline as $t | ($t | length) as $n
+		| (if $n > 2 then $t[1:$n - 1] else $t end) as $s
+		| (if $n > 2 then $t[$n - 2].t - $t[0].t else .elapsed_s end) as $w
+		| (($s | map(.done[0]) | add) / $w) as $adm
+		| (($s | map(.done[1] + .done[4]) | add) / $w) as $rejs
+		| ([.routes[].verdicts[] | select(.class == "shed" or .class == "other")]) as $rv
+		| ($rv | map(.count) | add // 0) as $rej
+		| (($rv | max_by(.count) // {latency_us: {p99: 0}}).latency_us.p99) as $rp99
+		| ($ticks / $hz) as $cpu
+		| "\($adm) \($rejs) \($cpu / .elapsed_s) \(if $cpu > 0 then $rej / $cpu else 0 end) \(.admitted_us.p99 / 1000) \($rp99 / 1000) \((.totals.error // 0) + (.totals.client // 0)) \(.late_pct) \($other)"
+	' "$1"
+}
+
+if [ -n "$SHED_CONFIGS" ]; then
+	if [ -n "${TARGET[unpinned/direct]:-}" ]; then
+		SHED_BACKEND="${TARGET[unpinned/direct]}"
+	else
+		start_backend backend-shed -
+		SHED_BACKEND=$BACKEND_PORT
+	fi
+	start_shed "$SHED_BACKEND"
+	stotal=$(( $(echo $SHED_CONFIGS | wc -w) * RUNS ))
+	log "$(date -u +%FT%TZ) shedding: floodgate bench $SHED_OFFERED/s (${SHED_FACTOR}x the limit $SHED_LIMIT/s, burst $SHED_BURST) for $SHED_DURATION, random users; $RUNS runs of $SHED_CONFIGS interleaved ($stotal runs)"
+	n=0
+	for run in $(seq "$RUNS"); do
+		for c in $SHED_CONFIGS; do
+			n=$((n + 1))
+			shed_run "$c" "$WARMUP" "$WORK/warm.json" >/dev/null
+			# other load: busy CPU minus this script's processes and floodgate bench (reaped
+			# by this shell: its CPU shows in the shell's children's time, cutime+cstime)
+			g0="$(children_ticks)" b0="$(busy_ticks)" o0="$(our_ticks)" t0="$(date +%s%N)"
+			ticks="$(shed_run "$c" "$SHED_DURATION" "$WORK/$c-$run.json")"
+			b1="$(busy_ticks)" o1="$(our_ticks)" t1="$(date +%s%N)" g1="$(children_ticks)"
+			other="$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v g="$((g1 - g0))" -v hz="$(getconf CLK_TCK)" -v ns="$((t1 - t0))" \
+				'BEGIN { x = (b - o - g) / hz / (ns / 1e9); if (x < 0) x = 0; printf "%.2f", x }')"
+			SR[$c/$run]="$(shed_figures "$WORK/$c-$run.json" "$ticks" "$other")"
+			log "[$n/$stotal] run $run $(printf '%-14s' "$c") $(echo "${SR[$c/$run]}" | awk '{ printf "admitted/s=%.1f rejects/s=%.0f cpu=%.3f cores rejects/cpu-s=%.0f p99 admitted=%.2fms rejected=%.2fms errors=%d late=%.2f%% other=%s cores", $1, $2, $3, $4, $5, $6, $7, $8, $9 }')"
+		done
+	done
+fi
 
 # --- report ----------------------------------------------------------------------------
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -346,6 +475,8 @@ ratio_lines() { # ratio_lines PLACEMENT PREFIX
 	done
 }
 
+TABLE=""
+if [ "${#ACTIVE[@]}" -gt 0 ]; then
 TABLE="$(
 	printf '| placement | configuration | req/s (median) | min - max | p50 ms | p99 ms | non-2xx/errors | other load (cores) |\n'
 	printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
@@ -354,6 +485,7 @@ TABLE="$(
 			"${RPS[$k]}" "${MIN[$k]}" "${MAX[$k]}" "${P50[$k]}" "${P99[$k]}" "${ERR[$k]}" "${OTHER[$k]}"
 	done
 )"
+fi
 NOTES=""
 for c in "${!SKIPNOTE[@]}"; do NOTES+="note: $c: ${SKIPNOTE[$c]}"$'\n'; done
 OTHER_ALL="$(for k in "${ACTIVE[@]}"; do echo "${OTHER[$k]}"; done | median)"
@@ -365,20 +497,89 @@ PINNED_RATIOS=""
 RATIOS=""
 [[ " $PLACEMENTS " == *" unpinned "* ]] && RATIOS="$(ratio_lines unpinned '')"
 
+# shedding: medians over the runs of each column (shed_figures' order)
+SHED_TABLE="" SHED_RATIOS="" SHED_NOTES=""
+if [ -n "$SHED_CONFIGS" ]; then
+	declare -A SM
+	for c in $SHED_CONFIGS; do
+		for col in 1 2 3 4 5 6 7 8 9; do
+			SM[$c/$col]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk -v k="$col" '{ print $k }' | median)"
+		done
+		SM[$c/min]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk '{ print $4 }' | sort -g | head -1)"
+		SM[$c/max]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk '{ print $4 }' | sort -g | tail -1)"
+		SM[$c/admmin]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk '{ print $1 }' | sort -g | head -1)"
+		SM[$c/admmax]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk '{ print $1 }' | sort -g | tail -1)"
+	done
+	SHED_TABLE="$(
+		printf '| configuration | admitted/s (median; min - max) | vs limit | rejects/s | proxy CPU (cores) | rejects per CPU-second (median; min - max) | p99 admitted ms | p99 rejected ms | errors | generator late | other load (cores) |\n'
+		printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+		for c in $SHED_CONFIGS; do
+			printf '| %s | %.1f (%.1f - %.1f) | %+.2f%% | %.0f | %.3f | %.0f (%.0f - %.0f) | %.2f | %.2f | %.0f | %.2f%% | %.2f |\n' "$c" \
+				"${SM[$c/1]}" "${SM[$c/admmin]}" "${SM[$c/admmax]}" "$(awk -v a="${SM[$c/1]}" -v l="$SHED_LIMIT" 'BEGIN { print 100 * (a - l) / l }')" \
+				"${SM[$c/2]}" "${SM[$c/3]}" "${SM[$c/4]}" "${SM[$c/min]}" "${SM[$c/max]}" "${SM[$c/5]}" "${SM[$c/6]}" "${SM[$c/7]}" "${SM[$c/8]}" "${SM[$c/9]}"
+		done
+	)"
+	for c in $SHED_CONFIGS; do
+		for run in $(seq "$RUNS"); do
+			echo "${SR[$c/$run]}" | awk -v c="$c" -v r="$run" -v l="$SHED_LIMIT" '{ d = ($1 - l) / l; if (d > 0.01 || d < -0.01) printf "note: %s run %d admitted %.1f/s: outside the limit %d/s +-1%%\n", c, r, $1, l }'
+		done
+	done >"$WORK/shed-notes"
+	SHED_NOTES="$(cat "$WORK/shed-notes")"
+	SHED_OTHER="$(for c in $SHED_CONFIGS; do echo "${SM[$c/9]}"; done | median)"
+	if awk -v o="$SHED_OTHER" 'BEGIN { exit !(o > 0.2) }'; then
+		SHED_NOTES+="${SHED_NOTES:+$'\n'}note: the machine was busy with other work during the shedding runs (median $SHED_OTHER cores besides this benchmark); the figures are noisy"
+	fi
+	for b in shed-nginx shed-haproxy; do
+		[[ " $SHED_CONFIGS " == *" shed-gateway "* && " $SHED_CONFIGS " == *" $b "* ]] || continue
+		SHED_RATIOS+="$(awk -v n="shed-gateway/$b" -v a="${SM[shed-gateway/4]}" -v b="${SM[$b/4]}" 'BEGIN { if (b > 0) printf "ratio %s = %.2f", n, a / b }')"$'\n'
+	done
+	SHED_RATIOS="${SHED_RATIOS%$'\n'}"
+fi
+
 CMD="make bench  (bench/compare.sh: wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, $RUNS runs interleaved)"
+SHED_CMD="make bench  (bench/compare.sh, shedding: floodgate bench -profile bench/configs/shed-profile.yaml -rate $SHED_OFFERED -duration $SHED_DURATION, limit $SHED_LIMIT/s burst $SHED_BURST, warm-up $WARMUP, $RUNS runs interleaved)"
 MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)"
-echo
-echo "$(date -u '+%F %H:%M UTC') - $NCPU CPUs (${MODEL:-unknown CPU}) - $CMD"
-echo "pinned: proxy (or, for direct, the backend) on CPU $PROXY_CPU; wrk and the origin backend on CPU $LOAD_CPUS"
-echo
-echo "$TABLE"
-echo
-[ -n "$NOTES" ] && printf '%s\n' "$NOTES"
+if [ -n "$TABLE" ]; then
+	echo
+	echo "$(date -u '+%F %H:%M UTC') - $NCPU CPUs (${MODEL:-unknown CPU}) - $CMD"
+	echo "pinned: proxy (or, for direct, the backend) on CPU $PROXY_CPU; wrk and the origin backend on CPU $LOAD_CPUS"
+	echo
+	echo "$TABLE"
+	echo
+	[ -n "$NOTES" ] && printf '%s\n' "$NOTES"
+fi
+if [ -n "$SHED_TABLE" ]; then
+	echo
+	echo "$(date -u '+%F %H:%M UTC') - $NCPU CPUs - $SHED_CMD"
+	echo
+	echo "$SHED_TABLE"
+	echo
+	[ -n "$SHED_NOTES" ] && printf '%s\n' "$SHED_NOTES"
+fi
 [ -n "$PINNED_RATIOS" ] && printf '%s\n' "$PINNED_RATIOS"
 [ -n "$RATIOS" ] && printf '%s\n' "$RATIOS"
+[ -n "$SHED_RATIOS" ] && printf '%s\n' "$SHED_RATIOS"
 
 # --- bench/RESULTS.md: replace the block between the markers (hand-written notes stay) --
-if [ -n "$RESULTS" ]; then
+# write_block BEGIN_MARK END_MARK HEADING FILE: replace the block between the markers in
+# $RESULTS with FILE, or append it under HEADING when the markers are missing.
+write_block() {
+	local b="$1" e="$2" heading="$3" f="$4"
+	if [ -f "$RESULTS" ] && grep -qF "$b" "$RESULTS" && grep -qF "$e" "$RESULTS"; then
+		awk -v b="$b" -v e="$e" -v f="$f" '
+			$0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+			$0 == e { skip = 0; next }
+			!skip { print }' "$RESULTS" >"$WORK/results.new" && cat "$WORK/results.new" >"$RESULTS"
+	else
+		{
+			[ -f "$RESULTS" ] && echo
+			echo "$heading"
+			echo
+			cat "$f"
+		} >>"$RESULTS"
+	fi
+}
+if [ -n "$RESULTS" ] && [ -n "$TABLE" ]; then
 	BEGIN_MARK='<!-- compare.sh:begin (generated by make bench; edit outside the markers) -->'
 	END_MARK='<!-- compare.sh:end -->'
 	block="$WORK/block.md"
@@ -396,18 +597,25 @@ if [ -n "$RESULTS" ]; then
 		echo '```'
 		echo "$END_MARK"
 	} >"$block"
-	if [ -f "$RESULTS" ] && grep -qF "$BEGIN_MARK" "$RESULTS" && grep -qF "$END_MARK" "$RESULTS"; then
-		awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v f="$block" '
-			$0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
-			$0 == e { skip = 0; next }
-			!skip { print }' "$RESULTS" >"$WORK/results.new" && cat "$WORK/results.new" >"$RESULTS"
-	else
-		{
-			[ -f "$RESULTS" ] && echo
-			echo "## Gateway vs nginx/haproxy (make bench)"
-			echo
-			cat "$block"
-		} >>"$RESULTS"
-	fi
+	write_block "$BEGIN_MARK" "$END_MARK" "## Gateway vs nginx/haproxy (make bench)" "$block"
 	log "figures written to ${RESULTS#$ROOT/}"
+fi
+if [ -n "$RESULTS" ] && [ -n "$SHED_TABLE" ]; then
+	BEGIN_MARK='<!-- compare.sh:shed:begin (generated by make bench; edit outside the markers) -->'
+	END_MARK='<!-- compare.sh:shed:end -->'
+	block="$WORK/shed-block.md"
+	{
+		echo "$BEGIN_MARK"
+		echo "Latest run: $(date -u '+%F %H:%M UTC'), $NCPU CPUs (${MODEL:-unknown CPU}), \`$SHED_CMD\`."
+		echo
+		echo "$SHED_TABLE"
+		echo
+		echo '```'
+		[ -n "$SHED_NOTES" ] && printf '%s\n' "$SHED_NOTES"
+		printf '%s\n' "$SHED_RATIOS"
+		echo '```'
+		echo "$END_MARK"
+	} >"$block"
+	write_block "$BEGIN_MARK" "$END_MARK" "## Shedding a flood: gateway vs nginx/haproxy (make bench)" "$block"
+	log "shedding figures written to ${RESULTS#$ROOT/}"
 fi
