@@ -1,5 +1,8 @@
 # floodgate - make targets (see README.md)
 GO      ?= go
+# bash with pipefail: a drill piped through grep fails when its test fails
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 BIN     := bin/floodgate
 # Consul is built once from the Go module proxy and cached outside the clone.
 CONSUL  ?= $(shell command -v consul 2>/dev/null || echo $${FLOODGATE_TOOLS:-$${XDG_CACHE_HOME:-$$HOME/.cache}/floodgate/tools}/consul-v1.22.0/consul)
@@ -75,6 +78,7 @@ bench-deliver: build
 ## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2): gateway, deliverer, reconcile
 drill-crash: build
 	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep|DelivererKilled|ReconcileKilledMidRepair' -timeout 60m -v ./... | grep -E 'lost|reconcile -repair:|^(ok|FAIL|---)|--- '
+	FLOODGATE_QUEUE_KILLS=100 FLOODGATE_OUTAGE=1s $(GO) test -count=1 -run TestQueueDownUnderLoad -timeout 60m -v ./cmd/floodgate/ | grep -E 'async_e2e|^(ok|FAIL|---)'
 
 ## bench-packs: number_pack stores side by side (Set, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load (needs ~1.2 GB in $TMPDIR, a few minutes)
 bench-packs:

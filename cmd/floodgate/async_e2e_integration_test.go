@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,7 +25,8 @@ import (
 // back everything is replayed and delivered: every acknowledged grant is in the
 // backend's ledger exactly once, and reconciliation finds nothing missing, duplicated,
 // orphaned or mismatched. FLOODGATE_OUTAGE sets how long the queue stays down (default
-// 8s in `make test`; `make drill-outage` runs 3 minutes).
+// 8s in `make test`; `make drill-outage` runs 3 minutes); FLOODGATE_QUEUE_KILLS kills it
+// that many times (`make drill-crash`: 100, with 1 s outages).
 func TestQueueDownUnderLoad(t *testing.T) {
 	itest.RequireIntegration(t)
 	outage := 8 * time.Second
@@ -111,14 +114,22 @@ routes:
 			}
 		}(w)
 	}
-	time.Sleep(2 * time.Second)
-	q.Proc.Kill()
-	down.Store(true)
-	t.Logf("queue node killed; staying down %s under load", outage)
-	time.Sleep(outage)
-	down.Store(false)
-	q.Restart(t)
-	t.Logf("queue node back")
+	kills := 1
+	if n, err := strconv.Atoi(os.Getenv("FLOODGATE_QUEUE_KILLS")); err == nil && n > 0 {
+		kills = n
+	}
+	for k := 0; k < kills; k++ {
+		time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
+		q.Proc.Kill()
+		down.Store(true)
+		if k == 0 {
+			t.Logf("queue node killed (SIGKILL); staying down %s under load", outage)
+		}
+		time.Sleep(outage)
+		down.Store(false)
+		q.Restart(t)
+	}
+	t.Logf("queue node killed %d times, back", kills)
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
