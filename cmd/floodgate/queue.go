@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/queue"
@@ -63,7 +64,13 @@ func queueOptions(args []string) (queue.ServerOptions, *zap.Logger, error) {
 	if err != nil {
 		return queue.ServerOptions{}, nil, exitError{code: 2, msg: err.Error()}
 	}
-	o := queue.ServerOptions{Name: *name, Listen: *listen, DataDir: *data, Monitor: *monitor, Logger: logger}
+	// nats-server's own notices (a banner of some twenty lines) only with -log-level
+	// debug; its warnings and errors always.
+	serverLog := logger
+	if *logLevel != "debug" {
+		serverLog = logger.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))
+	}
+	o := queue.ServerOptions{Name: *name, Listen: *listen, DataDir: *data, Monitor: *monitor, Logger: serverLog}
 	if err := checkHostPortFlag(*listen); err != nil {
 		return o, nil, bad("listen", "%v", err)
 	}
