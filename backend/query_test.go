@@ -3,8 +3,10 @@ package backend
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -115,7 +117,7 @@ func TestQueryFaults(t *testing.T) {
 func TestFaultsDelay(t *testing.T) {
 	f := Faults{Latency: 10 * time.Millisecond, Jitter: 5 * time.Millisecond}
 	for range 1000 {
-		if d := f.delay(); d < f.Latency || d > f.Latency+f.Jitter {
+		if d := f.delay(f.Latency); d < f.Latency || d > f.Latency+f.Jitter {
 			t.Fatalf("delay %v outside [%v, %v]", d, f.Latency, f.Latency+f.Jitter)
 		}
 	}
@@ -134,6 +136,7 @@ func TestFaultsValidate(t *testing.T) {
 		{desc: "rate above 1", faults: Faults{ErrorRate: 1.5}, wantErr: "error rate 1.5 is outside [0, 1]"},
 		{desc: "negative rate", faults: Faults{ErrorRate: -0.1}, wantErr: "error rate -0.1 is outside [0, 1]"},
 		{desc: "NaN rate", faults: Faults{ErrorRate: math.NaN()}, wantErr: "error rate NaN is outside [0, 1]"},
+		{desc: "negative workers", faults: Faults{Workers: -1}, wantErr: "workers -1 is negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -258,4 +261,43 @@ func BenchmarkQueryInmemory(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWorkersAndLiveLatency: with Workers set, requests beyond the workers wait for one
+// (5 concurrent requests on 1 worker at 20 ms take at least 100 ms in all); SetLatency
+// changes the latency of the following answers.
+func TestWorkersAndLiveLatency(t *testing.T) {
+	q, err := NewQuery(QueryConfig{Faults: Faults{Latency: 20 * time.Millisecond, Workers: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := serve(t, q.Server)
+	get := func() {
+		resp, err := http.Get(base + "/lottery")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() { defer wg.Done(); get() }()
+	}
+	wg.Wait()
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("5 requests on 1 worker at 20 ms took %v, want >= 100ms (the worker limit is not enforced)", took)
+	}
+	q.SetLatency(60 * time.Millisecond)
+	if q.Latency() != 60*time.Millisecond {
+		t.Fatalf("Latency() = %v after SetLatency(60ms)", q.Latency())
+	}
+	start = time.Now()
+	get()
+	if took := time.Since(start); took < 60*time.Millisecond {
+		t.Errorf("a request after SetLatency(60ms) took %v", took)
+	}
 }

@@ -38,6 +38,10 @@ type Faults struct {
 	Jitter time.Duration
 	// ErrorRate is the probability, in [0, 1], of answering 500 instead of doing the work.
 	ErrorRate float64
+	// Workers, if > 0, is how many business requests are worked on at once (a slow store
+	// with a fixed thread pool): the others wait for a free worker, so that latency grows
+	// with the load once the workers are busy. The wait (Latency + Jitter) is the work.
+	Workers int
 }
 
 // Validate reports a negative duration or an error rate outside [0, 1], naming the value.
@@ -49,16 +53,18 @@ func (f Faults) Validate() error {
 		return fmt.Errorf("jitter %v is negative", f.Jitter)
 	case math.IsNaN(f.ErrorRate) || f.ErrorRate < 0 || f.ErrorRate > 1:
 		return fmt.Errorf("error rate %v is outside [0, 1]", f.ErrorRate)
+	case f.Workers < 0:
+		return fmt.Errorf("workers %d is negative", f.Workers)
 	}
 	return nil
 }
 
-// delay is one request's wait: Latency plus a uniform random share of Jitter.
-func (f Faults) delay() time.Duration {
+// delay is one request's wait: latency plus a uniform random share of Jitter.
+func (f Faults) delay(latency time.Duration) time.Duration {
 	if f.Jitter > 0 {
-		return f.Latency + rand.N(f.Jitter+1)
+		return latency + rand.N(f.Jitter+1)
 	}
-	return f.Latency
+	return latency
 }
 
 // Limits of every backend's fasthttp server (see RELIABILITY.md, "safe fasthttp server
@@ -84,7 +90,8 @@ type Server struct {
 	kind    string
 	handle  fasthttp.RequestHandler // the kind's handler, behind /healthz and the counter
 	faults  Faults
-	delayed bool // Latency or Jitter set
+	latency atomic.Int64 // ns: Faults.Latency, changed live by SetLatency
+	workers chan struct{} // Faults.Workers slots; nil: no limit
 	log     *zap.Logger
 
 	served   atomic.Uint64
@@ -113,8 +120,11 @@ func newServer(kind string, f Faults, log *zap.Logger, handle fasthttp.RequestHa
 		kind:    kind,
 		handle:  handle,
 		faults:  f,
-		delayed: f.Latency > 0 || f.Jitter > 0,
 		log:     log.With(zap.String("backend", kind)),
+	}
+	s.latency.Store(int64(f.Latency))
+	if f.Workers > 0 {
+		s.workers = make(chan struct{}, f.Workers)
 	}
 	s.srv = fasthttp.Server{
 		Handler:               s.serveHTTP,
@@ -130,6 +140,16 @@ func newServer(kind string, f Faults, log *zap.Logger, handle fasthttp.RequestHa
 	}
 	return s, nil
 }
+
+// SetLatency changes the latency of every following business answer (a live fault for
+// drills: `floodgate backend -slow-latency` switches it on SIGUSR1 and back on SIGUSR2).
+func (s *Server) SetLatency(d time.Duration) {
+	s.latency.Store(int64(max(d, 0)))
+	s.log.Info("latency changed", zap.Duration("latency", max(d, 0)))
+}
+
+// Latency is the latency in force.
+func (s *Server) Latency() time.Duration { return time.Duration(s.latency.Load()) }
 
 // Kind is "query", "delivery" or "packs".
 func (s *Server) Kind() string { return s.kind }
@@ -236,8 +256,12 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 // injectFaults waits the configured latency and, with the configured probability,
 // answers 500 itself and reports true (the caller must then return).
 func (s *Server) injectFaults(ctx *fasthttp.RequestCtx) bool {
-	if s.delayed {
-		time.Sleep(s.faults.delay())
+	if s.workers != nil {
+		s.workers <- struct{}{}
+		defer func() { <-s.workers }()
+	}
+	if lat := time.Duration(s.latency.Load()); lat > 0 || s.faults.Jitter > 0 {
+		time.Sleep(s.faults.delay(lat))
 	}
 	if s.faults.ErrorRate > 0 && rand.Float64() < s.faults.ErrorRate {
 		s.injected.Add(1)

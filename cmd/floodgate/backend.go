@@ -25,6 +25,7 @@ func init() {
 
 const backendExamples = `  floodgate backend -kind query -listen 127.0.0.1:8081
   floodgate backend -kind query -latency 20ms -jitter 10ms -error-rate 0.01
+  floodgate backend -kind query -latency 10ms -workers 40 -slow-latency 100ms   # kill -USR1: 10x slower, -USR2: back
   floodgate backend -kind delivery -listen 127.0.0.1:8082 -ledger /var/lib/floodgate/grants.jsonl
   floodgate backend -kind packs -listen 127.0.0.1:8083 -packs ./packs -reload-every 5s`
 
@@ -46,6 +47,8 @@ func runBackend(args []string) error {
 	fs.DurationVar(&faults.Latency, "latency", 0, "added `delay` before each business answer")
 	fs.DurationVar(&faults.Jitter, "jitter", 0, "uniform random extra delay in [0, `max`] on top of -latency")
 	fs.Float64Var(&faults.ErrorRate, "error-rate", 0, "probability in [0, 1] of answering 500 instead")
+	fs.IntVar(&faults.Workers, "workers", 0, "business requests worked on at once (the -latency wait is the work); the rest queue (0: no limit)")
+	slow := fs.Duration("slow-latency", 0, "latency `delay` switched on by SIGUSR1 (SIGUSR2 goes back to -latency): a live slowdown for drills")
 	ledger := fs.String("ledger", "", "delivery: ledger `file` (default: floodgate-delivery-<port>.jsonl in the OS temp dir)")
 	packsDir := fs.String("packs", "", "packs: `dir` of <pack>.txt / <pack>.txt.gz files (required for -kind packs)")
 	reloadEvery := fs.Duration("reload-every", 5*time.Second, "packs: how often to poll the pack files for changes (0: only on SIGHUP)")
@@ -74,6 +77,9 @@ func runBackend(args []string) error {
 	if err := faults.Validate(); err != nil {
 		return exitError{code: 2, msg: err.Error()}
 	}
+	if *slow < 0 {
+		return exitError{code: 2, msg: fmt.Sprintf("-slow-latency %v is negative", *slow)}
+	}
 	if *kind == "packs" && *packsDir == "" {
 		return exitError{code: 2, msg: "-kind packs needs -packs DIR"}
 	}
@@ -91,7 +97,7 @@ func runBackend(args []string) error {
 	addr := ln.Addr().String()
 	fields := []zap.Field{zap.String("kind", *kind), zap.String("addr", addr),
 		zap.Duration("latency", faults.Latency), zap.Duration("jitter", faults.Jitter),
-		zap.Float64("error_rate", faults.ErrorRate)}
+		zap.Float64("error_rate", faults.ErrorRate), zap.Int("workers", faults.Workers), zap.Duration("slow_latency", *slow)}
 
 	var srv *backend.Server
 	var packs *backend.Packs
@@ -128,7 +134,7 @@ func runBackend(args []string) error {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
 	served := make(chan error, 1)
@@ -141,6 +147,14 @@ func runBackend(args []string) error {
 			srv.Shutdown()
 			return fmt.Errorf("serving %s: %w", addr, err)
 		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				srv.SetLatency(*slow)
+				continue
+			case syscall.SIGUSR2:
+				srv.SetLatency(faults.Latency)
+				continue
+			}
 			if sig == syscall.SIGHUP {
 				if packs == nil {
 					log.Info("SIGHUP ignored: nothing to reload", zap.String("kind", *kind))
