@@ -16,7 +16,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
 
-.PHONY: build run demo test test-short consul chromium promtool bench bench-async bench-deliver drill-crash bench-packs drill-journal drill-backlog drill-outage drill-timing vet clean
+.PHONY: build run demo test test-short consul chromium promtool bench bench-async bench-deliver drill-crash bench-packs drill-journal drill-backlog drill-outage drill-timing drill-overload vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -87,6 +87,10 @@ bench-packs:
 ## drill-journal: the local journal's SIGKILL and simulated power-cut tests, 500 rounds each (make test runs 20 and 8)
 drill-journal:
 	bash -o pipefail -c "FLOODGATE_JOURNAL_ROUNDS=500 $(GO) test -count=1 -run 'TestCrashKill|TestPowerCutSimulation' -timeout 30m -v ./internal/journal/ | grep -E 'rounds|power cuts|invented|lost|^(ok|FAIL|---)'"
+
+## drill-overload: the backend slowed tenfold under 2x its capacity, static limits vs adaptive protection (~90 s)
+drill-overload: build
+	@flock /tmp/floodgate-bench.lock $(GO) run ./bench/drilloverload -bin $(BIN) -dir bin/drill-overload
 
 clean:
 	rm -rf bin

@@ -17,8 +17,10 @@
 //	limit    = limit x (1 - Smoothing) + new x Smoothing  (clamped to [min, max])
 //
 // A window with a timeout instead multiplies the limit by Backoff (multiplicative
-// decrease). The limit does not grow while fewer than half of it was in use during the
-// window (the pool was not limited by it, so the samples say nothing about more).
+// decrease). While fewer than half of the limit was in use during the window (the peak in
+// flight), the limit does not move: the pool was not limited by it, so the samples say
+// nothing about it (Gradient2's rule; it also keeps latency noise at low load from
+// ratcheting the limit down).
 //
 // # Admission levels (DAGOR, WeChat, SoCC 2018)
 //
@@ -358,13 +360,12 @@ func (c *Controller) Update() {
 	switch {
 	case timeouts > 0:
 		limit *= p.Backoff
-	case n >= p.MinSamples:
+	case n >= p.MinSamples && float64(peak) >= limit/2:
+		// (under half in use the pool is not limited by its limit: the samples say
+		// nothing about it, and the limit neither grows nor shrinks, as in Gradient2)
 		base, rtt := float64(c.baselineNs.Load()), float64(sum/n)
 		grad := math.Max(0.5, math.Min(1, p.Tolerance*base/rtt))
 		next := limit*grad + math.Sqrt(limit)
-		if next > limit && float64(peak) < limit/2 {
-			next = limit // not limited by it: no growth
-		}
 		limit = limit*(1-p.Smoothing) + next*p.Smoothing
 	}
 	limit = math.Max(float64(s.MinLimit), math.Min(float64(s.MaxLimit), limit))

@@ -9,23 +9,30 @@ func testSettings() Settings {
 	return Settings{Enabled: true, MinLimit: 4, MaxLimit: 200, PinnedLevel: -1, CoreFloor: MakeLevel(6, 0, 0)}
 }
 
-// window feeds one window to c: `inflight` requests admitted and held, then `answered`
-// of them answered after rtt (the rest stay in flight), then Update.
-func window(c *Controller, lv Level, core bool, inflight, answered int, rtt time.Duration, timeouts int) {
+// window feeds one window to c: `inflight` requests offered and held, then `answered` of
+// the admitted ones answered after rtt and `timeouts` timed out (the rest stay in flight
+// over Update and are released after it as failures). It returns how many were admitted.
+func window(c *Controller, lv Level, core bool, inflight, answered int, rtt time.Duration, timeouts int) int {
+	admitted := 0
 	for i := 0; i < inflight; i++ {
-		c.Admit(lv, core)
+		if c.Admit(lv, core).Forward() {
+			admitted++
+		}
 	}
-	for i := 0; i < answered; i++ {
+	left := admitted
+	for i := 0; i < answered && left > 0; i++ {
 		c.Done(rtt, Answered, core)
+		left--
 	}
-	for i := 0; i < timeouts; i++ {
+	for i := 0; i < timeouts && left > 0; i++ {
 		c.Done(0, TimedOut, core)
+		left--
 	}
 	c.Update()
-	// leave nothing in flight for the next window
-	for i := answered + timeouts; i < inflight; i++ {
+	for ; left > 0; left-- {
 		c.Done(0, Failed, core)
 	}
+	return admitted
 }
 
 // TestLimitRules checks the limit's rules one window at a time, from a known state: a
@@ -42,8 +49,10 @@ func TestLimitRules(t *testing.T) {
 	}{
 		{"fewer than half the limit in use, latency at baseline: no growth", 19, 10 * time.Millisecond, 0,
 			func(b, a int64) bool { return a == b }, "unchanged"},
-		{"fewer than half in use, latency 10x: still decreases", 19, 100 * time.Millisecond, 0,
-			func(b, a int64) bool { return a < b }, "lower"},
+		{"fewer than half in use, latency 10x: unchanged (not limited by it)", 19, 100 * time.Millisecond, 0,
+			func(b, a int64) bool { return a == b }, "unchanged"},
+		{"fewer than half in use, a timeout: multiplicative decrease", 19, 10 * time.Millisecond, 1,
+			func(b, a int64) bool { return a == b*8/10 }, "limit x 0.8"},
 		{"at least half in use, latency at baseline: grows", 30, 10 * time.Millisecond, 0,
 			func(b, a int64) bool { return a > b }, "higher"},
 		{"latency within tolerance (1.4x): grows", 30, 14 * time.Millisecond, 0,
@@ -82,11 +91,14 @@ func TestLimitStaysWithinMinMax(t *testing.T) {
 		min, max int
 		rtt      time.Duration
 		timeouts int
-		want     int64
+		windows  int
+		want     func(int64) bool
+		wantDesc string
 	}{
-		{"timeouts forever stop at min", 7, 100, 10 * time.Millisecond, 3, 7},
-		{"latency 10x forever stops at min", 7, 100, 100 * time.Millisecond, 0, 7},
-		{"full use at baseline forever stops at max", 7, 60, 10 * time.Millisecond, 0, 60},
+		{"timeouts forever stop at min", 7, 100, 10 * time.Millisecond, 3, 300, func(l int64) bool { return l == 7 }, "7"},
+		{"latency 10x reaches min before the baseline horizon (50 windows)", 7, 100, 100 * time.Millisecond, 0, 45, func(l int64) bool { return l == 7 }, "7"},
+		{"a lasting 10x latency becomes the baseline: the limit grows again", 7, 100, 100 * time.Millisecond, 0, 300, func(l int64) bool { return l > 50 }, "> 50"},
+		{"full use at baseline forever stops at max", 7, 60, 10 * time.Millisecond, 0, 300, func(l int64) bool { return l == 60 }, "60"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			s := testSettings()
@@ -95,12 +107,12 @@ func TestLimitStaysWithinMinMax(t *testing.T) {
 			for i := 0; i < 60; i++ { // baseline 10 ms
 				window(c, 0, false, 10, 10, 10*time.Millisecond, 0)
 			}
-			for i := 0; i < 300; i++ {
+			for i := 0; i < tc.windows; i++ {
 				n := int(c.limit.Load())
-				window(c, 0, false, n, n-tc.timeouts, tc.rtt, tc.timeouts)
+				window(c, MakeLevel(7, 7, 31), true, n, n-tc.timeouts, tc.rtt, tc.timeouts)
 			}
-			if got := c.limit.Load(); got != tc.want {
-				t.Errorf("limit %d, want %d", got, tc.want)
+			if got := c.limit.Load(); !tc.want(got) {
+				t.Errorf("limit %d, want %s", got, tc.wantDesc)
 			}
 		})
 	}
