@@ -128,6 +128,7 @@ func run(ctx context.Context, o options) ([]modeResult, error) {
 func runMode(ctx context.Context, o options, mode string, adaptive bool) (modeResult, error) {
 	res := modeResult{mode: mode}
 	dir := filepath.Join(o.dir, mode)
+	os.RemoveAll(dir) // the last run's logs and summaries
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
