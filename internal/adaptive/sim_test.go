@@ -74,6 +74,8 @@ func runSim(spec simSpec) *simResult {
 		finish int64
 	}
 	workers := make([]worker, spec.workers)
+	free := spec.workers
+	nextFinish := int64(math.MaxInt64)
 	phase, scale := 0, 1.0
 	service := spec.phases[0].service
 	if spec.phases[0].scale > 0 {
@@ -97,8 +99,11 @@ func runSim(spec simSpec) *simResult {
 				scale = spec.phases[phase].scale
 			}
 		}
-		// answers
+		// answers (the scan only when some worker is done: nextFinish is the earliest)
 		for i := range workers {
+			if t < nextFinish {
+				break
+			}
 			w := &workers[i]
 			if w.req != nil && w.finish <= t {
 				r := w.req
@@ -109,6 +114,15 @@ func runSim(spec simSpec) *simResult {
 					win.succeeded[r.route]++
 				}
 				w.req = nil
+				free++
+			}
+		}
+		if t >= nextFinish {
+			nextFinish = math.MaxInt64
+			for i := range workers {
+				if workers[i].req != nil {
+					nextFinish = min(nextFinish, workers[i].finish)
+				}
 			}
 		}
 		// timeouts
@@ -150,12 +164,14 @@ func runSim(spec simSpec) *simResult {
 		}
 		// the backend takes what it can
 		for i := range workers {
-			if len(queue) == 0 {
+			if len(queue) == 0 || free == 0 {
 				break
 			}
 			if workers[i].req == nil {
 				workers[i] = worker{req: queue[0], finish: t + service.Milliseconds()}
+				nextFinish = min(nextFinish, workers[i].finish)
 				queue = queue[1:]
+				free--
 			}
 		}
 		if t%100 == 0 {
