@@ -90,7 +90,7 @@ type Server struct {
 	kind    string
 	handle  fasthttp.RequestHandler // the kind's handler, behind /healthz and the counter
 	faults  Faults
-	latency atomic.Int64 // ns: Faults.Latency, changed live by SetLatency
+	latency atomic.Int64  // ns: Faults.Latency, changed live by SetLatency
 	workers chan struct{} // Faults.Workers slots; nil: no limit
 	log     *zap.Logger
 
@@ -117,10 +117,10 @@ func newServer(kind string, f Faults, log *zap.Logger, handle fasthttp.RequestHa
 		log = zap.NewNop()
 	}
 	s := &Server{
-		kind:    kind,
-		handle:  handle,
-		faults:  f,
-		log:     log.With(zap.String("backend", kind)),
+		kind:   kind,
+		handle: handle,
+		faults: f,
+		log:    log.With(zap.String("backend", kind)),
 	}
 	s.latency.Store(int64(f.Latency))
 	if f.Workers > 0 {

@@ -164,7 +164,9 @@ func runMode(ctx context.Context, o options, mode string, adaptive bool) (modeRe
 		watch(adminAddr, filepath.Join(dir, "overload.log"), stopWatch)
 	}()
 	defer func() { close(stopWatch); <-watched }()
-	mark := func(what string) { appendLine(filepath.Join(dir, "overload.log"), time.Now().Format("15:04:05.0")+" --- "+what) }
+	mark := func(what string) {
+		appendLine(filepath.Join(dir, "overload.log"), time.Now().Format("15:04:05.0")+" --- "+what)
+	}
 
 	phase := func(name string, d time.Duration) (*summary, error) {
 		mark(name + " phase starts")
