@@ -175,9 +175,10 @@ type Store struct {
 	link float64 // bits/s
 }
 
-// DefaultBytesPerGrant is the storage a grant leaves in the async delivery queue's
-// journal when a funnel does not say: an estimate (a JSON grant of ~250 bytes plus the
-// journal's framing and index), to be replaced by the queue's measured figure.
+// DefaultBytesPerGrant is the storage a grant leaves in the async delivery queue when a
+// funnel does not say: an estimate with margin over the measured figure (291 bytes per
+// grant in the JetStream file store for a 150-byte record: `make drill-backlog`,
+// bench/RESULTS.md "Async delivery").
 const DefaultBytesPerGrant = 400
 
 // Storage is a backend's storage growth and disk.
