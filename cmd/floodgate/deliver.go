@@ -74,6 +74,9 @@ func runDeliver(args []string) error {
 		return exitError{code: 2, msg: err.Error()}
 	}
 	defer logger.Sync()
+	if h, _, _ := net.SplitHostPort(*adminAddr); !isLoopbackHost(h) {
+		logger.Warn("the admin listener is not on loopback and has no token: anyone who reaches it reads /status and /metrics", zap.String("admin", *adminAddr))
+	}
 
 	doc, err := loadDocument(*cfgPath)
 	if err != nil {
@@ -271,4 +274,12 @@ func watchConsul(ctx context.Context, addr, prefix, tokenFile, snapshot string, 
 	go w.Run(ctx, up)
 	logger.Info("watching consul", zap.String("addr", addr), zap.String("prefix", prefix))
 	return w, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

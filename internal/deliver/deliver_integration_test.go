@@ -179,13 +179,18 @@ func TestRetriesThenParks(t *testing.T) {
 	t.Parallel()
 	itest.RequireIntegration(t)
 	down := itest.FreeAddr(t) // nothing listens there
-	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3, backoff: "100ms, 200ms", backend: down})
+	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3, backoff: "300ms, 600ms", backend: down})
 	ids := e.publish(5)
+	start := time.Now()
 	d := e.startDeliverer("a")
 	itest.WaitFor(t, "5 grants parked after 3 attempts", 30*time.Second, func() bool {
 		_, r := d.status(t)
 		return r.Parked == 5
 	})
+	// the backoffs were waited (a lower bound: it holds on any machine)
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Errorf("parked after %s: the backoffs (300ms, 600ms) were not waited", took)
+	}
 	_, r := d.status(t)
 	if r.Retries != 10 || r.Delivered != 0 {
 		t.Fatalf("retries %d delivered %d, want 10 retries (2 per grant) and 0 delivered", r.Retries, r.Delivered)
