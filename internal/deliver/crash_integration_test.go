@@ -101,26 +101,31 @@ func TestDelivererKilled(t *testing.T) {
 func TestReconcileKilledMidRepair(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{rate: 2000, conc: 16})
-	e.publish(30)
+	rounds := drillRounds(t)
+	total := 5*rounds + 10 // each round repairs at most 5 before its kill: some are left
+	e.publish(total)
 	line, code, out := e.reconcileJSON()
-	if want := `{"accepted":30,"delivered":0,"missing":30,"duplicates":0,"orphans":0,"mismatched":0,"repaired":0}`; line != want || code != 1 {
+	if want := fmt.Sprintf(`{"accepted":%d,"delivered":0,"missing":%d,"duplicates":0,"orphans":0,"mismatched":0,"repaired":0}`, total, total); line != want || code != 1 {
 		t.Fatalf("before repair: %s (exit %d), want %s (exit 1)\n%s", line, code, want, out)
 	}
-	for i := 0; i < drillRounds(t); i++ {
-		line, code, out = runReconcile(t, []string{"FLOODGATE_FAILPOINT=reconcile.mid_repair@" + strconv.Itoa(1+rand.IntN(5))}, "-config", e.cfgPath, "-json", "-repair")
+	for i := 0; i < rounds; i++ {
+		before := len(e.ledger())
+		k := 1 + rand.IntN(5)
+		line, code, out = runReconcile(t, []string{"FLOODGATE_FAILPOINT=reconcile.mid_repair@" + strconv.Itoa(k)}, "-config", e.cfgPath, "-json", "-repair")
 		if code != -1 || !strings.Contains(out, "failpoint reconcile.mid_repair: SIGKILL") {
 			t.Fatalf("round %d: reconcile was not killed at the failpoint (exit %d):\n%s", i, code, out)
 		}
+		// killed right after its k-th confirmed repair: exactly k more in the ledger
+		if after := len(e.ledger()); after != before+k {
+			t.Fatalf("round %d: killed after repair %d, the ledger went from %d to %d", i, k, before, after)
+		}
 	}
 	n := len(e.ledger())
-	if n == 0 || n == 30 {
-		t.Fatalf("after the killed repairs the ledger holds %d of 30: the kill was not mid-repair", n)
-	}
 	line, code, out = e.reconcileJSON("-repair")
-	if want := fmt.Sprintf(`{"accepted":30,"delivered":%d,"missing":%d,"duplicates":0,"orphans":0,"mismatched":0,"repaired":%d}`, n, 30-n, 30-n); line != want || code != 0 {
+	if want := fmt.Sprintf(`{"accepted":%d,"delivered":%d,"missing":%d,"duplicates":0,"orphans":0,"mismatched":0,"repaired":%d}`, total, n, total-n, total-n); line != want || code != 0 {
 		t.Fatalf("re-run: %s (exit %d), want %s (exit 0)\n%s", line, code, want, out)
 	}
-	e.settle(t, 30)
+	e.settle(t, total)
 }
 
 // TestClusterNodeKilled: three `floodgate queue` nodes, an R3 stream; the stream
