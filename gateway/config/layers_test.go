@@ -44,6 +44,18 @@ func TestLayers(t *testing.T) {
 			source: [2]string{"routes.lottery.timeout", "250ms from plan:night"}},
 		{desc: "filter parameter path maps under filters", overrides: []config.Override{ov("routes/lottery/acl/status", "451", "consul:k")},
 			source: [2]string{"routes.lottery.filters.acl.status", "451 from consul:k"}},
+		{desc: "adaptive protection switched on live, per pool", overrides: []config.Override{
+			ov("pools/q/adaptive/enabled", "true", "consul:fg/pools/q/adaptive/enabled"),
+			ov("pools/q/adaptive/pinned_level", "768", "consul:fg/pools/q/adaptive/pinned_level"),
+			ov("routes/lottery/priority", "5", "consul:fg/routes/lottery/priority")},
+			check: func(t *testing.T, c *config.Config) {
+				a := c.Pools["q"].Adaptive
+				expect(t, a.Enabled && a.PinnedLevel == 768 && a.MinLimit == 4 && a.MaxLimit == 512, "adaptive enabled, pinned 768, default bounds")
+				expect(t, c.Routes["lottery"].Priority == 5, "route priority 5")
+			},
+			source: [2]string{"pools.q.adaptive.enabled", "true from consul:fg/pools/q/adaptive/enabled"}},
+		{desc: "a bad adaptive value names the consul key", overrides: []config.Override{ov("pools/q/adaptive/max_limit", "2", "consul:fg/pools/q/adaptive/max_limit")},
+			wantErr: `consul:fg/pools/q/adaptive/max_limit: pools.q.adaptive.max_limit: must be at least min_limit (4), got 2`},
 		{desc: "file values keep file:line", source: [2]string{"routes.lottery.path", "/lottery from base.yaml:6"}},
 		{desc: "bad value names the consul key", overrides: []config.Override{ov("routes/lottery/enabled", "nah", "consul:fg/routes/lottery/enabled")},
 			wantErr: `consul:fg/routes/lottery/enabled: routes.lottery.enabled: want a boolean (true or false), got "nah"`},

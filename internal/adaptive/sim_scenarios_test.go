@@ -165,3 +165,32 @@ func TestSteadyStateDoesNotOscillate(t *testing.T) {
 		})
 	}
 }
+
+// TestCoreAloneOverCapacity: when core traffic alone is more than the backend carries,
+// non-core is shed whole first; then core requests pile up to max_limit (or time out),
+// and only then does the level rise into core - shedding some core users so that the
+// others are answered (here 96% of the backend's capacity goes to answered core).
+func TestCoreAloneOverCapacity(t *testing.T) {
+	spec := stepSpec()
+	spec.phases = []simPhase{{at: 0, service: 100 * time.Millisecond}} // 400/s
+	spec.routes[0].rate = 600                                          // core alone 1.5x
+	spec.routes[1].rate, spec.routes[2].rate = 100, 100
+	spec.duration = 40 * time.Second
+	r := runSim(spec)
+	ws := r.span(10*time.Second, 40*time.Second)
+	coreOff, coreShed, coreOK, coreTO := totals(ws, 0)
+	infoOff, infoShed, _, _ := totals(ws, 1)
+	repOff, repShed, _, _ := totals(ws, 2)
+	t.Logf("core offered %d shed %d ok %d timed out %d; info shed %d/%d; report shed %d/%d",
+		coreOff, coreShed, coreOK, coreTO, infoShed, infoOff, repShed, repOff)
+	if float64(infoShed+repShed) < 0.95*float64(infoOff+repOff) {
+		t.Errorf("non-core shed %d of %d, want nearly all before core is touched", infoShed+repShed, infoOff+repOff)
+	}
+	if coreShed == 0 {
+		t.Errorf("no core request shed although core alone is 1.5x the capacity")
+	}
+	// the backend carries 400/s: the core answered should be most of that
+	if ok := float64(coreOK) / 30; ok < 0.75*400 {
+		t.Errorf("core answered %.0f/s, want at least 75%% of the backend's 400/s", ok)
+	}
+}
