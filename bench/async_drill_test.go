@@ -25,6 +25,7 @@ import (
 //     ledger has fsynced it: the same durability, paid per request by the backend),
 //   - and, for reference, a plain JetStream publisher in this process (sync always),
 //     one message per acknowledgement and in atomic batches,
+//
 // and prints the figures and the ratio lines that bench/RESULTS.md records.
 func TestAsyncAcceptSpeed(t *testing.T) {
 	if os.Getenv("FLOODGATE_DRILL") != "async" {

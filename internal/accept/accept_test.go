@@ -66,7 +66,11 @@ func (j *fakeJournal) Pending(max int) ([][]byte, func() error, error) {
 	}, nil
 }
 
-func (j *fakeJournal) PendingRecords() int64 { j.mu.Lock(); defer j.mu.Unlock(); return int64(len(j.pending)) }
+func (j *fakeJournal) PendingRecords() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return int64(len(j.pending))
+}
 
 func rec(key string) []byte {
 	r := grant.Record{ID: grant.ID("grant", key), Route: "grant", Key: key}
