@@ -45,12 +45,3 @@ func (m *mapping) unmap() {
 		m.mem = nil
 	}
 }
-
-// free unmaps s's arrays now: only for a set nobody else can reach (a builder's
-// intermediate), whose cleanup then finds nothing left to unmap.
-func (s *Set) free() {
-	for _, m := range s.maps {
-		m.unmap()
-	}
-	*s = Set{}
-}

@@ -5,5 +5,3 @@ package packfile
 func hugeAlloc[T any](owner *Set, n int) []T { return make([]T, n) }
 
 type mapping struct{}
-
-func (s *Set) free() { *s = Set{} }

@@ -21,8 +21,10 @@ import (
 //     line's overflow bit is set.
 //
 // 10M 10-digit numbers take ~3.3 bytes each (500K lines of 64 bytes, 0.3% overflow); the
-// layout is used when it costs at most maxLineBytes per number, else the set keeps the
-// sorted buckets (2.2-8.4 bytes, two reads).
+// layout is used when it costs at most maxLineBytes per number (decided after pass 1,
+// from the range and count), else the set keeps the sorted buckets (2.2-8.4 bytes, two
+// reads). The lines are filled straight from the numbers (no pass 2, no sorting): a
+// number already in its line is a duplicate.
 
 // maxLineBytes is the most bytes per number the line layout may cost.
 const maxLineBytes = 6
@@ -56,45 +58,63 @@ func lineShape(span uint64, count int) (nb, slots, mult uint64, ok bool) {
 	return nb, slots, q * nb, true
 }
 
-// toLines returns s in the line layout when it fits (freeing s's arrays), else s.
-func toLines(s *Set) *Set {
-	nb, slots, mult, ok := lineShape(s.max-s.min, s.n)
-	if !ok {
-		return s
-	}
-	l := &Set{min: s.min, max: s.max, n: s.n, slots: slots, mult: mult}
-	l.lines = hugeAlloc[uint16](l, int(nb*slots))
-	var spill []uint64
-	s.each(func(n uint64) {
-		hi, _ := bits.Mul64(n-l.min, mult)
-		line := l.lines[hi*slots : (hi+1)*slots]
-		c := line[0] & countMask
-		if c == uint16(slots-1) {
-			line[0] |= overflowBit
-			spill = append(spill, n)
+// addLine puts n into its line (pass 3 of a direct build): a number already there is a
+// duplicate; a full line spills it to the overflow set.
+func (b *SetBuilder) addLine(n uint64) {
+	s := b.s
+	d := n - s.min
+	hi, _ := bits.Mul64(d, s.mult)
+	line := s.lines[hi*s.slots : (hi+1)*s.slots]
+	c := line[0] & countMask
+	low := uint16(d)
+	for _, v := range line[1 : 1+c] {
+		if v == low {
 			return
 		}
-		line[c+1] = uint16(n - l.min)
-		line[0]++
-	})
-	if len(spill) > 0 {
-		b := NewSetBuilder()
-		b.plain = true
-		for _, n := range spill {
-			b.Scan(n)
-		}
-		b.Size()
-		for _, n := range spill {
-			b.CountNumber(n)
-		}
-		b.Place()
-		for _, n := range spill {
-			b.Add(n)
-		}
-		l.over, _ = b.Finish() // the same numbers thrice: cannot fail
 	}
-	s.free()
-	return l
+	if uint64(c) == s.slots-1 {
+		line[0] |= overflowBit
+		b.spill = append(b.spill, n)
+		return
+	}
+	line[c+1] = low
+	line[0]++
+	b.inserted++
+}
+
+// finishLines ends a direct build: every number of pass 1 came again, the spilled ones
+// become the overflow set.
+func (b *SetBuilder) finishLines() (*Set, error) {
+	if b.added != b.count {
+		return nil, ErrSetChanged
+	}
+	s := b.s
+	s.over = buildPlain(b.spill)
+	b.spill = nil
+	s.n = b.inserted + s.over.Len()
+	return s, nil
+}
+
+// buildPlain builds a sorted-buckets set of nums (nil for none).
+func buildPlain(nums []uint64) *Set {
+	if len(nums) == 0 {
+		return nil
+	}
+	b := NewSetBuilder()
+	b.plain = true
+	for _, n := range nums {
+		b.Scan(n)
+	}
+	b.Size()
+	for _, n := range nums {
+		b.CountNumber(n)
+	}
+	b.Place()
+	for _, n := range nums {
+		b.Add(n)
+	}
+	s, _ := b.Finish() // the same numbers thrice: cannot fail
+	return s
 }
 
 // inLine is Contains in the line layout. It compares four slots at a time (SWAR on
@@ -124,24 +144,4 @@ func (s *Set) inLine(x uint64) bool {
 		}
 	}
 	return line[0]&overflowBit != 0 && s.over.Contains(x)
-}
-
-// each calls fn with every number of a sorted-buckets set, in order.
-func (s *Set) each(fn func(n uint64)) {
-	for k := 0; k+1 < len(s.off); k++ {
-		base := s.min + uint64(k)<<s.shift
-		if s.shift == 64 {
-			base = s.min
-		}
-		for i := s.off[k]; i < s.off[k+1]; i++ {
-			switch {
-			case s.lo16 != nil:
-				fn(base + uint64(s.lo16[i]))
-			case s.lo32 != nil:
-				fn(base + uint64(s.lo32[i]))
-			default:
-				fn(base + s.lo64[i])
-			}
-		}
-	}
 }

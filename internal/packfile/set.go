@@ -18,8 +18,8 @@ import (
 //
 // For 10M distinct 10-digit numbers that is about 2.2 bytes per number (uint16 low
 // bits, ~18 per bucket); for numbers spread over all of uint64 about 8.4. A lookup reads
-// two arrays and allocates nothing. Where it costs at most 6 bytes per number, Finish
-// turns the buckets into the one-cache-line layout of lines.go (~3.3 bytes per 10-digit
+// two arrays and allocates nothing. Where it costs at most 6 bytes per number, the
+// builder fills the one-cache-line layout of lines.go instead (~3.3 bytes per 10-digit
 // number at 10M, one read per lookup).
 type Set struct {
 	min, max uint64
@@ -101,7 +101,8 @@ func search[T uint16 | uint32 | uint64](a []T, x T) bool {
 // ErrSetChanged is returned by a SetBuilder fed other numbers than it was sized for.
 var ErrSetChanged = errors.New("the numbers changed between the passes")
 
-// SetBuilder builds a Set in three passes over the same numbers, holding nothing but
+// SetBuilder builds a Set in three passes over the same numbers (two for the line
+// layout: NeedsCounts is then false and pass 2 is skipped), holding nothing but
 // the final arrays (no []uint64 of everything, so 100M numbers build in about 2.2 bytes
 // each):
 //
@@ -118,7 +119,18 @@ type SetBuilder struct {
 	width int
 	cur   []uint32 // pass 3: each bucket's next slot
 	plain bool     // keep the sorted buckets (the line layout's overflow set)
+
+	// direct: the line layout fits, so pass 3 fills the lines themselves and pass 2 is
+	// not needed (see NeedsCounts).
+	direct   bool
+	added    int
+	inserted int
+	spill    []uint64
 }
+
+// NeedsCounts reports whether pass 2 (CountNumber) is needed; after Size, false when the
+// numbers go straight into the line layout (two passes instead of three).
+func (b *SetBuilder) NeedsCounts() bool { return !b.direct }
 
 // NewSetBuilder starts a build.
 func NewSetBuilder() *SetBuilder { return &SetBuilder{s: &Set{min: math.MaxUint64}} }
@@ -172,6 +184,14 @@ func (b *SetBuilder) Size() error {
 		b.s.off = []uint32{0}
 		return nil
 	}
+	if !b.plain {
+		if nb, slots, mult, ok := lineShape(b.s.max-b.s.min, b.count); ok {
+			b.direct = true
+			b.s.slots, b.s.mult = slots, mult
+			b.s.lines = hugeAlloc[uint16](b.s, int(nb*slots))
+			return nil
+		}
+	}
 	shift, width := chooseShift(b.s.max-b.s.min, b.count)
 	b.s.shift, b.width = shift, width
 	b.s.mask = math.MaxUint64
@@ -198,6 +218,9 @@ func (b *SetBuilder) bucket(n uint64) (uint64, bool) {
 
 // CountNumber is pass 2. It returns ErrSetChanged for a number outside pass 1's range.
 func (b *SetBuilder) CountNumber(n uint64) error {
+	if b.direct {
+		return nil // not needed (NeedsCounts)
+	}
 	k, ok := b.bucket(n)
 	if !ok {
 		return ErrSetChanged
@@ -209,6 +232,9 @@ func (b *SetBuilder) CountNumber(n uint64) error {
 // Place ends pass 2: off[k] becomes bucket k's start and a cursor per bucket (a
 // temporary copy of the starts) is where pass 3 puts its next number.
 func (b *SetBuilder) Place() {
+	if b.direct {
+		return
+	}
 	var sum uint32
 	for k := 1; k < len(b.s.off); k++ {
 		sum += b.s.off[k]
@@ -228,6 +254,14 @@ func (b *SetBuilder) Place() {
 // Add is pass 3. It returns ErrSetChanged when a bucket gets more numbers than pass 2
 // counted.
 func (b *SetBuilder) Add(n uint64) error {
+	if b.direct {
+		if n < b.s.min || n > b.s.max || b.added == b.count {
+			return ErrSetChanged
+		}
+		b.added++
+		b.addLine(n)
+		return nil
+	}
 	k, ok := b.bucket(n)
 	if !ok {
 		return ErrSetChanged
@@ -255,6 +289,9 @@ func (b *SetBuilder) Finish() (*Set, error) {
 	s := b.s
 	if b.count == 0 {
 		return s, nil
+	}
+	if b.direct {
+		return b.finishLines()
 	}
 	for k, c := range b.cur {
 		if c != s.off[k+1] {
@@ -287,10 +324,7 @@ func (b *SetBuilder) Finish() (*Set, error) {
 	default:
 		s.lo64 = s.lo64[:w:w]
 	}
-	if b.plain {
-		return s, nil
-	}
-	return toLines(s), nil
+	return s, nil
 }
 
 // compact sorts a[start:end], writes its distinct values to a[w:] and returns the new

@@ -52,7 +52,7 @@ func TestSet(t *testing.T) {
 		{"empty", nil, 0},
 		{"one number", []uint64{42}, 2},
 		{"zero and max", []uint64{0, math.MaxUint64}, 8},
-		{"duplicates", []uint64{7, 7, 7, 9, 9, 1}, 2},
+		{"duplicates", []uint64{7, 7, 7, 9, 9, 1}, -1},
 		{"10-digit numbers, sparse (uint32 low bits cost less than offsets)", gen(200_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), 4},
 		{"10-digit numbers", gen(800_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), -1},
 		{"dense run", gen(100_000, func() uint64 { return 5e9 + rng.Uint64N(120_000) }), -1},
@@ -213,5 +213,41 @@ func BenchmarkSetLayouts(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// The line layout is filled in two passes; a second pass that differs is refused too.
+func TestSetLinesChangedBetweenPasses(t *testing.T) {
+	nums := make([]uint64, 100)
+	for i := range nums {
+		nums[i] = uint64(1000 + 3*i)
+	}
+	for _, tc := range []struct {
+		desc  string
+		pass3 []uint64
+	}{
+		{"one fewer", nums[1:]},
+		{"one more", append(slices.Clone(nums), 1000)},
+		{"out of range", append(slices.Clone(nums[1:]), 5000)},
+	} {
+		b := NewSetBuilder()
+		for _, n := range nums {
+			b.Scan(n)
+		}
+		b.Size()
+		if b.NeedsCounts() {
+			t.Fatal("100 numbers over 300 values: want the line layout")
+		}
+		b.Place()
+		var err error
+		for _, n := range tc.pass3 {
+			err = errors.Join(err, b.Add(n))
+		}
+		if err == nil {
+			_, err = b.Finish()
+		}
+		if !errors.Is(err, ErrSetChanged) {
+			t.Errorf("%s: err = %v, want ErrSetChanged", tc.desc, err)
+		}
 	}
 }
