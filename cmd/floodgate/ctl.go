@@ -177,7 +177,7 @@ func (c *ctlCmd) run(args []string) error {
 	fs.StringVar(&c.who, "who", defaultWho(), "who is writing, for the audit record")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "for writes: validate and print what would change; write nothing")
 	fs.BoolVar(&c.audit, "audit", false, "get: include the audit records")
-	fs.BoolVar(&c.jsonOut, "json", false, "status, get: print JSON")
+	fs.BoolVar(&c.jsonOut, "json", false, "status, get, async: print JSON")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on each call to Consul")
 	fs.StringVar(&c.service, "service", consul.DefaultService, "status, confirm: the catalog service the gateways register under")
 	fs.Usage = c.usage
@@ -216,8 +216,8 @@ func (c *ctlCmd) run(args []string) error {
 	if v.args < 0 && len(rest) > 1 {
 		return exitError{code: 2, msg: fmt.Sprintf("get: want at most one KEY, got %d arguments", len(rest))}
 	}
-	if c.jsonOut && verb != "status" && verb != "get" {
-		return exitError{code: 2, msg: fmt.Sprintf("-json applies to status and get, not to %s", verb)}
+	if c.jsonOut && !ctlJSONVerbs[verb] {
+		return exitError{code: 2, msg: fmt.Sprintf("-json applies to status, get and async, not to %s", verb)}
 	}
 
 	ctl, err := c.client(verb, v.needsConfig)
@@ -751,3 +751,7 @@ func (c *ctlCmd) printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// ctlJSONVerbs are the verbs that print JSON with -json; on any other -json is an error
+// rather than silently ignored.
+var ctlJSONVerbs = map[string]bool{"status": true, "get": true, "async": true}

@@ -165,7 +165,7 @@ func TestCtl(t *testing.T) {
 		if err := json.Unmarshal([]byte(e.mustCtl(t, "-json", "get")), &all); err != nil || len(all) != 2 || all[1].Key != "routes/info/timeout" || all[1].Value != "200ms" {
 			t.Errorf("get -json = %+v (%v), want the two keys", all, err)
 		}
-		if _, stderr, code := e.ctl(t, "-json", "set", "routes/info/timeout", "1s"); code != 2 || !strings.Contains(stderr, "-json applies to status and get") {
+		if _, stderr, code := e.ctl(t, "-json", "set", "routes/info/timeout", "1s"); code != 2 || !strings.Contains(stderr, "-json applies to status, get and async") {
 			t.Errorf("set -json: exit %d %q, want 2 and a clear error", code, stderr)
 		}
 		if got := e.mustCtl(t, "-audit", "get"); strings.Count(got, "audit/") != 3 {
