@@ -184,6 +184,22 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 
 	if p, ok := prev.(*TokenBucket); ok && p.key.String() == f.key.String() && p.maxKeys == f.maxKeys {
 		f.bucket, f.table, f.carried = p.bucket, p.table, true
+		from, rate, burst := p.bucket, p.rate, p.burst
+		if p.handover != nil {
+			if src := p.handover.Source(); src != nil {
+				// p never served a request: its own predecessor's bucket and limit
+				from, rate, burst = src, p.prevRate, p.prevBurst
+			} else {
+				from = p.handover.Bucket()
+			}
+			f.bucket = from
+		}
+		if !keyed && (rate != f.rate || burst != f.burst) {
+			// the route's bucket: carry its tokens over the change (ratelimit.Handover)
+			f.handover = ratelimit.NewHandover(from)
+			f.bucket = f.handover.Bucket()
+			f.prevRate, f.prevBurst = rate, burst
+		}
 		return f, nil
 	}
 	f.bucket = new(ratelimit.Bucket)

@@ -36,6 +36,11 @@ type TokenBucket struct {
 
 	// bucket is the route's bucket (no key), or the one shared by requests without a key.
 	bucket *ratelimit.Bucket
+	// handover, when the rate or burst changed at a reload, carries the previous
+	// filter's bucket's tokens into bucket at the first request (nil: no change).
+	handover  *ratelimit.Handover
+	prevRate  float64
+	prevBurst int64
 	// table holds a bucket per key (nil without a key).
 	table *ratelimit.Table
 	// carried is true when the buckets were taken over from the previous filter.
@@ -59,7 +64,11 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 	var d ratelimit.Decision
 	var seed uint64
 	if f.table == nil {
-		d = f.bucket.Reserve(r.Now, lim, f.maxWait)
+		b := f.bucket
+		if f.handover != nil {
+			b, lim = f.handover.Pick(r.Now, f.prevLimit(), lim)
+		}
+		d = b.Reserve(r.Now, lim, f.maxWait)
 	} else if h, st := f.key.Hash(r); st == filters.KeyBad {
 		return filters.RejectWith(f.badKey)
 	} else if st == filters.KeyFound {
@@ -103,3 +112,13 @@ func (f *TokenBucket) Table() *ratelimit.Table { return f.table }
 func (f *TokenBucket) Carried() bool { return f.carried }
 
 var _ filters.Filter = (*TokenBucket)(nil)
+
+// prevLimit is the limit of the filter this one replaced, for this many instances.
+func (f *TokenBucket) prevLimit() ratelimit.Limit {
+	if f.global {
+		if n := f.env.Instances(); n > 1 {
+			return ratelimit.Share(f.prevRate, f.prevBurst, n)
+		}
+	}
+	return ratelimit.NewLimit(f.prevRate, f.prevBurst)
+}

@@ -295,7 +295,9 @@ func TestReload(t *testing.T) {
 		{desc: "status and wait changed", before: `{rate: 1000, key: "query:uin"}`, after: `{rate: 1000, key: "query:uin", status: 503, retry_jitter: 0s}`, wantCarried: true},
 		{desc: "rate cut, default burst (same window)", before: `{rate: 1000, key: "query:uin"}`, after: `{rate: 500, key: "query:uin"}`, wantCarried: true},
 		{desc: "rate raised, default burst", before: `{rate: 1000}`, after: `{rate: 4000}`, wantCarried: true},
-		{desc: "rate cut, fixed burst: less than the burst", before: `{rate: 1000, burst: 100}`, after: `{rate: 500, burst: 100}`, wantCarried: true, wantAfter: 50},
+		// a drained bucket stays drained (ratelimit.Handover): no part of the burst is a gift
+		{desc: "rate cut, fixed burst: still drained", before: `{rate: 1000, burst: 100}`, after: `{rate: 500, burst: 100}`, wantCarried: true},
+		{desc: "burst raised: still drained", before: `{rate: 1000, burst: 10}`, after: `{rate: 1000, burst: 100}`, wantCarried: true},
 		{desc: "global switched on", before: `{rate: 1000}`, after: `{rate: 1000, global: true}`, wantCarried: true},
 		{desc: "key changed: fresh", before: `{rate: 1000, key: "query:uin"}`, after: `{rate: 1000, key: "header:X-Uin"}`, wantAfter: 100},
 		{desc: "max_keys changed: fresh", before: `{rate: 1000, key: "query:uin"}`, after: `{rate: 1000, key: "query:uin", max_keys: 4096}`, wantAfter: 100},
@@ -405,4 +407,50 @@ func TestKeySpellingsShareABucket(t *testing.T) {
 	}
 	filtertest.Run(t, f, cases)
 	t.Logf("%d spellings", len(cases))
+}
+
+// TestLiveBurstChange: the issue's case - rate 300/s under 600-800/s offered, burst cut
+// live from 300 to 30 - and the other direction. Admitted per 100 ms window after the
+// change must stay at the new rate: no blackout (the cut admitted nothing for 0.9 s),
+// and no free burst (a raise must not hand a drained bucket its new burst at once).
+func TestLiveBurstChange(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	run := func(f filters.Filter, from, to, every int64) (admitted int) {
+		for now := from; now < to; now += every {
+			req := filtertest.NewRequest(t, filtertest.Req{URI: "/lottery", Now: now})
+			if f.Decide(req).Action == filters.Continue {
+				admitted++
+			}
+		}
+		return admitted
+	}
+	for _, tc := range []struct {
+		desc, before, after string
+		// admitted in the first 100 ms after the change, and in the second after it
+		firstMin, firstMax, secondMin, secondMax int
+	}{
+		// 300/s: 30 per 100 ms; the cut bucket (full again 1 s ahead under burst 300)
+		// must admit at the rate at once: 30 +- a token or two in the first 100 ms
+		{"burst cut 300 -> 30", "{rate: 300, burst: 300}", "{rate: 300, burst: 30}", 28, 32, 295, 305},
+		// drained under burst 30: the raise gives no tokens at once
+		{"burst raised 30 -> 300", "{rate: 300, burst: 30}", "{rate: 300, burst: 300}", 28, 32, 295, 305},
+		{"rate cut 300 -> 100, burst 30", "{rate: 300, burst: 30}", "{rate: 100, burst: 30}", 9, 11, 98, 102},
+		{"rate raised 100 -> 300, burst 30", "{rate: 100, burst: 30}", "{rate: 300, burst: 30}", 28, 32, 295, 305},
+	} {
+		old := filtertest.Build(t, Name, tc.before, nil)
+		// 700/s offered for 3 s: the bucket is drained and running at its rate
+		start := int64(time.Second)
+		run(old, start, start+3000*ms, 1428571)
+		change := start + 3000*ms
+		nf := filtertest.Build(t, Name, tc.after, old)
+		first := run(nf, change, change+100*ms, 1428571)
+		second := run(nf, change+100*ms, change+1100*ms, 1428571)
+		if first < tc.firstMin || first > tc.firstMax {
+			t.Errorf("%s: admitted %d in the first 100 ms after the change, want %d..%d", tc.desc, first, tc.firstMin, tc.firstMax)
+		}
+		if second < tc.secondMin || second > tc.secondMax {
+			t.Errorf("%s: admitted %d in the second after, want %d..%d", tc.desc, second, tc.secondMin, tc.secondMax)
+		}
+		t.Logf("%-35s first 100 ms: %d, next second: %d", tc.desc, first, second)
+	}
 }
