@@ -94,3 +94,14 @@ drill-overload: build
 
 clean:
 	rm -rf bin
+
+## fuzz: the native fuzz targets, FUZZTIME each (default 60s); `make test` runs their seed
+## corpora (the attack corpus among them) as ordinary tests. A crasher is written to the
+## package's testdata/fuzz/ and then runs in every `make test`: fix it, keep the file.
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestGuard$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/
+	$(GO) test -run '^$$' -fuzz '^FuzzConfigDecode$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzConsulConvert$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/consul/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) -parallel 1 ./internal/yamlsafe/

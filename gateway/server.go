@@ -203,7 +203,10 @@ func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
 
 var schemeHTTP = []byte("http")
 
-var http10 = []byte("HTTP/1.0")
+var (
+	http10      = []byte("HTTP/1.0")
+	trailerName = []byte("Trailer")
+)
 
 // knownProtocol: the request line names HTTP/1.1 or HTTP/1.0. fasthttp accepts any
 // HTTP/x.y (HTTP/1.2, HTTP/2.0, HTTP/9.9) and the gateway would forward it as HTTP/1.1.
@@ -229,43 +232,46 @@ func dropTrailers(h *fasthttp.RequestHeader) bool {
 	}
 	var tbuf [maxTrailerBytes]byte
 	t := tbuf[:copy(tbuf[:], th)]
-	for len(t) > 0 {
-		i := bytes.IndexByte(t, '\n')
+	// the head's own values of every trailer name: deleting a name deletes it from both
+	// sections, and fasthttp files a value added under a name received in the trailer
+	// section as a trailer, until the Trailer header (the set of such names) is gone
+	type saved struct{ name, value []byte }
+	var vbuf [maxTrailerBytes]byte
+	var keep [32]saved
+	nk, nb := 0, 0
+	for rest := t; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
 			break
 		}
-		line := t[:i]
-		t = t[i+1:]
+		line := rest[:i]
+		rest = rest[i+1:]
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue
 		}
 		name := line[:colon]
-		// keep the head's own values of name: deleting a name deletes both sections
-		var vbuf [maxTrailerBytes]byte
-		var lens [32]int
-		nv, nb, fit := 0, 0, true
+		fit := true
 		h.VisitAll(func(k, v []byte) {
-			if !equalFold(k, name) {
+			if !fit || !equalFold(k, name) {
 				return
 			}
-			if nv == len(lens) || nb+len(v) > len(vbuf) {
+			if nk == len(keep) || nb+len(v) > len(vbuf) {
 				fit = false
 				return
 			}
-			nb += copy(vbuf[nb:], v)
-			lens[nv] = len(v)
-			nv++
+			keep[nk] = saved{name, vbuf[nb : nb+copy(vbuf[nb:], v)]}
+			nb += len(v)
+			nk++
 		})
 		if !fit {
 			return false
 		}
 		h.DelBytes(name)
-		off := 0
-		for j := 0; j < nv; j++ {
-			h.AddBytesKV(name, vbuf[off:off+lens[j]])
-			off += lens[j]
-		}
+	}
+	h.DelBytes(trailerName) // the names received in the trailer section (hop-by-hop anyway)
+	for i := 0; i < nk; i++ {
+		h.AddBytesKV(keep[i].name, keep[i].value)
 	}
 	return true
 }

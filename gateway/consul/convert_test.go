@@ -171,3 +171,39 @@ func TestHostileConsulCorpus(t *testing.T) {
 		}
 	}
 }
+
+// FuzzConsulConvert: arbitrary keys and values as one read of the prefix. Properties:
+// nothing panics or hangs (plans with alias bombs are refused before expansion); a read
+// that is refused names a key of the read; a read that converts gives the same
+// fingerprint again, and every override it gives is a path config.TreePath accepts.
+func FuzzConsulConvert(f *testing.F) {
+	data, _ := os.ReadFile("../../testdata/attacks/consul.txt")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "kv: "); ok {
+			k, val, _ := strings.Cut(v, " ")
+			if uv, err := strconv.Unquote(val); err == nil {
+				f.Add(k, []byte(uv), "floodgate/active_plan", []byte(""))
+			}
+		}
+	}
+	f.Add("floodgate/routes/lottery/enabled", []byte("false"), "floodgate/plans/p", []byte("routes/info/enabled: false\n"))
+	f.Fuzz(func(t *testing.T, k1 string, v1 []byte, k2 string, v2 []byte) {
+		in := []KV{{Key: k1, Value: v1}, {Key: k2, Value: v2}}
+		s, err := Convert(DefaultPrefix, in)
+		if err != nil {
+			if !strings.Contains(err.Error(), "consul:") {
+				t.Fatalf("a refused read that names no key: %v", err)
+			}
+			return
+		}
+		s2, err := Convert(DefaultPrefix, in)
+		if err != nil || s2.Fingerprint != s.Fingerprint {
+			t.Fatalf("converting twice: %v, fingerprints %s and %s", err, s.Fingerprint, s2.Fingerprint)
+		}
+		for _, o := range s.Overrides {
+			if _, err := config.TreePath(o.Path); err != nil {
+				t.Fatalf("override %q: %v", o.Path, err)
+			}
+		}
+	})
+}
