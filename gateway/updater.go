@@ -246,6 +246,17 @@ func (g *Gateway) apply(cfg *config.Config) (uint64, error) {
 // FileSource reloads the configuration file on SIGHUP.
 type FileSource struct {
 	Path string
+	ch   chan os.Signal
+}
+
+// Notify starts catching SIGHUP at once (call it before serving): a SIGHUP that arrives
+// before Run's goroutine has started would otherwise end the process (the signal's
+// default action).
+func (f *FileSource) Notify() {
+	if f.ch == nil {
+		f.ch = make(chan os.Signal, 1)
+		signal.Notify(f.ch, syscall.SIGHUP)
+	}
 }
 
 // Name implements Source.
@@ -253,8 +264,8 @@ func (f *FileSource) Name() string { return "file:" + f.Path }
 
 // Run implements Source: every SIGHUP re-reads the file and applies it.
 func (f *FileSource) Run(ctx context.Context, u *Updater) error {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
+	f.Notify()
+	ch := f.ch
 	defer signal.Stop(ch)
 	for {
 		select {

@@ -119,6 +119,7 @@ func runGateway(args []string) error {
 	defer cancel()
 	if *cfgPath != "" {
 		fsrc := &gateway.FileSource{Path: *cfgPath}
+		fsrc.Notify() // before serving: an early SIGHUP must reload, not kill
 		go fsrc.Run(ctx, up)
 	}
 	var inst *consul.Instance
