@@ -120,7 +120,9 @@ func runDeliver(args []string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if *cfgPath != "" {
-		go (&gateway.FileSource{Path: *cfgPath}).Run(ctx, up)
+		fsrc := &gateway.FileSource{Path: *cfgPath}
+		fsrc.Notify() // before anything else: an early SIGHUP must reload, not kill
+		go fsrc.Run(ctx, up)
 	}
 	var watcher *consul.Watcher
 	if *consulAddr != "" {
