@@ -343,9 +343,10 @@ type worker struct {
 
 	delivered, duplicates, retries, parked atomic.Uint64
 
-	cons    jetstream.Consumer
-	consCfg queue.ConsumerConfig
-	pace    pacer
+	cons      jetstream.Consumer
+	consCfg   queue.ConsumerConfig
+	consRetry time.Time
+	pace      pacer
 }
 
 func (w *worker) async() *config.Async {
@@ -364,6 +365,13 @@ func (w *worker) setErr(err error) {
 	w.lastErr.Store(err.Error())
 }
 
+func (w *worker) ensure(ctx context.Context, want queue.ConsumerConfig) (jetstream.Consumer, error) {
+	if _, err := w.d.o.Client.EnsureStream(ctx); err != nil {
+		return nil, err
+	}
+	return w.d.o.Client.EnsureConsumer(ctx, want)
+}
+
 // consumer creates or updates the route's consumer when its settings changed.
 func (w *worker) consumer(ctx context.Context, a *config.Async) (jetstream.Consumer, error) {
 	want := queue.ConsumerConfig{
@@ -372,16 +380,20 @@ func (w *worker) consumer(ctx context.Context, a *config.Async) (jetstream.Consu
 		MaxDeliver:    a.Deliver.MaxAttempts + 1,
 		MaxAckPending: max(a.Deliver.Concurrency*w.d.o.Deliverers*4, 1000),
 	}
-	if w.cons != nil && want == w.consCfg {
+	if w.cons != nil && (want == w.consCfg || time.Now().Before(w.consRetry)) {
 		return w.cons, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := w.d.o.Client.EnsureStream(cctx); err != nil {
-		return nil, err
-	}
-	c, err := w.d.o.Client.EnsureConsumer(cctx, want)
+	c, err := w.ensure(cctx, want)
 	if err != nil {
+		if w.cons != nil {
+			// a live change the queue refused: keep delivering with the consumer as it is
+			w.consRetry = time.Now().Add(10 * time.Second)
+			w.d.log.Warn("delivery consumer not updated; delivering with its previous settings, retrying in 10s",
+				zap.String("route", w.route), zap.Error(err))
+			return w.cons, nil
+		}
 		return nil, err
 	}
 	w.cons, w.consCfg = c, want
