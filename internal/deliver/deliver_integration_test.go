@@ -164,10 +164,11 @@ func TestPauseByConsul(t *testing.T) {
 		t.Fatalf("paused by consul, yet %d grants were delivered", after-before)
 	}
 	c.Put(t, prefix+"routes/grant/async/deliver/rate", "150")
+	c.Put(t, prefix+"routes/grant/async/deliver/concurrency", "2")
 	c.Delete(t, prefix+"routes/grant/async/deliver/paused", false)
-	itest.WaitFor(t, "resumed at the new rate", 30*time.Second, func() bool {
+	itest.WaitFor(t, "resumed at the new rate and concurrency", 30*time.Second, func() bool {
 		_, r := d.status(t)
-		return !r.Paused && r.RateShare == 150
+		return !r.Paused && r.RateShare == 150 && r.Conc == 2
 	})
 	itest.WaitFor(t, "all 300 delivered", 60*time.Second, func() bool { return len(e.ledger()) == 300 })
 }

@@ -181,6 +181,7 @@ type routeStatus struct {
 	Paused     bool    `json:"paused"`
 	RateShare  float64 `json:"rate_share"`
 	InFlight   int64   `json:"in_flight"`
+	Conc       int     `json:"concurrency"`
 	Delivered  uint64  `json:"delivered"`
 	Duplicates uint64  `json:"duplicates"`
 	Retries    uint64  `json:"retries"`
