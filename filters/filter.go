@@ -39,8 +39,11 @@ type Filter interface {
 
 // Config is a filter's decoded configuration for one route.
 //
-// Validate checks the values alone (no I/O) and returns nil or the problems found; use
-// FieldError (or Errors of them) so that the operator sees route, filter, field and value.
+// Validate checks the values alone (no I/O, no side effects: it changes nothing, not even
+// to fill in a default) and returns nil or the problems found; use FieldError (or Errors
+// of them) so that the operator sees route, filter, field and value. Defaults live in the
+// Definition's New; a default that follows from another field (a burst from the rate)
+// is filled in by Defaults (see Defaulter) once Validate has passed.
 //
 // Build makes the filter. prev is the filter of the same name that serves the same route
 // in the running configuration, or nil. Build may reuse prev's state (a token bucket whose
@@ -50,6 +53,14 @@ type Filter interface {
 type Config interface {
 	Validate() error
 	Build(bc *BuildContext, prev Filter) (Filter, error)
+}
+
+// Defaulter is implemented by a Config with defaults that follow from other fields (a
+// burst of rate/10). The gateway calls Defaults once Validate has passed, before Build
+// and before /config shows the configuration, so that operators see the effective
+// values. Defaults must not fail: whatever it needs, Validate has checked.
+type Defaulter interface {
+	Defaults()
 }
 
 // Definition declares a filter: its name (the key under a route's `filters:` and in Consul

@@ -97,7 +97,7 @@ func (t *Tier) burst() int64 {
 }
 
 // Validate implements filters.Config. It reports every problem, naming the field and
-// the value, and fills in the tiers' default bursts.
+// the value; it changes nothing (Defaults fills in the tiers' bursts).
 func (c *Config) Validate() error {
 	var errs filters.Errors
 	switch c.Source.Source {
@@ -206,13 +206,14 @@ func (c *Config) Validate() error {
 	if c.RetryJitter.D() > MaxRetry {
 		errs.Add(filters.Errorf("retry_jitter", c.RetryJitter, "must be at most %v", MaxRetry))
 	}
-	if err := errs.Err(); err != nil {
-		return err
-	}
+	return errs.Err()
+}
+
+// Defaults implements filters.Defaulter: each tier's burst, from its rate when unset.
+func (c *Config) Defaults() {
 	for _, t := range c.Tiers {
 		t.Burst = t.burst()
 	}
-	return nil
 }
 
 // Build implements filters.Config.

@@ -72,7 +72,7 @@ type Config struct {
 }
 
 // Validate implements filters.Config. It reports every problem, naming the field and
-// the value, and fills in the defaults (burst, max_keys, missing_key).
+// the value; it changes nothing (Defaults fills in burst, max_keys and missing_key).
 func (c *Config) Validate() error {
 	var errs filters.Errors
 	rateOK := true
@@ -116,11 +116,14 @@ func (c *Config) Validate() error {
 	if c.RetryJitter.D() > MaxRetryJitter {
 		errs.Add(filters.Errorf("retry_jitter", c.RetryJitter, "must be at most %v", MaxRetryJitter))
 	}
-	if err := errs.Err(); err != nil {
-		return err
-	}
+	return errs.Err()
+}
+
+// Defaults implements filters.Defaulter: the defaults that follow from other fields
+// (burst from rate; max_keys and missing_key only with a key).
+func (c *Config) Defaults() {
 	c.Burst = c.burst()
-	if keyed {
+	if c.Key.Source != filters.KeyNone {
 		if c.MaxKeys == 0 {
 			c.MaxKeys = DefaultMaxKeys
 		}
@@ -128,7 +131,6 @@ func (c *Config) Validate() error {
 			c.MissingKey = MissingShared
 		}
 	}
-	return nil
 }
 
 // burst is Burst or its default, ceil(rate/10), at least 1.

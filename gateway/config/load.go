@@ -490,6 +490,9 @@ func (v *validator) validateFilters(route string, r *Route) {
 			v.filterErrors(path, err)
 			continue
 		}
+		if d, ok := cfg.(filters.Defaulter); ok {
+			d.Defaults()
+		}
 		spec.Config = cfg
 		r.Chain = append(r.Chain, spec)
 	}
@@ -587,26 +590,46 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 // under routes.<route>.filters.<name>, without enabled/shadow), with the same strict
 // rules and messages as a full configuration. Filter tests and the filter test kit use it.
 func DecodeFilter(name string, src []byte) (filters.Config, error) {
+	cfg, v, err := decodeFilterFields(name, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		v.filterErrors(nil, err)
+		return nil, v.errs
+	}
+	if d, ok := cfg.(filters.Defaulter); ok {
+		d.Defaults()
+	}
+	return cfg, nil
+}
+
+// DecodeFilterFields decodes a filter's YAML configuration strictly (unknown fields are
+// errors) into the Config its New returns, without validating it or filling in the
+// defaults that Defaults derives: the first step of DecodeFilter, for the conformance kit
+// (filters/filtertest), which checks that Validate changes nothing.
+func DecodeFilterFields(name string, src []byte) (filters.Config, error) {
+	cfg, _, err := decodeFilterFields(name, src)
+	return cfg, err
+}
+
+func decodeFilterFields(name string, src []byte) (filters.Config, *validator, error) {
 	def, ok := filters.Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("unknown filter %q (known: %s)", name, strings.Join(filters.Names(), ", "))
+		return nil, nil, fmt.Errorf("unknown filter %q (known: %s)", name, strings.Join(filters.Names(), ", "))
 	}
 	doc, err := Parse(name+".yaml", src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := def.New()
 	v := &validator{tree: newTree(doc)}
 	d := &decoder{doc: v.tree}
 	d.decode(v.tree.root, reflect.ValueOf(cfg).Elem(), nil)
 	if len(d.errs) > 0 {
-		return nil, d.errs
+		return nil, nil, d.errs
 	}
-	if err := cfg.Validate(); err != nil {
-		v.filterErrors(nil, err)
-		return nil, v.errs
-	}
-	return cfg, nil
+	return cfg, v, nil
 }
 
 // defined lists the names under section ("routes", "pools") that the configuration file
