@@ -15,19 +15,19 @@ func init() {
 // everything.
 type Config struct {
 	// AllowMethods, if set, admits only these methods (others: acl/method_not_allowed, 405).
-	AllowMethods []string `yaml:"allow_methods"`
+	AllowMethods []string `yaml:"allow_methods" json:"allow_methods"`
 	// AllowNetworks, if set, admits only clients in these networks.
-	AllowNetworks []string `yaml:"allow_networks"`
+	AllowNetworks []string `yaml:"allow_networks" json:"allow_networks"`
 	// DenyNetworks rejects clients in these networks (checked after AllowNetworks).
-	DenyNetworks []string `yaml:"deny_networks"`
+	DenyNetworks []string `yaml:"deny_networks" json:"deny_networks"`
 	// DenyPaths rejects these path prefixes (segment boundary, like route paths).
-	DenyPaths []string `yaml:"deny_paths"`
+	DenyPaths []string `yaml:"deny_paths" json:"deny_paths"`
 	// RequireHeaders rejects requests missing any of these headers (or with them empty).
-	RequireHeaders []string `yaml:"require_headers"`
+	RequireHeaders []string `yaml:"require_headers" json:"require_headers"`
 	// DenyUserAgents rejects User-Agents containing any of these substrings.
-	DenyUserAgents []string `yaml:"deny_user_agents"`
+	DenyUserAgents []string `yaml:"deny_user_agents" json:"deny_user_agents"`
 	// Status of acl/denied answers; 0 = 403.
-	Status int `yaml:"status"`
+	Status int `yaml:"status" json:"status"`
 }
 
 var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true, "PATCH": true, "OPTIONS": true, "CONNECT": true, "TRACE": true}

@@ -174,7 +174,8 @@ type Case struct {
 	Check func(t *testing.T, res filters.Result, r *filters.Request)
 }
 
-// Run runs the cases in order against f, on one fake clock.
+// Run runs the cases in order against f, on one fake clock, each as a subtest named by
+// its Desc (go test -run 'TestX/denied' runs one; a failure names its case).
 func Run(t *testing.T, f filters.Filter, cases []Case) {
 	t.Helper()
 	var clock Clock
@@ -184,26 +185,29 @@ func Run(t *testing.T, f filters.Filter, cases []Case) {
 		if rq.Now == 0 {
 			rq.Now = clock.Now()
 		}
-		req := NewRequest(t, rq)
-		res := f.Decide(req)
-		got := ""
-		if res.Action == filters.Reject {
-			if res.Reason == nil {
-				t.Errorf("%s: rejected without a Reason", c.Desc)
-				continue
+		t.Run(c.Desc, func(t *testing.T) {
+			t.Helper()
+			req := NewRequest(t, rq)
+			res := f.Decide(req)
+			got := ""
+			if res.Action == filters.Reject {
+				if res.Reason == nil {
+					t.Errorf("%s: rejected without a Reason", c.Desc)
+					return
+				}
+				got = res.Reason.Verdict
 			}
-			got = res.Reason.Verdict
-		}
-		if got != c.Want {
-			t.Errorf("%s: verdict %q, want %q", c.Desc, orContinue(got), orContinue(c.Want))
-			continue
-		}
-		if c.WantStatus != 0 && (res.Reason == nil || res.Reason.Status != c.WantStatus) {
-			t.Errorf("%s: status %v, want %d", c.Desc, res.Reason, c.WantStatus)
-		}
-		if c.Check != nil {
-			c.Check(t, res, req)
-		}
+			if got != c.Want {
+				t.Errorf("%s: verdict %q, want %q", c.Desc, orContinue(got), orContinue(c.Want))
+				return
+			}
+			if c.WantStatus != 0 && (res.Reason == nil || res.Reason.Status != c.WantStatus) {
+				t.Errorf("%s: status %v, want %d", c.Desc, res.Reason, c.WantStatus)
+			}
+			if c.Check != nil {
+				c.Check(t, res, req)
+			}
+		})
 	}
 }
 

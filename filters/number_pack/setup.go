@@ -43,67 +43,67 @@ const (
 type Config struct {
 	// Source is where membership comes from: "file" (packs loaded whole from files into
 	// bigcache, default) or "service" (read through from the packs backend).
-	Source string `yaml:"source"`
+	Source string `yaml:"source" json:"source"`
 	// Mode: "require" rejects users in none of the packs (number_pack/not_eligible);
 	// "annotate" passes every request on with Header naming the user's packs.
-	Mode string `yaml:"mode"`
+	Mode string `yaml:"mode" json:"mode"`
 	// Key is where the user number is: header:NAME, cookie:NAME or query:NAME (default
 	// query:uin). A missing or non-numeric key is "not a member".
-	Key filters.KeySpec `yaml:"key"`
+	Key filters.KeySpec `yaml:"key" json:"key"`
 	// Packs maps a pack's name to where it is. With source file, every pack needs a
 	// file; with source service, the names are the backend's pack names.
-	Packs map[string]Pack `yaml:"packs"`
+	Packs map[string]Pack `yaml:"packs" json:"packs"`
 	// OnUnknown is the policy when membership cannot be known (a pack not loaded yet,
 	// the packs backend down or slow): "open" admits, "closed" rejects with
 	// number_pack/unknown. Default: closed in require mode, open in annotate mode.
-	OnUnknown string `yaml:"on_unknown"`
+	OnUnknown string `yaml:"on_unknown" json:"on_unknown"`
 	// Status of number_pack/not_eligible answers (default 403).
-	Status int `yaml:"status"`
+	Status int `yaml:"status" json:"status"`
 	// UnknownStatus of number_pack/unknown answers; 0 (default) is the route's fallback.
-	UnknownStatus int `yaml:"unknown_status"`
+	UnknownStatus int `yaml:"unknown_status" json:"unknown_status"`
 	// Header names the user's packs toward the upstream in annotate mode ("vip,new_users").
 	// Any copy the client sent is removed first, in both modes.
-	Header string `yaml:"header"`
+	Header string `yaml:"header" json:"header"`
 	// ReloadEvery is how often pack files are checked for a new version (size, mtime,
 	// then content hash). Default 10s.
-	ReloadEvery config.Duration `yaml:"reload_every"`
+	ReloadEvery config.Duration `yaml:"reload_every" json:"reload_every"`
 	// Service is the packs backend: the source with source service, and the fallback
 	// for packs not loaded (yet) with source file when Addr is set.
-	Service Service `yaml:"service"`
+	Service Service `yaml:"service" json:"service"`
 }
 
 // Pack is one eligibility pack of a route.
 type Pack struct {
 	// File is the pack file (one number per line, '#' comments, gzip by magic bytes).
 	// A relative path is taken from the gateway's working directory.
-	File string `yaml:"file"`
+	File string `yaml:"file" json:"file"`
 	// Keys is what the file lists: "numeric" (default: user numbers, held in a
 	// packfile.Set) or "string" (any key of 1-256 printable bytes without spaces - an
 	// openid, an account - held in a bigcache; source file only).
-	Keys string `yaml:"keys"`
+	Keys string `yaml:"keys" json:"keys"`
 }
 
 // Service configures read-through lookups against the packs backend
 // (GET /v1/membership?user=N).
 type Service struct {
 	// Addr is the backend's host:port (fixed; never taken from a request).
-	Addr string `yaml:"addr"`
+	Addr string `yaml:"addr" json:"addr"`
 	// Timeout bounds one lookup, connect included (default 100ms). A request whose
 	// user is not cached waits for the lookup at most this long.
-	Timeout config.Duration `yaml:"timeout"`
+	Timeout config.Duration `yaml:"timeout" json:"timeout"`
 	// TTL is how long a member's answer is cached (default 60s).
-	TTL config.Duration `yaml:"ttl"`
+	TTL config.Duration `yaml:"ttl" json:"ttl"`
 	// NegativeTTL is how long "in none of the packs" is cached (default 10s).
-	NegativeTTL config.Duration `yaml:"negative_ttl"`
+	NegativeTTL config.Duration `yaml:"negative_ttl" json:"negative_ttl"`
 	// StaleTTL is how long past its TTL a cached answer may still be used when the
 	// backend fails (default 5m; 0 never uses an expired answer).
-	StaleTTL config.Duration `yaml:"stale_ttl"`
+	StaleTTL config.Duration `yaml:"stale_ttl" json:"stale_ttl"`
 	// CacheSize bounds the lookup cache's memory (default 64MiB; least recently
 	// added answers go first).
-	CacheSize config.Size `yaml:"cache_size"`
+	CacheSize config.Size `yaml:"cache_size" json:"cache_size"`
 	// MaxInflight caps concurrent lookups per route (default 64); beyond it a request's
 	// membership is unknown rather than queued behind a slow backend.
-	MaxInflight int `yaml:"max_inflight"`
+	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
 }
 
 // NewConfig returns a Config holding the defaults.

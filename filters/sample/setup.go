@@ -31,15 +31,15 @@ type Config struct {
 	// Ratio is the share of users admitted, 0..1 (0 drops everyone, 1 keeps everyone).
 	// Default 1, so that a route can carry the filter and have it turned down live
 	// (routes/<route>/sample/ratio) when it is needed.
-	Ratio float64 `yaml:"ratio"`
+	Ratio float64 `yaml:"ratio" json:"ratio"`
 	// Key names the user: header:NAME, cookie:NAME, query:NAME or ip. A request without
 	// the key is drawn on its own (per request, so retrying may get it through); "none"
 	// draws every request on its own (fine for fire-and-forget reporting). Default
 	// query:uin.
-	Key filters.KeySpec `yaml:"key"`
+	Key filters.KeySpec `yaml:"key" json:"key"`
 	// Window is how long a user's draw holds; every window, all users draw again.
 	// Default 60s.
-	Window config.Duration `yaml:"window"`
+	Window config.Duration `yaml:"window" json:"window"`
 }
 
 // NewConfig returns a Config holding the defaults.
