@@ -99,20 +99,25 @@ func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) {
 // BenchmarkRequestPath is the in-memory round trip (client + gateway + upstream in one
 // process); see bench/ for the loopback comparison with nginx and haproxy.
 func BenchmarkRequestPath(b *testing.B) {
-	b.Run("access-log-off", func(b *testing.B) { benchRequestPath(b, allocConfig) })
+	b.Run("access-log-off", func(b *testing.B) { benchRequestPath(b, allocConfig, "/lottery?uin=10001") })
 	b.Run("access-log-on", func(b *testing.B) {
-		benchRequestPath(b, "access_log: {enabled: true, path: \""+b.TempDir()+"/access.log\"}\n"+allocConfig)
+		benchRequestPath(b, "access_log: {enabled: true, path: \""+b.TempDir()+"/access.log\"}\n"+allocConfig, "/lottery?uin=10001")
+	})
+	// the same core route on a pool with adaptive overload protection on (healthy: nothing shed)
+	b.Run("adaptive-on", func(b *testing.B) {
+		cfg := strings.Replace(adaptiveAllocConfig, `pools: {q: {addrs: ["q1:1"], max_conns: 64}}`, "pools:\n  q: {addrs: [\"q1:1\"], max_conns: 64}"+adaptivePools, 1)
+		benchRequestPath(b, cfg, "/acore?uin=10001")
 	})
 }
 
-func benchRequestPath(b *testing.B, cfg string) {
+func benchRequestPath(b *testing.B, cfg, uri string) {
 	r := newRig(b, cfg)
 	r.upstream("q1:1", okUpstream)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req := fasthttp.AcquireRequest()
 		resp := fasthttp.AcquireResponse()
-		req.SetRequestURI("/lottery?uin=10001")
+		req.SetRequestURI(uri)
 		req.Header.SetHost("gw.test")
 		for pb.Next() {
 			if err := r.client.Do(req, resp); err != nil {
