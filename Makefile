@@ -57,7 +57,7 @@ bench: build
 
 ## bench-async: the async accept path against the synchronous proxy and plain JetStream publishers
 bench-async: build
-	FLOODGATE_DRILL=async $(GO) test -count=1 -run TestAsyncAcceptSpeed -v -timeout 10m ./bench/ | grep -E '^ratio|async_drill_test.go|^(ok|FAIL|---)'
+	FLOODGATE_DRILL=async $(GO) test -count=1 -run TestAsyncAcceptSpeed -v -timeout 10m ./bench/ | grep -E '^ratio|_test.go:[0-9]+: |^(ok|FAIL|---)'
 
 ## drill-timing: the load measurements of make test with no way out: on a loaded machine make test retries them and, if the generator still cannot keep its schedule, skips them loudly; here that fails
 drill-timing: consul
@@ -65,11 +65,11 @@ drill-timing: consul
 
 ## drill-backlog: 10 million grants in the queue: bytes per grant, memory, drain rate (long)
 drill-backlog: build
-	FLOODGATE_DRILL=backlog $(GO) test -count=1 -run TestBacklogDrill -v -timeout 120m ./bench/ | grep -E 'backlog_drill_test.go|^(ok|FAIL|---)'
+	FLOODGATE_DRILL=backlog $(GO) test -count=1 -run TestBacklogDrill -v -timeout 120m ./bench/ | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)'
 
 ## drill-outage: the queue down for 3 minutes under load, then replayed and delivered
 drill-outage: build
-	FLOODGATE_OUTAGE=3m $(GO) test -count=1 -run TestQueueDownUnderLoad -v -timeout 30m ./cmd/floodgate/ | grep -E 'async_e2e|^(ok|FAIL|---)'
+	FLOODGATE_OUTAGE=3m $(GO) test -count=1 -run TestQueueDownUnderLoad -v -timeout 30m ./cmd/floodgate/ | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)'
 
 ## bench-deliver: the deliverer's kept rate at 500, 1000, 2000 and 4000 grants/s (10 s windows of the real delivery backend's ledger)
 bench-deliver: build
@@ -77,8 +77,8 @@ bench-deliver: build
 
 ## drill-crash: the kill -9 tests with 100 rounds per failpoint (make test runs 2): gateway, deliverer, reconcile
 drill-crash: build
-	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep|DelivererKilled|ReconcileKilledMidRepair' -timeout 60m -v ./... | grep -E 'lost|reconcile -repair:|^(ok|FAIL|---)|--- '
-	FLOODGATE_QUEUE_KILLS=100 FLOODGATE_OUTAGE=1s $(GO) test -count=1 -run TestQueueDownUnderLoad -timeout 60m -v ./cmd/floodgate/ | grep -E 'async_e2e|^(ok|FAIL|---)'
+	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep|DelivererKilled|ReconcileKilledMidRepair' -timeout 60m -v ./... | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)|--- '
+	FLOODGATE_QUEUE_KILLS=100 FLOODGATE_OUTAGE=1s $(GO) test -count=1 -run TestQueueDownUnderLoad -timeout 60m -v ./cmd/floodgate/ | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)'
 
 ## bench-packs: number_pack stores side by side (Set, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load (needs ~1.2 GB in $TMPDIR, a few minutes)
 bench-packs:
