@@ -261,6 +261,18 @@ func TestPoisonedReadsAreHeld(t *testing.T) {
 	if verdict(t, e.gw, "/report") != "route/disabled" {
 		t.Fatalf("a read removing 4 of 5 keys was applied")
 	}
+
+	// The confirmation above was for one held update. Its key is still in Consul; a later
+	// wipe back to the content it confirmed (empty) must be held again, not pre-approved.
+	e.consul.DeleteKeys(t, e.prefix+"routes/info/enabled")
+	itest.WaitFor(t, "the second empty read held", 30*time.Second, func() bool {
+		ev := lastEvent(t, e.gw)
+		return ev.Result == "held" && strings.Contains(ev.Errors[0], "the read is empty")
+	})
+	time.Sleep(300 * time.Millisecond)
+	if verdict(t, e.gw, "/report") != "route/disabled" || verdict(t, e.gw, "/info") != "route/disabled" {
+		t.Fatalf("a stale confirm key approved a later wipe")
+	}
 }
 
 // TestConsulOutage: Consul stopped under load. No request fails because of it, no switch

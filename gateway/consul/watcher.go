@@ -61,6 +61,12 @@ type Watcher struct {
 	mu       sync.Mutex
 	current  *Snapshot // what the gateway serves (applied, or loaded from the snapshot)
 	held     string    // why the last read is held, "" if none
+	// confirmSeen is the confirm key's value that is spent: used to apply a held update,
+	// or present at the first read. A confirmation is for one held update; the key is
+	// left in Consul (the watcher's token reads only), so a later read returning to the
+	// same content must not find it approved in advance.
+	confirmSeen string
+	readOnce    bool
 	stale    string
 	lastOK   time.Time
 	appliedT time.Time
@@ -205,6 +211,10 @@ func (w *Watcher) consider(ctx context.Context, u *gateway.Updater, kvs []KV) {
 	}
 	w.mu.Lock()
 	cur := w.current
+	if !w.readOnce {
+		w.readOnce, w.confirmSeen = true, snap.Confirm // a confirmation older than this process
+	}
+	spent := snap.Confirm == w.confirmSeen
 	w.mu.Unlock()
 	if cur != nil && cur.Fingerprint == snap.Fingerprint {
 		consulReads.WithLabelValues("unchanged").Inc()
@@ -213,7 +223,7 @@ func (w *Watcher) consider(ctx context.Context, u *gateway.Updater, kvs []KV) {
 	}
 	consulReads.WithLabelValues("changed").Inc()
 	if why := suspicious(cur, snap); why != "" {
-		if snap.Confirm != snap.Fingerprint {
+		if snap.Confirm != snap.Fingerprint || spent {
 			msg := fmt.Sprintf("%s; held, the previous configuration keeps serving. If this is intended, run `floodgate ctl confirm` (fingerprint %s)", why, snap.Fingerprint)
 			if w.setHeld(msg) {
 				u.Hold("consul", msg)
@@ -221,6 +231,9 @@ func (w *Watcher) consider(ctx context.Context, u *gateway.Updater, kvs []KV) {
 			return
 		}
 		w.o.Logger.Warn("applying a held consul update confirmed by an operator", zap.String("fingerprint", snap.Fingerprint), zap.String("was_held_because", why))
+		w.mu.Lock()
+		w.confirmSeen = snap.Confirm // used: it approves this update only
+		w.mu.Unlock()
 	}
 	// at least MinInterval between applied updates
 	w.mu.Lock()
