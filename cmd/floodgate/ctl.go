@@ -447,6 +447,9 @@ func (c *ctlCmd) write(res *consul.Result, err error) error {
 			}
 		}
 	}
+	if res.StillInvalid != nil {
+		fmt.Fprintf(c.out, "warning: written, but the content of the prefix still does not validate; the gateways keep their last good configuration (and apply none of it, this write included) until these are fixed:\n  %s\n", strings.ReplaceAll(res.StillInvalid.Error(), "\n", "\n  "))
+	}
 	if res.Held != "" {
 		fmt.Fprintf(c.out, "warning: the gateways will hold this update and keep serving what they have until `floodgate ctl confirm`: %s\n", res.Held)
 	}

@@ -241,11 +241,13 @@ func TestCtl(t *testing.T) {
 		if _, ok := e.value(t, "confirm"); ok {
 			t.Error("invalid content confirmed")
 		}
-		// ... and a write next to it is refused too (the gateways would reject the read)
-		_, stderr, code = e.ctl(t, "set", "routes/info/enabled", "false")
-		if code != 1 || !strings.Contains(stderr, "routes.lottery.enabled: want a boolean") {
-			t.Errorf("set next to an invalid key: exit %d, %s", code, stderr)
+		// ... but a write next to it that adds no problem is made (ctl must not lock
+		// itself out), with a warning naming what is still wrong
+		out, _, code := e.ctl(t, "set", "routes/info/enabled", "false")
+		if code != 0 || !strings.Contains(out, "still does not validate") || !strings.Contains(out, "routes.lottery.enabled: want a boolean") {
+			t.Errorf("set next to an invalid key: exit %d, %s", code, out)
 		}
+		e.mustCtl(t, "unset", "routes/info/enabled")
 		// keys ctl writes only through their own verbs
 		for _, tc := range []struct{ args, want string }{
 			{"set confirm abc", "floodgate ctl confirm"},
@@ -570,4 +572,39 @@ func gwLastEvent(t *testing.T, g *itest.Gateway) string {
 		return ""
 	}
 	return evs[len(evs)-1].Result
+}
+
+// TestCtlCannotLockItselfOut: one bad key written outside ctl (a folder key with a value,
+// a value that does not validate) does not refuse the repair: unsetting the bad key and
+// flipping a kill switch are written, with a warning naming what is still wrong; a write
+// that adds a problem of its own is still refused.
+func TestCtlCannotLockItselfOut(t *testing.T) {
+	itest.RequireIntegration(t)
+	e := newCtlEnv(t, itest.StartConsul(t), "")
+	e.mustCtl(t, "set", "active_plan", "")
+	// written behind ctl's back
+	for k, v := range map[string]string{"routes/lottery/enabled/": "false", "routes/info/timeout": "soon"} {
+		if _, err := e.kv.Put(&api.KVPair{Key: e.prefix + k, Value: []byte(v)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := e.mustCtl(t, "set", "routes/report/enabled", "false")
+	mustContain(t, "kill switch beside bad keys", out, "still does not validate", "routes/lottery/enabled/", "routes.info.timeout")
+	if v, _ := e.value(t, "routes/report/enabled"); v != "false" {
+		t.Errorf("kill switch not written: %q", v)
+	}
+	// a write that adds a problem of its own is refused
+	if _, stderr, code := e.ctl(t, "set", "routes/report/timeout", "never"); code != 1 || !strings.Contains(stderr, "does not validate") {
+		t.Errorf("a new bad value: exit %d\n%s", code, stderr)
+	}
+	// the repairs
+	out = e.mustCtl(t, "unset", "routes/lottery/enabled/")
+	mustContain(t, "unset the folder key", out, "still does not validate", "routes.info.timeout")
+	if _, ok := e.value(t, "routes/lottery/enabled/"); ok {
+		t.Error("the bad folder key is still there")
+	}
+	out = e.mustCtl(t, "set", "routes/info/timeout", "250ms")
+	if strings.Contains(out, "still does not validate") {
+		t.Errorf("the last repair still warns:\n%s", out)
+	}
 }

@@ -66,6 +66,16 @@ func (s *Snapshot) Plan() []config.Override {
 // does not parse, an active plan that does not exist) are returned all together; the
 // caller rejects the whole read.
 func Convert(prefix string, kvs []KV) (*Snapshot, error) {
+	s, errs := convert(prefix, kvs)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+// convert is Convert returning what did convert beside the problems (for ctl, which
+// tells the problems a write adds from those it leaves).
+func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
 	s := &Snapshot{Plans: map[string][]config.Override{}}
 	var errs config.Errors
 	h := sha256.New()
@@ -117,10 +127,7 @@ func Convert(prefix string, kvs []KV) (*Snapshot, error) {
 		}
 	}
 	s.Fingerprint = hex.EncodeToString(h.Sum(nil))[:16]
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return s, nil
+	return s, errs
 }
 
 // ParsePlan parses a plan document: a YAML or JSON mapping of relative paths

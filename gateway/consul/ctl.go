@@ -231,9 +231,13 @@ type Result struct {
 	// IfActivated (plan put) are the changes if the stored plan were activated.
 	IfActivated []config.Change
 	// Held is why the gateways will hold this update until `floodgate ctl confirm`.
-	Held     string
-	AuditKey string
-	Audit    *AuditRecord
+	Held string
+	// StillInvalid lists the problems the content has before and after this write: a
+	// repair (or a kill switch) is written even when other keys are bad, and the
+	// gateways keep their last good configuration until those are fixed too.
+	StillInvalid error
+	AuditKey     string
+	Audit        *AuditRecord
 	// Written is true once the transaction succeeded; Index is its Consul index.
 	Written bool
 	Index   uint64
@@ -358,9 +362,13 @@ func (c *Ctl) Set(key, value string) (*Result, error) {
 		res.Noop = fmt.Sprintf("%s is already %s", rel, showValue(value, true))
 		return res, nil
 	}
-	after, err := c.Evaluate(with(st.KVs, st.Prefix+rel, []byte(value), false), "")
+	kvs := with(st.KVs, st.Prefix+rel, []byte(value), false)
+	after, err := c.Evaluate(kvs, "")
 	if err != nil {
-		return nil, &RefusedError{Msg: fmt.Sprintf("%s = %q does not validate; nothing written", rel, value), Err: err}
+		if !c.repair(st, kvs, err, res) {
+			return nil, &RefusedError{Msg: fmt.Sprintf("%s = %q does not validate; nothing written", rel, value), Err: err}
+		}
+		return res, c.commit(st, res)
 	}
 	if rel == "active_plan" && strings.TrimSpace(value) != "" {
 		plan, _ := st.Lookup("plans/" + strings.TrimSpace(value))
@@ -393,9 +401,13 @@ func (c *Ctl) Unset(key string) (*Result, error) {
 	// delete-cas succeeds on a key that is already gone; check-index does not, so a key
 	// deleted (or rewritten) by someone else since the read is a conflict too
 	res := &Result{Write: Write{Verb: "unset", Key: rel, Old: string(old.Value), Existed: true, Delete: true, Index: old.ModifyIndex, Checks: []KV{old}}}
-	after, err := c.Evaluate(with(st.KVs, old.Key, nil, true), "")
+	kvs := with(st.KVs, old.Key, nil, true)
+	after, err := c.Evaluate(kvs, "")
 	if err != nil {
-		return nil, &RefusedError{Msg: fmt.Sprintf("without %s the configuration does not validate; nothing deleted", rel), Err: err}
+		if !c.repair(st, kvs, err, res) {
+			return nil, &RefusedError{Msg: fmt.Sprintf("without %s the configuration does not validate; nothing deleted", rel), Err: err}
+		}
+		return res, c.commit(st, res)
 	}
 	c.compare(st, after, res)
 	return res, c.commit(st, res)
@@ -764,4 +776,50 @@ func scalar(v string) string {
 func hasLeaf(ls []config.Leaf, path string) bool {
 	i := sort.Search(len(ls), func(i int) bool { return ls[i].Path >= path })
 	return i < len(ls) && ls[i].Path == path
+}
+
+// repair decides a write whose result does not validate: it is made when the content
+// already did not validate and the write adds no problem of its own (it removes or fixes
+// a bad key, or flips a switch beside one). ctl must never lock itself out: with one bad
+// key written outside ctl, unsetting that key and every kill switch must still be
+// possible. res.StillInvalid then says what is left to fix.
+func (c *Ctl) repair(st *State, kvs []KV, afterErr error, res *Result) bool {
+	_, beforeErr := c.Evaluate(st.KVs, "")
+	if beforeErr == nil || c.Doc == nil {
+		return false
+	}
+	before := map[string]bool{}
+	for _, l := range c.problems(st.KVs) {
+		before[l] = true
+	}
+	left := c.problems(kvs)
+	for _, l := range left {
+		if !before[l] {
+			return false // a problem this write makes
+		}
+	}
+	res.BeforeErr, res.StillInvalid = beforeErr, errors.New(strings.Join(left, "\n"))
+	if snap, err := Convert(st.Prefix, kvs); err == nil {
+		res.After = &Eval{Snapshot: snap}
+	}
+	return true
+}
+
+// problems lists every problem of a content, one line each: the keys that do not convert
+// and, composed with the file, the values of the keys that do (Evaluate stops at the
+// first kind).
+func (c *Ctl) problems(kvs []KV) []string {
+	snap, errs := convert(c.prefix(), kvs)
+	var out []string
+	for _, e := range errs {
+		out = append(out, strings.TrimSpace(e.Error()))
+	}
+	if _, err := config.Load(c.Doc, snap.Overrides, snap.Plan()); err != nil {
+		for _, l := range strings.Split(err.Error(), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }

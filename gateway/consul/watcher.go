@@ -58,18 +58,18 @@ type Options struct {
 type Watcher struct {
 	o Options
 
-	mu       sync.Mutex
-	current  *Snapshot // what the gateway serves (applied, or loaded from the snapshot)
-	held     string    // why the last read is held, "" if none
+	mu      sync.Mutex
+	current *Snapshot // what the gateway serves (applied, or loaded from the snapshot)
+	held    string    // why the last read is held, "" if none
 	// confirmSeen is the confirm key's value that is spent: used to apply a held update,
 	// or present at the first read. A confirmation is for one held update; the key is
 	// left in Consul (the watcher's token reads only), so a later read returning to the
 	// same content must not find it approved in advance.
 	confirmSeen string
 	readOnce    bool
-	stale    string
-	lastOK   time.Time
-	appliedT time.Time
+	stale       string
+	lastOK      time.Time
+	appliedT    time.Time
 	// seedNote says what the gateway serves until the first successful read (e.g. the
 	// snapshot); it prefixes the stale reason while Consul is unreachable.
 	seedNote string
