@@ -403,8 +403,10 @@ func TestSizeLimits(t *testing.T) {
 			t.Errorf("%s: connection left open after the %d", tc.desc, res.status)
 		}
 		// The gateway answered without waiting for the rest of the body: had it waited,
-		// the answer would be the read timeout's 408 after read_timeout.
-		if res.elapsed > readTimeout/2 {
+		// the answer would be the read timeout's 408 after read_timeout. The verdict above
+		// already says it did not; the time is checked against read_timeout itself, as a
+		// loaded 2-core machine under -race can take hundreds of milliseconds to answer.
+		if res.elapsed >= readTimeout {
 			t.Errorf("%s: answered after %v (read_timeout %v): it waited for the body", tc.desc, res.elapsed, readTimeout)
 		}
 		if n := len(up.requests()) - before; n != 0 || up.bytes.Load() != bytesBefore {
