@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -17,9 +18,11 @@ var update = flag.Bool("update", false, "rewrite the expected output of the gold
 const separator = "\n----------\n"
 
 // TestGolden runs every testdata/validate/*.txt: a configuration, a separator line, then
-// the expected result - "valid" or the errors, one per line, as `floodgate validate`
-// prints them (Caddy's caddyfile_adapt tests in spirit). Run with -update to rewrite the
-// expectations after an intended change, and review the diff.
+// the expected result - the errors, one per line, as `floodgate validate` prints them, or
+// "valid" and the effective configuration as /config shows it (every default and derived
+// value filled in, so that a change of a default shows in the diff) - Caddy's
+// caddyfile_adapt tests in spirit. Run with -update to rewrite the expectations after an
+// intended change, and review the diff.
 func TestGolden(t *testing.T) {
 	files, _ := filepath.Glob("testdata/validate/*.txt")
 	if len(files) == 0 {
@@ -35,13 +38,20 @@ func TestGolden(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s: no separator line", f)
 			}
-			got := "valid\n"
+			var got string
 			doc, err := config.Parse("input.yaml", []byte(in))
+			var cfg *config.Config
 			if err == nil {
-				_, err = config.Load(doc)
+				cfg, err = config.Load(doc)
 			}
 			if err != nil {
 				got = err.Error() + "\n"
+			} else {
+				eff, err := json.MarshalIndent(cfg, "", "  ")
+				if err != nil {
+					t.Fatalf("the effective configuration does not marshal: %v", err)
+				}
+				got = "valid\n" + string(eff) + "\n"
 			}
 			if *update {
 				os.WriteFile(f, []byte(in+separator+got), 0o644)
