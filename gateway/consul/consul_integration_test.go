@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,4 +410,40 @@ func metricSum(text, series string) float64 {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// TestHungConsulIsStale: the agent stopped (SIGSTOP: connections are accepted, nothing
+// answers) is noticed - a read that exceeds its expected wait is abandoned and /readyz
+// says stale within the read's bound - a ctl call against it fails after -timeout with a
+// message saying so; when the agent resumes, the gateway is fresh again.
+func TestHungConsulIsStale(t *testing.T) {
+	e := start(t)
+	e.put(t, "active_plan", "")
+	itest.WaitFor(t, "the first consul read", 30*time.Second, func() bool { return !ready(t, e.gw).Stale })
+	if err := e.consul.Proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			e.consul.Proc.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	// a blocking read answers within WaitTime (10s) + 10s/16; 2s of grace
+	took := itest.WaitFor(t, "/readyz stale while the agent is stopped", 60*time.Second, func() bool { return ready(t, e.gw).Stale })
+	t.Logf("stale %v after SIGSTOP (reason: %s)", took.Round(time.Millisecond), ready(t, e.gw).Reason)
+	if r := ready(t, e.gw).Reason; !strings.Contains(r, "no answer within") {
+		t.Errorf("stale because %q, want the overdue read named", r)
+	}
+	// ctl gives up after its -timeout with a clear message
+	start := time.Now()
+	cmd := exec.Command(itest.Binary(t), "ctl", "-consul", e.consul.Addr, "-consul-prefix", e.prefix, "-timeout", "2s", "get")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "did not answer within 2s") || time.Since(start) > 20*time.Second {
+		t.Errorf("ctl against a hung agent: after %v:\n%s", time.Since(start).Round(time.Millisecond), out)
+	}
+	resume()
+	itest.WaitFor(t, "fresh again after SIGCONT", 60*time.Second, func() bool { return !ready(t, e.gw).Stale })
 }

@@ -127,6 +127,19 @@ func (c *Ctl) context() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
+// explain turns a call that ran out of time into a message saying so: a hung agent
+// (stopped, overloaded) answers nothing, and "context deadline exceeded" says too little.
+func (c *Ctl) explain(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		d := c.Timeout
+		if d == 0 {
+			d = 10 * time.Second
+		}
+		return fmt.Errorf("consul did not answer within %s (-timeout): the agent is hung, overloaded or unreachable: %w", d, err)
+	}
+	return err
+}
+
 func (c *Ctl) now() time.Time {
 	if c.Now != nil {
 		return c.Now()
@@ -147,7 +160,7 @@ func (c *Ctl) Read() (*State, error) {
 	defer cancel()
 	pairs, meta, err := c.Client.KV().List(c.prefix(), (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s from consul: %w", c.prefix(), err)
+		return nil, fmt.Errorf("cannot read %s from consul: %w", c.prefix(), c.explain(ctx, err))
 	}
 	st := &State{Prefix: c.prefix(), Index: meta.LastIndex}
 	for _, p := range pairs {
@@ -616,7 +629,7 @@ func (c *Ctl) commit(st *State, res *Result) error {
 		if errors.As(err, &se) && (se.Code == http.StatusForbidden || se.Code == http.StatusUnauthorized) {
 			return fmt.Errorf("consul refused the write of %s (ACL): the token (-consul-token-file) needs key write on %s: %w", key, st.Prefix, err)
 		}
-		return fmt.Errorf("consul transaction writing %s failed; nothing written: %w", key, err)
+		return fmt.Errorf("consul transaction writing %s failed; nothing written (unless consul applied it before it stopped answering: check with `floodgate ctl get %s`): %w", key, strings.TrimPrefix(key, st.Prefix), c.explain(ctx, err))
 	}
 	if !ok {
 		return c.conflict(st, res, ops, main, resp)
@@ -683,7 +696,10 @@ func AdminURLs(c *api.Client, service string) (map[string]string, error) {
 	if service == "" {
 		service = DefaultService
 	}
-	entries, _, err := c.Health().Service(service, "", false, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	entries, _, err := c.Health().Service(service, "", false, q)
 	if err != nil {
 		return nil, err
 	}
@@ -711,7 +727,7 @@ func AdminURLs(c *api.Client, service string) (map[string]string, error) {
 		}
 	}
 	if missing > 0 {
-		if checks, err := c.Agent().Checks(); err == nil {
+		if checks, err := c.Agent().ChecksWithFilterOpts("", q); err == nil {
 			for _, ch := range checks {
 				if _, ok := out[ch.ServiceID]; !ok && ch.ServiceName == service {
 					fromCheck(ch.ServiceID, ch.Definition.HTTP, ch.Output)

@@ -37,7 +37,9 @@ type Options struct {
 	Logger *zap.Logger
 	// SnapshotPath is the last-known-good snapshot file ("" = none).
 	SnapshotPath string
-	// WaitTime bounds one blocking query (default 30s).
+	// WaitTime bounds one blocking query (default 10s). A read that takes longer than
+	// WaitTime + WaitTime/16 (Consul's jitter) + 2 s is abandoned as failed: the agent is
+	// hung (stopped, overloaded) and the gateway says it is stale.
 	WaitTime time.Duration
 	// MinInterval is the least time between two applied updates (default 100ms).
 	MinInterval time.Duration
@@ -88,7 +90,7 @@ func NewWatcher(o Options) *Watcher {
 		o.Logger = zap.NewNop()
 	}
 	if o.WaitTime == 0 {
-		o.WaitTime = 30 * time.Second
+		o.WaitTime = 10 * time.Second
 	}
 	if o.MinInterval == 0 {
 		o.MinInterval = 100 * time.Millisecond
@@ -101,6 +103,10 @@ func NewWatcher(o Options) *Watcher {
 	}
 	return &Watcher{o: o}
 }
+
+// readGrace is how much longer than its expected wait a read may take before the
+// watcher gives up on it and reports Consul as unreachable.
+const readGrace = 2 * time.Second
 
 // Name implements gateway.Source.
 func (w *Watcher) Name() string { return "consul" }
@@ -152,11 +158,23 @@ func (w *Watcher) Run(ctx context.Context, u *gateway.Updater) error {
 	var index uint64
 	fails := 0
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.o.WaitTime}).WithContext(ctx)
+		// the longest this read should take: a blocking query answers within WaitTime
+		// plus Consul's jitter (WaitTime/16); a first read (index 0) at once
+		expect := readGrace
+		if index > 0 {
+			expect += w.o.WaitTime + w.o.WaitTime/16
+		}
+		rctx, cancel := context.WithTimeout(ctx, expect)
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.o.WaitTime}).WithContext(rctx)
 		pairs, meta, err := kv.List(w.o.Prefix, q)
+		overdue := rctx.Err() != nil && ctx.Err() == nil
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if overdue {
+				err = fmt.Errorf("no answer within %s, the longest a read should take (agent hung or overloaded?): %w", expect, err)
 			}
 			fails++
 			w.readFailed(err, fails)
