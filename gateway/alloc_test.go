@@ -16,6 +16,7 @@ routes:
   lottery: {path: /lottery, pool: q, core: true}
   acl:     {path: /acl, pool: q, filters: {acl: {allow_methods: [GET], deny_networks: [10.0.0.0/8]}}}
   off:     {path: /off, pool: q, enabled: false}
+  flood:   {path: /flood, pool: q, core: true, filters: {token_bucket: {rate: 1, burst: 1}}}
 `
 
 // adaptiveAllocConfig adds pools with adaptive overload protection: a route proxied
@@ -63,6 +64,7 @@ func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) {
 		{"proxied, empty chain", "/lottery?uin=10001", 200},
 		{"proxied through a filter", "/acl?uin=10001", 200},
 		{"fallback answer", "/off", 503},
+		{"shed by token_bucket (429 with Retry-After)", "/flood?uin=10001", 429},
 		{"no route", "/nothing", 404},
 	}, extra...) {
 		req := fasthttp.AcquireRequest()
@@ -127,16 +129,21 @@ func benchRequestPath(b *testing.B, cfg, uri string) {
 	})
 }
 
-// BenchmarkHandler is the gateway's own work per request (no client or server).
+// BenchmarkHandler is the gateway's own work per request (no client or server): a
+// disabled route's fallback, and a flood shed by token_bucket (429 with Retry-After).
 func BenchmarkHandler(b *testing.B) {
-	r := newRig(b, allocConfig)
-	r.upstream("q1:1", okUpstream)
-	var ctx fasthttp.RequestCtx
-	b.ReportAllocs()
-	for b.Loop() {
-		ctx.Request.Reset()
-		ctx.Response.Reset()
-		ctx.Request.SetRequestURI("/off")
-		r.gw.serve(&ctx)
+	for _, uri := range []string{"/off", "/flood?uin=10001"} {
+		b.Run(strings.TrimPrefix(uri, "/"), func(b *testing.B) {
+			r := newRig(b, allocConfig)
+			r.upstream("q1:1", okUpstream)
+			var ctx fasthttp.RequestCtx
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Request.Reset()
+				ctx.Response.Reset()
+				ctx.Request.SetRequestURI(uri)
+				r.gw.serve(&ctx)
+			}
+		})
 	}
 }
