@@ -47,6 +47,11 @@ type upstream struct {
 	// is the failure that ejected the server last.
 	ejected   atomic.Uint64
 	lastCause atomic.Pointer[string]
+	// for Sweep's log lines: the failures in a row at the last ejection, the ejections
+	// logged so far, and whether a successful request ended an ejection
+	ejectFails atomic.Int32
+	logged     atomic.Uint64
+	returned   atomic.Bool
 }
 
 func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.Logger, ctl *adaptive.Controller) *pool {
@@ -106,7 +111,7 @@ func (p *pool) pick(now int64) *upstream {
 
 // failed records a connect error or timeout and ejects the server after cfg.Eject.Failures
 // in a row. A server that comes back from ejection and fails again is ejected at once.
-// An ejection is logged (WARN, once per ejection, never per request).
+// The ejection is logged by Sweep (WARN, once per ejection), off the request path.
 func (p *pool) failed(u *upstream, now int64, kind upstreamFailure) {
 	f := u.fails.Add(1)
 	if p.cfg.Eject.Failures > 0 && int(f) >= p.cfg.Eject.Failures {
@@ -114,26 +119,21 @@ func (p *pool) failed(u *upstream, now int64, kind upstreamFailure) {
 		old := u.ejectedUntil.Load()
 		if old < now && u.ejectedUntil.CompareAndSwap(old, until) {
 			u.ejections.Inc()
+			u.lastCause.Store(&failureNames[kind])
+			u.ejectFails.Store(f)
 			u.ejected.Add(1)
-			cause := failureNames[kind]
-			u.lastCause.Store(&cause)
-			if p.logger != nil {
-				p.logger.Warn("upstream server ejected", zap.String("pool", p.name), zap.String("addr", u.addr),
-					zap.String("cause", cause), zap.Int32("consecutive_failures", f), zap.Duration("for", p.cfg.Eject.Duration.D()))
-			}
 		}
 	}
 }
 
-// succeeded puts a server back in rotation.
+// succeeded puts a server back in rotation (Sweep logs the return).
 func (p *pool) succeeded(u *upstream) {
 	if u.fails.Load() != 0 {
 		u.fails.Store(0)
 	}
 	if u.ejectedUntil.Load() != 0 {
-		// Only the request that swaps the mark away logs the return (others race to 0).
-		if old := u.ejectedUntil.Swap(0); old != 0 && p.logger != nil {
-			p.logger.Info("upstream server back in rotation", zap.String("pool", p.name), zap.String("addr", u.addr), zap.String("after", "a successful request"))
+		if old := u.ejectedUntil.Swap(0); old != 0 {
+			u.returned.Store(true)
 		}
 	}
 }

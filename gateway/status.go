@@ -111,11 +111,13 @@ func (g *Gateway) Routes() []RouteStatus {
 	return out
 }
 
-// Sweep puts back in rotation the servers whose ejection has expired, with a log line,
-// so that the state (and floodgate_upstream_healthy) follows the clock even when no
-// request comes. The admin listener calls it every second; it is never on the request
-// path. A server put back this way that fails again is ejected at once (its failure count
-// is kept until a request succeeds).
+// Sweep logs what happened to the upstream servers since the last sweep - a WARN line
+// per ejection (pool, addr, cause, failures in a row, for how long), an INFO line when a
+// server returns - and puts back in rotation the servers whose ejection has expired, so
+// that the state (and floodgate_upstream_healthy) follows the clock even when no request
+// comes. The admin listener calls it every second; the request path only flips atomics
+// for it. A server put back this way that fails again is ejected at once (its failure
+// count is kept until a request succeeds).
 func (g *Gateway) Sweep() {
 	st := g.state.Load()
 	if st == nil {
@@ -124,6 +126,20 @@ func (g *Gateway) Sweep() {
 	now := g.mono(time.Now())
 	for _, p := range st.pools {
 		for _, u := range p.servers {
+			if n := u.ejected.Load(); n > u.logged.Load() {
+				u.logged.Store(n)
+				cause := ""
+				if c := u.lastCause.Load(); c != nil {
+					cause = *c
+				}
+				g.logger.Warn("upstream server ejected", zap.String("pool", p.name), zap.String("addr", u.addr),
+					zap.String("cause", cause), zap.Int32("consecutive_failures", u.ejectFails.Load()),
+					zap.Duration("for", p.cfg.Eject.Duration.D()), zap.Uint64("ejections", n))
+			}
+			if u.returned.CompareAndSwap(true, false) {
+				g.logger.Info("upstream server back in rotation", zap.String("pool", p.name), zap.String("addr", u.addr),
+					zap.String("after", "a request succeeded"))
+			}
 			until := u.ejectedUntil.Load()
 			if until != 0 && now >= until && u.ejectedUntil.CompareAndSwap(until, 0) {
 				g.logger.Info("upstream server back in rotation", zap.String("pool", p.name), zap.String("addr", u.addr),

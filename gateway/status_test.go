@@ -88,7 +88,8 @@ func TestReloadForgetsRemovedSeries(t *testing.T) {
 	}
 }
 
-// TestEjectionLoggedAndHealthFollowsTheClock: an ejection is a WARN line with pool,
+// TestEjectionLoggedAndHealthFollowsTheClock: an ejection is a WARN line (written by the
+// sweep, off the request path) with pool,
 // address, cause and duration; floodgate_upstream_healthy is 0 while it lasts and 1 again
 // when it expires though no request came; the sweep logs the return.
 func TestEjectionLoggedAndHealthFollowsTheClock(t *testing.T) {
@@ -103,6 +104,11 @@ routes: {ej_route: {path: /ej, pool: ej}}
 			t.Fatalf("request to a refused server: %d", resp.StatusCode())
 		}
 	}
+	if n := len(logs.FilterMessage("upstream server ejected").All()); n != 0 {
+		t.Fatalf("%d ejection lines logged on the request path; the sweep logs them", n)
+	}
+	r.gw.Sweep()
+	r.gw.Sweep() // a second sweep logs nothing new
 	warn := logs.FilterMessage("upstream server ejected").All()
 	if len(warn) != 1 || warn[0].Level != zapcore.WarnLevel {
 		t.Fatalf("ejection log lines: %v, want one WARN", warn)
