@@ -27,6 +27,8 @@
 #   shed-gateway     floodgate, /lottery limited by token_bucket (bench/configs/gateway-shed.yaml)
 #   shed-nginx       nginx (1 worker), limit_req nodelay, same rate and burst (nginx-shed.conf.tmpl)
 #   shed-haproxy     haproxy (1 thread), stick-table gpc0_rate(1s), same rate (haproxy-shed.cfg.tmpl)
+#   shed-gateway-1p  shed-gateway run with GOMAXPROCS=1 (not in the default set: name it in
+#                    BENCH_CONFIGS; a table row, no ratio line)
 # each offered BENCH_SHED_FACTOR x BENCH_SHED_LIMIT requests/s open-loop by `floodgate bench`
 # (bench/configs/shed-profile.yaml: random users) for BENCH_SHED_DURATION, BENCH_RUNS times,
 # interleaved. Per configuration: admitted/s over the steady seconds (the first and the last
@@ -68,7 +70,7 @@ SHED_DURATION="${BENCH_SHED_DURATION:-10s}"
 THRU_CONFIGS="" SHED_CONFIGS=""
 for c in $CONFIGS; do
 	case "$c" in
-	shed-gateway | shed-nginx | shed-haproxy) SHED_CONFIGS+="$c " ;;
+	shed-gateway | shed-gateway-1p | shed-nginx | shed-haproxy) SHED_CONFIGS+="$c " ;;
 	shed-*) echo "compare: error: unknown configuration $c" >&2; exit 1 ;;
 	*) THRU_CONFIGS+="$c " ;;
 	esac
@@ -355,12 +357,16 @@ start_shed() { # start_shed BACKEND_PORT: the shed-* proxies, unpinned
 	for c in $SHED_CONFIGS; do
 		port="$(free_port)"
 		case "$c" in
-		shed-gateway)
+		shed-gateway | shed-gateway-1p)
 			admin="$(free_port)"
 			render_gateway "$CONF/gateway-shed.yaml" "$WORK/$c.yaml" "$port" "$admin" "$be"
 			sed -i -e "s/token_bucket: {rate: 1000, burst: 100}/token_bucket: {rate: $SHED_LIMIT, burst: $SHED_BURST}/" "$WORK/$c.yaml"
 			grep -q "token_bucket: {rate: $SHED_LIMIT, burst: $SHED_BURST}" "$WORK/$c.yaml" || die "gateway-shed.yaml: no 'token_bucket: {rate: 1000, burst: 100}' line to set the limit in"
-			start "$c" - "$BIN" gateway -config "$WORK/$c.yaml" -log-level warn
+			if [ "$c" = shed-gateway-1p ]; then
+				start "$c" - env GOMAXPROCS=1 "$BIN" gateway -config "$WORK/$c.yaml" -log-level warn
+			else
+				start "$c" - "$BIN" gateway -config "$WORK/$c.yaml" -log-level warn
+			fi
 			;;
 		shed-nginx)
 			d="$WORK/$c"
