@@ -33,3 +33,12 @@ func cpuLoop(b *testing.B, body func(i int)) {
 		b.ReportMetric(float64(threadCPU()-start)/float64(i), "cpu-ns/op")
 	}
 }
+
+// processCPU is the whole process's CPU time (all threads: the loader, the GC).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -131,7 +131,7 @@ func BenchmarkPack(b *testing.B) {
 					g = nil
 				}
 				heap0, rss0 := heapInUse(), rss(b)
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU()
 				var err error
 				g, err = loadGeneration([]packSpec{{name: "big", path: path}}, nil)
 				if err != nil {
@@ -139,6 +139,7 @@ func BenchmarkPack(b *testing.B) {
 				}
 				g.refs.Store(1)
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
+				b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(g.total), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(g.total), "rssB/number")
 			}
@@ -165,13 +166,14 @@ func BenchmarkPack(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				c = nil
 				heap0, rss0 := heapInUse(), rss(b)
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU()
 				var err error
 				c, err = loadCacheGeneration([]packSpec{{name: "big", path: path}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
+				b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(c.total), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(c.total), "rssB/number")
 			}
@@ -193,12 +195,13 @@ func BenchmarkPack(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				m = nil
 				heap0, rss0 := heapInUse(), rss(b)
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU()
 				m = make(map[uint64]uint64)
 				if _, err := packfile.Read(path, func(x uint64) error { m[x] |= 1; return nil }); err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
+				b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(len(m)), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(len(m)), "rssB/number")
 			}
@@ -302,15 +305,16 @@ func BenchmarkPackLoad100M(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		rss0 := rss(b)
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU()
 		g, err := loadGeneration([]packSpec{{name: "big", path: path}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		took := time.Since(start)
+		took, cpu := time.Since(start), processCPU()-cpu0
 		g.refs.Store(1)
 		resident := rss(b) - rss0
 		b.ReportMetric(took.Seconds(), "s/load")
+		b.ReportMetric(cpu.Seconds(), "cpu-s/load")
 		b.ReportMetric(float64(resident)/float64(g.total), "rssB/number")
 		b.ReportMetric(float64(resident)/(1<<20), "rssMiB")
 		b.ReportMetric(float64(g.sets[0].set.Bytes())/float64(g.total), "setB/number")
