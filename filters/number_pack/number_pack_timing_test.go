@@ -326,6 +326,7 @@ func BenchmarkPackLoad100M(b *testing.B) {
 				b.Fatalf("number %d missing", x)
 			}
 		}
+		b.Logf("100M numbers: load %v (%v of CPU), %d MiB resident", took.Round(time.Millisecond), cpu.Round(time.Millisecond), resident>>20)
 		if took > 60*time.Second {
 			b.Errorf("100M numbers loaded in %v, the target is under 60 s", took)
 		}
