@@ -7,6 +7,8 @@
 #   gateway          floodgate, empty chain (bench/configs/gateway.yaml)
 #   gateway-filters  floodgate, all four filters, random users and tags
 #                    (bench/configs/gateway-filters.yaml + filters.lua; only when it validates)
+#   gateway-adaptive gateway-filters with adaptive overload protection on the pool
+#                    (bench/configs/gateway-adaptive.yaml; healthy backend, nothing shed)
 #   nginx-1w         nginx, 1 worker            ("nginx" in the ratios)
 #   nginx-auto       nginx, worker_processes auto
 #   haproxy-t1       haproxy, nbthread 1        ("haproxy" in the ratios: the faster of t1/t2)
@@ -62,7 +64,7 @@ WARMUP="${BENCH_WARMUP:-1s}"
 CONNS="${BENCH_CONNS:-64}"
 THREADS="${BENCH_THREADS:-1}"
 PLACEMENTS="${BENCH_PLACEMENTS:-unpinned pinned}"
-CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters nginx-1w nginx-auto haproxy-t1 haproxy-t2 shed-gateway shed-nginx shed-haproxy}"
+CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters gateway-adaptive nginx-1w nginx-auto haproxy-t1 haproxy-t2 shed-gateway shed-nginx shed-haproxy}"
 SHED_LIMIT="${BENCH_SHED_LIMIT:-1000}"
 SHED_FACTOR="${BENCH_SHED_FACTOR:-10}"
 SHED_DURATION="${BENCH_SHED_DURATION:-10s}"
@@ -214,7 +216,7 @@ start_proxies() {
 	for c in $THRU_CONFIGS; do
 		case "$c" in
 		direct) ;;
-		gateway | gateway-filters)
+		gateway | gateway-filters | gateway-adaptive)
 			[ -n "${SKIPNOTE[$c]:-}" ] && continue
 			port="$(free_port)"
 			admin="$(free_port)"
@@ -249,8 +251,15 @@ start_proxies() {
 	done
 }
 
+# gateway-adaptive: only when its configuration validates.
+if [[ " $CONFIGS " == *" gateway-adaptive "* ]]; then
+	if ! out="$("$BIN" validate -config "$CONF/gateway-adaptive.yaml" 2>&1)"; then
+		SKIPNOTE[gateway-adaptive]="skipped: bench/configs/gateway-adaptive.yaml does not validate: $(printf '%s' "$out" | head -1 | sed 's#^.*gateway-adaptive.yaml:##')"
+		log "note: gateway-adaptive skipped: ${SKIPNOTE[gateway-adaptive]}"
+	fi
+fi
 # gateway-filters: only when its configuration validates (the filters may not have landed).
-if [[ " $CONFIGS " == *" gateway-filters "* ]]; then
+if [[ " $CONFIGS " == *" gateway-filters "* || " $CONFIGS " == *" gateway-adaptive "* ]]; then
 	if out="$("$BIN" validate -config "$CONF/gateway-filters.yaml" 2>&1)"; then
 		seq 10001 110000 >"$WORK/bench-users.txt" # every uin filters.lua sends
 	else
@@ -473,7 +482,7 @@ val() {
 }
 ratio_lines() { # ratio_lines PLACEMENT PREFIX
 	local pl="$1" prefix="$2" pair a b va vb
-	for pair in gateway/nginx gateway/haproxy gateway/direct nginx/direct haproxy/direct gateway-filters/gateway gateway-filters/nginx gateway-filters/haproxy; do
+	for pair in gateway/nginx gateway/haproxy gateway/direct nginx/direct haproxy/direct gateway-filters/gateway gateway-filters/nginx gateway-filters/haproxy gateway-adaptive/gateway-filters; do
 		a="${pair%/*}" b="${pair#*/}"
 		va="$(val "$pl" "$a")" vb="$(val "$pl" "$b")"
 		[ -n "$va" ] && [ -n "$vb" ] || continue
