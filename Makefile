@@ -105,3 +105,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigDecode$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzConsulConvert$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/consul/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) -parallel 1 ./internal/yamlsafe/
+
+## drill-consul-scale: the cost of one Consul update (convert + compose) at 12.5k-50k keys,
+## CPU time, and whether it stays linear; figures in bench/RESULTS.md
+.PHONY: drill-consul-scale
+drill-consul-scale:
+	FLOODGATE_SCALE=1 $(GO) test -count=1 -run TestUpdateCostIsLinear -v ./gateway/consul/
+	$(GO) test -run '^$$' -bench BenchmarkUpdate -benchtime 3x ./gateway/consul/

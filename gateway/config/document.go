@@ -135,6 +135,10 @@ type tree struct {
 	// created: "routes.<name>" and "pools.<name>" that an override named but the file
 	// does not define (a typo in a key: routes/lotery/enabled)
 	created map[string]bool
+	// index maps a mapping node's keys to their value nodes, built at the first
+	// override that walks through it: with thousands of routes, scanning the routes
+	// mapping for every key made an update quadratic in the number of keys
+	index map[*yaml.Node]map[string]int
 }
 
 func (t *tree) where(n *yaml.Node) string {
@@ -180,14 +184,24 @@ func (t *tree) set(o Override) *Error {
 			return &Error{Where: o.Origin, Path: strings.Join(segs[:i], "."), Msg: fmt.Sprintf("is a %s, cannot set %q inside it", kindName(n), s)}
 		}
 		var child *yaml.Node
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			if n.Content[j].Value == s {
-				child = n.Content[j+1]
-				if child.Kind == yaml.AliasNode {
-					child = copyNode(child)
-					n.Content[j+1] = child
+		if t.index == nil {
+			t.index = map[*yaml.Node]map[string]int{}
+		}
+		idx, ok := t.index[n]
+		if !ok {
+			idx = make(map[string]int, len(n.Content)/2)
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if _, dup := idx[n.Content[j].Value]; !dup {
+					idx[n.Content[j].Value] = j // the first, as the scan found it
 				}
-				break
+			}
+			t.index[n] = idx
+		}
+		if j, ok := idx[s]; ok {
+			child = n.Content[j+1]
+			if child.Kind == yaml.AliasNode {
+				child = copyNode(child)
+				n.Content[j+1] = child
 			}
 		}
 		last := i == len(segs)-1
@@ -200,6 +214,7 @@ func (t *tree) set(o Override) *Error {
 			}
 			t.origins[key] = o.Origin
 			t.origins[child] = o.Origin
+			idx[s] = len(n.Content)
 			n.Content = append(n.Content, key, child)
 			if i == 1 && (segs[0] == "routes" || segs[0] == "pools") {
 				t.created[segs[0]+"."+s] = true

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -168,5 +169,24 @@ func TestTypoInRouteKey(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "path prefix") || strings.Contains(err.Error(), "addrs") {
 		t.Errorf("%v\nsays what follows from the typo", err)
+	}
+}
+
+// TestFallbackHeadersBounded: thousands of fallback headers (each fallback answer took
+// seconds) are refused, from the file or from Consul keys.
+func TestFallbackHeadersBounded(t *testing.T) {
+	doc, err := config.Parse("base.yaml", []byte(layersBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ov []config.Override
+	for i := range 2000 {
+		ov = append(ov, config.Override{Path: fmt.Sprintf("routes/lottery/fallback/headers/X-H%d", i), Value: "v", Origin: "consul:k"})
+	}
+	if _, err := config.Load(doc, ov); err == nil || !strings.Contains(err.Error(), "2000 headers") {
+		t.Fatalf("2000 fallback headers: %v", err)
+	}
+	if _, err := config.Load(doc, ov[:32]); err != nil {
+		t.Fatalf("32 fallback headers: %v", err)
 	}
 }

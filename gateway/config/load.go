@@ -271,6 +271,15 @@ func (v *validator) validateRoute(name string, r *Route) {
 	if fb.Status < 200 || fb.Status > 599 {
 		v.errorf(append(path, "fallback", "status"), "want an HTTP status 200-599, got %d", fb.Status)
 	}
+	// Every fallback answer writes its headers: thousands of them made each answer take
+	// seconds. The bounds are far above what a fallback needs.
+	size := 0
+	for k, val := range fb.Headers {
+		size += len(k) + len(val) + 4
+	}
+	if len(fb.Headers) > MaxFallbackHeaders || size > MaxFallbackHeaderBytes {
+		v.errorf(append(path, "fallback", "headers"), "%d headers of %d bytes: at most %d headers and %d bytes (each fallback answer writes them all)", len(fb.Headers), size, MaxFallbackHeaders, MaxFallbackHeaderBytes)
+	}
 	for _, k := range slices.Sorted(maps.Keys(fb.Headers)) {
 		val := fb.Headers[k]
 		if !validHeaderName(k) {
@@ -653,3 +662,9 @@ func (v *validator) defined(section string) []string {
 	sort.Strings(names)
 	return names
 }
+
+// Bounds of a route's fallback headers.
+const (
+	MaxFallbackHeaders     = 32
+	MaxFallbackHeaderBytes = 8 << 10
+)
