@@ -110,7 +110,14 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 	}
 	adm.SetFleet(fleetProvider(client, id))
 	adm.Handle("/consul", admin.JSON(func() any {
-		return map[string]any{"watcher": w.Status(), "instances_live": gw.Env().Instances(), "instance_id": id, "snapshot": cs.snapshot}
+		// instances_live is what this gateway knows of the catalog (0 when it does not
+		// register: -register=false, like floodgate_instances_live); global limits are
+		// divided by limit_divisor (at least 1)
+		live := int64(0)
+		if inst != nil {
+			live = gw.Env().Instances()
+		}
+		return map[string]any{"watcher": w.Status(), "registered": inst != nil, "instances_live": live, "limit_divisor": gw.Env().Instances(), "instance_id": id, "snapshot": cs.snapshot}
 	}))
 
 	go w.Run(ctx, up)

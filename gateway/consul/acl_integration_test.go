@@ -71,6 +71,19 @@ func TestLeastPrivilegeTokenRevoked(t *testing.T) {
 		"-register=false", "-snapshot", filepath.Join(t.TempDir(), "lkg.json"))
 	itest.WaitFor(t, "the switch read with the read-only token", 5*time.Second, func() bool { return verdict(t, g, "/info") == "route/disabled" })
 
+	// not registered (-register=false): /consul says so and counts no live instance,
+	// as floodgate_instances_live does (it said 1)
+	_, body, _ := itest.Get(t, g.AdminURL("/consul"))
+	var cs struct {
+		Registered bool  `json:"registered"`
+		Live       int64 `json:"instances_live"`
+		Divisor    int64 `json:"limit_divisor"`
+	}
+	json.Unmarshal([]byte(body), &cs)
+	if cs.Registered || cs.Live != 0 || cs.Divisor != 1 {
+		t.Errorf("/consul with -register=false: %s", body)
+	}
+
 	// the read-only token cannot write (ctl uses another token)
 	req, _ := http.NewRequest(http.MethodPut, "http://"+c.Addr+"/v1/kv/"+prefix+"routes/lottery/enabled", strings.NewReader("false"))
 	req.Header.Set("X-Consul-Token", secret)
