@@ -432,7 +432,7 @@ func (c *ctlCmd) write(res *consul.Result, err error) error {
 	}
 	if res.BeforeErr != nil {
 		fmt.Fprintf(c.out, "note: the current content of %s does not validate (the gateways keep serving their last good configuration), so there is no diff against it:\n  %s\n",
-			slashed(c.prefix), indent(res.BeforeErr.Error()))
+			consul.SlashPrefix(c.prefix), indent(res.BeforeErr.Error()))
 	} else if res.Before != nil {
 		old := res.Before.Config.Sources
 		printChanges(c.out, "configuration changes", res.Changes, old)
@@ -460,14 +460,6 @@ func (c *ctlCmd) write(res *consul.Result, err error) error {
 	b, _ := json.Marshal(res.Audit)
 	fmt.Fprintf(c.out, "audit: %s = %s\n", res.AuditKey, b)
 	return nil
-}
-
-// slashed is the prefix with its trailing slash.
-func slashed(prefix string) string {
-	if !strings.HasSuffix(prefix, "/") {
-		return prefix + "/"
-	}
-	return prefix
 }
 
 func describePlan(doc string, set bool, key string) string {
@@ -545,7 +537,7 @@ func (c *ctlCmd) confirm(ctl *consul.Ctl) error {
 	if snap.ActivePlan != "" {
 		plan = "active plan " + snap.ActivePlan
 	}
-	fmt.Fprintf(c.out, "current content of %s: %d keys, %s, fingerprint %s\n", slashed(ctl.Prefix), snap.Keys, plan, snap.Fingerprint)
+	fmt.Fprintf(c.out, "current content of %s: %d keys, %s, fingerprint %s\n", consul.SlashPrefix(ctl.Prefix), snap.Keys, plan, snap.Fingerprint)
 	if res.Noop != "" {
 		fmt.Fprintf(c.out, "%s; nothing written\n", res.Noop)
 		return nil

@@ -252,9 +252,7 @@ func watchConsul(ctx context.Context, addr, prefix, tokenFile, snapshot string, 
 	if err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = consul.SlashPrefix(prefix)
 	w := consul.NewWatcher(consul.Options{Client: client, Prefix: prefix, Logger: logger, SnapshotPath: snapshot})
 	snap, saved, err := consul.ReadSnapshot(snapshot, prefix)
 	switch {

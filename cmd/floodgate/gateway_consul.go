@@ -34,10 +34,7 @@ func startConsul(ctx context.Context, cs consulSetup, gw *gateway.Gateway, up *g
 	if err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
-	prefix := cs.prefix
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix := consul.SlashPrefix(cs.prefix)
 	if cs.snapshot == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {

@@ -33,6 +33,15 @@ import (
 // DefaultPrefix is the default key prefix.
 const DefaultPrefix = "floodgate/"
 
+// SlashPrefix returns a key prefix with its trailing slash: the one place every user of
+// a prefix (watcher, ctl, the gateway's and the deliverer's wiring) normalises it.
+func SlashPrefix(p string) string {
+	if !strings.HasSuffix(p, "/") {
+		return p + "/"
+	}
+	return p
+}
+
 // KV is one key and value as read from Consul, relative to nothing (full key).
 type KV struct {
 	Key         string

@@ -207,3 +207,15 @@ func FuzzConsulConvert(f *testing.F) {
 		}
 	})
 }
+
+func TestSlashPrefix(t *testing.T) {
+	for _, tc := range []struct{ desc, in, want string }{
+		{"adds the slash", "floodgate", "floodgate/"},
+		{"keeps one slash", "floodgate/", "floodgate/"},
+		{"nested", "team/fg", "team/fg/"},
+	} {
+		if got := SlashPrefix(tc.in); got != tc.want {
+			t.Errorf("%s: SlashPrefix(%q) = %q, want %q", tc.desc, tc.in, got, tc.want)
+		}
+	}
+}

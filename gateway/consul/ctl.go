@@ -113,10 +113,7 @@ func (c *Ctl) prefix() string {
 	if p == "" {
 		p = DefaultPrefix
 	}
-	if !strings.HasSuffix(p, "/") {
-		p += "/"
-	}
-	return p
+	return SlashPrefix(p)
 }
 
 func (c *Ctl) context() (context.Context, context.CancelFunc) {

@@ -83,9 +83,7 @@ func NewWatcher(o Options) *Watcher {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
-	if !strings.HasSuffix(o.Prefix, "/") {
-		o.Prefix += "/"
-	}
+	o.Prefix = SlashPrefix(o.Prefix)
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
