@@ -146,9 +146,13 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	// text reads an element's text in one evaluation inside the page: the console
+	// re-renders its tables every refresh, and a node looked up first and read after can
+	// be gone in between ("No node with given id found").
 	text := func(what, sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		q, _ := json.Marshal(sel)
+		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(() => { const e = document.querySelector(`+string(q)+`); return e ? e.innerText : "(no element)"; })()`))
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}

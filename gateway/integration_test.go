@@ -208,38 +208,47 @@ routes:
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		return lat
 	}
-	base := measure(200)
-
-	// flood the heavy route with 48 concurrent clients for about 2 s
-	var busy, admitted atomic.Int64
-	stop := make(chan struct{})
-	wait := itest.Load(48, []string{g.URL("/grant")}, stop, func(_ string, resp *http.Response, err error) {
-		switch {
-		case err != nil:
-		case resp.Header.Get("X-Floodgate-Verdict") == "upstream/busy":
-			busy.Add(1)
-		case resp.StatusCode == 200:
-			admitted.Add(1)
-		}
-	})
-	time.Sleep(300 * time.Millisecond)
-	flood := measure(200)
-	close(stop)
-	wait()
-
-	p99 := func(l []time.Duration) time.Duration { return l[len(l)*99/100] }
-	t.Logf("light route p50/p99: alone %v/%v, during heavy flood %v/%v; heavy: admitted %d, busy %d",
-		base[len(base)/2], p99(base), flood[len(flood)/2], p99(flood), admitted.Load(), busy.Load())
-	if busy.Load() == 0 {
-		t.Fatalf("the heavy pool's budget was never exhausted; the test did not saturate it")
-	}
 	// The heavy backend takes 300 ms per request; had the light route shared its
 	// connections, most of its requests would wait that long. The median is compared, not
-	// the tail: on a loaded 2-core machine under -race (48 flooding clients) a few light
-	// requests stall for hundreds of milliseconds whatever the gateway does.
+	// the tail. The measurement is only valid on a machine quiet enough to see 100 ms: if
+	// the light route alone already has a p99 above that, it is taken again
+	// (itest.Measure).
 	p50 := func(l []time.Duration) time.Duration { return l[len(l)/2] }
-	if limit := 100 * time.Millisecond; p50(flood) > limit && p50(flood) > 10*p50(base) {
-		t.Fatalf("light route p50 %v during the heavy flood (alone: %v): the bulkhead leaked", p50(flood), p50(base))
+	p99 := func(l []time.Duration) time.Duration { return l[len(l)*99/100] }
+	if !itest.Measure(t, "the bulkhead", func(int) string {
+		base := measure(200)
+
+		// flood the heavy route with 48 concurrent clients for about 2 s
+		var busy, admitted atomic.Int64
+		stop := make(chan struct{})
+		wait := itest.Load(48, []string{g.URL("/grant")}, stop, func(_ string, resp *http.Response, err error) {
+			switch {
+			case err != nil:
+			case resp.Header.Get("X-Floodgate-Verdict") == "upstream/busy":
+				busy.Add(1)
+			case resp.StatusCode == 200:
+				admitted.Add(1)
+			}
+		})
+		time.Sleep(300 * time.Millisecond)
+		flood := measure(200)
+		close(stop)
+		wait()
+
+		t.Logf("light route p50/p99: alone %v/%v, during heavy flood %v/%v; heavy: admitted %d, busy %d",
+			p50(base), p99(base), p50(flood), p99(flood), admitted.Load(), busy.Load())
+		if busy.Load() == 0 {
+			t.Fatalf("the heavy pool's budget was never exhausted; the test did not saturate it")
+		}
+		if limit := 100 * time.Millisecond; p50(flood) > limit && p50(flood) > 10*p50(base) {
+			if p99(base) > limit {
+				return fmt.Sprintf("the light route alone has a p99 of %v: the machine is too loaded to see %v", p99(base), limit)
+			}
+			t.Fatalf("light route p50 %v during the heavy flood (alone: %v): the bulkhead leaked", p50(flood), p50(base))
+		}
+		return ""
+	}) {
+		itest.Unmeasured(t, "the bulkhead")
 	}
 }
 
