@@ -19,6 +19,8 @@ type ACL struct {
 	denyPaths [][]byte
 	required  [][]byte
 	badAgents [][]byte
+	strip     [][]byte
+	denyQuery [][]byte
 
 	denied    *filters.Reason
 	badMethod *filters.Reason
@@ -55,6 +57,17 @@ func (a *ACL) Decide(r *filters.Request) filters.Result {
 				return filters.RejectWith(a.denied)
 			}
 		}
+	}
+	if len(a.denyQuery) > 0 {
+		args := r.Ctx.QueryArgs()
+		for _, q := range a.denyQuery {
+			if args.HasBytes(q) {
+				return filters.RejectWith(a.denied)
+			}
+		}
+	}
+	for _, h := range a.strip {
+		r.Ctx.Request.Header.DelBytes(h)
 	}
 	return filters.Pass
 }

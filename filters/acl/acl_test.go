@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/filters/filtertest"
 
 	_ "github.com/floodgate/floodgate/filters/acl"
@@ -59,5 +60,31 @@ func TestValidate(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %q does not contain %q", tc.desc, err, tc.want)
 		}
+	}
+}
+
+// TestMethodOverride: method-override headers are stripped (every line) and a _method
+// query parameter is refused, so allow_methods cannot be got round at an upstream that
+// honours them.
+func TestMethodOverride(t *testing.T) {
+	f := filtertest.Build(t, "acl", "allow_methods: [GET]\nstrip_headers: [X-HTTP-Method-Override, X-HTTP-Method]\ndeny_query_params: [_method]", nil)
+	stripped := func(t *testing.T, _ filters.Result, r *filters.Request) {
+		for _, h := range []string{"X-HTTP-Method-Override", "X-HTTP-Method"} {
+			if v := r.Ctx.Request.Header.Peek(h); v != nil {
+				t.Errorf("%s survived: %q", h, v)
+			}
+		}
+		if v := r.Ctx.Request.Header.Peek("X-Other"); string(v) != "1" {
+			t.Errorf("another header was stripped: %q", v)
+		}
+	}
+	filtertest.Run(t, f, []filtertest.Case{
+		{Desc: "override headers stripped", Req: filtertest.Req{URI: "/grant", Headers: map[string]string{"X-HTTP-Method-Override": "DELETE", "x-http-method": "PUT", "X-Other": "1"}}, Check: stripped},
+		{Desc: "_method refused", Req: filtertest.Req{URI: "/grant?_method=DELETE"}, Want: "acl/denied", WantStatus: 403},
+		{Desc: "_method percent-encoded refused", Req: filtertest.Req{URI: "/grant?%5Fmethod=DELETE"}, Want: "acl/denied"},
+		{Desc: "other parameters pass", Req: filtertest.Req{URI: "/grant?method=x"}},
+	})
+	if err := filtertest.DecodeErr(t, "acl", "strip_headers: ['a b']\ndeny_query_params: ['a=b']"); err == nil || !strings.Contains(err.Error(), "strip_headers.0") || !strings.Contains(err.Error(), "deny_query_params.0") {
+		t.Errorf("bad names: %v", err)
 	}
 }

@@ -26,6 +26,15 @@ type Config struct {
 	RequireHeaders []string `yaml:"require_headers" json:"require_headers"`
 	// DenyUserAgents rejects User-Agents containing any of these substrings.
 	DenyUserAgents []string `yaml:"deny_user_agents" json:"deny_user_agents"`
+	// StripHeaders are removed from requests before they go upstream, every line of
+	// them: method-override headers (X-HTTP-Method-Override, X-HTTP-Method,
+	// X-Method-Override) let a client turn an allowed GET into a DELETE at an upstream
+	// that honours them, behind allow_methods.
+	StripHeaders []string `yaml:"strip_headers" json:"strip_headers"`
+	// DenyQueryParams rejects requests carrying any of these query parameters (acl/denied),
+	// e.g. _method. The gateway forwards the query the filters judged, unchanged, so a
+	// parameter is refused rather than removed.
+	DenyQueryParams []string `yaml:"deny_query_params" json:"deny_query_params"`
 	// Status of acl/denied answers; 0 = 403.
 	Status int `yaml:"status" json:"status"`
 }
@@ -58,6 +67,16 @@ func (c *Config) Validate() error {
 	for i, h := range c.RequireHeaders {
 		if h == "" || strings.ContainsAny(h, " :\r\n") {
 			errs.Add(filters.Errorf(field("require_headers", i), h, "not a header name"))
+		}
+	}
+	for i, h := range c.StripHeaders {
+		if h == "" || strings.ContainsAny(h, " :\r\n") {
+			errs.Add(filters.Errorf(field("strip_headers", i), h, "not a header name"))
+		}
+	}
+	for i, q := range c.DenyQueryParams {
+		if q == "" || strings.ContainsAny(q, "&=# \r\n") {
+			errs.Add(filters.Errorf(field("deny_query_params", i), q, "not a query parameter name"))
 		}
 	}
 	for i, s := range c.DenyUserAgents {
@@ -100,6 +119,12 @@ func (c *Config) Build(bc *filters.BuildContext, _ filters.Filter) (filters.Filt
 	}
 	for _, s := range c.DenyUserAgents {
 		a.badAgents = append(a.badAgents, []byte(s))
+	}
+	for _, h := range c.StripHeaders {
+		a.strip = append(a.strip, []byte(h))
+	}
+	for _, q := range c.DenyQueryParams {
+		a.denyQuery = append(a.denyQuery, []byte(q))
 	}
 	return a, nil
 }
