@@ -202,8 +202,14 @@ func TestVerdictsRoutesUsersAndTags(t *testing.T) {
 	if progress.Load() < 1 {
 		t.Errorf("progress never reported")
 	}
-	if len(res.Timeline) < 1 || res.Timeline[0].Sent < 900 {
-		t.Errorf("timeline %+v", res.Timeline)
+	// every send is in the timeline (how many fall in its first second depends on how
+	// busy the machine is: not checked)
+	inTimeline := int64(0)
+	for _, s := range res.Timeline {
+		inTimeline += s.Sent
+	}
+	if len(res.Timeline) < 1 || inTimeline != res.Sent {
+		t.Errorf("timeline holds %d sends, the run sent %d: %+v", inTimeline, res.Sent, res.Timeline)
 	}
 }
 

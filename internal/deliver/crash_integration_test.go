@@ -59,6 +59,13 @@ func (e *env) drain(t *testing.T, total int) (duplicates uint64) {
 func (e *env) settle(t *testing.T, total int) {
 	t.Helper()
 	line, code, out := e.reconcileJSON("-repair")
+	// after a node was killed the cluster may still be electing: "no responders" is
+	// retried (at most a minute), any other failure is not
+	for deadline := time.Now().Add(itest.MinWait); code != 0 && strings.Contains(out, "no responders") && time.Now().Before(deadline); {
+		t.Logf("reconcile -repair: the queue is not answering yet (%s); again in 1 s", strings.TrimSpace(out))
+		time.Sleep(time.Second)
+		line, code, out = e.reconcileJSON("-repair")
+	}
 	if code != 0 {
 		t.Fatalf("reconcile -repair: exit %d: %s\n%s", code, line, out)
 	}
