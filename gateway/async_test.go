@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,7 +59,11 @@ func freeTCP(t testing.TB) string {
 }
 
 // newAsyncRig runs a gateway with a real embedded queue node and a real journal.
-func newAsyncRig(t *testing.T, journalMax int64) *asyncRig {
+func newAsyncRig(t *testing.T, journalMax int64) *asyncRig { return newAsyncRigTB(t, journalMax) }
+
+func newAsyncRigB(b *testing.B) *asyncRig { return newAsyncRigTB(b, 0) }
+
+func newAsyncRigTB(t testing.TB, journalMax int64) *asyncRig {
 	t.Helper()
 	ar := &asyncRig{addr: freeTCP(t), dataDir: t.TempDir()}
 	ar.startNode()
@@ -81,7 +87,8 @@ func newAsyncRig(t *testing.T, journalMax int64) *asyncRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ar.j.Close() })
-	ar.acc, err = accept.New(accept.Options{Queue: ar.q, Journal: accept.JournalAdapter{J: ar.j}, PublishTimeout: 500 * time.Millisecond, RetryQueueAfter: 100 * time.Millisecond})
+	committers, _ := strconv.Atoi(os.Getenv("FLOODGATE_COMMITTERS"))
+	ar.acc, err = accept.New(accept.Options{Queue: ar.q, Journal: accept.JournalAdapter{J: ar.j}, PublishTimeout: 500 * time.Millisecond, RetryQueueAfter: 100 * time.Millisecond, Committers: committers})
 	if err != nil {
 		t.Fatal(err)
 	}
