@@ -4,9 +4,9 @@
 // commit, or replicated) or, when the queue is down, full or slow, in the local journal.
 // A replayer moves journaled grants into the queue when it is back, with their grant ids.
 //
-// Committing is group commit: a few committer goroutines each take every grant waiting
-// (up to max_batch) and store them with one queue batch (one acknowledgement, one sync on
-// the queue node) or one journal append (one fsync), then wake every handler of the
+// Committing is group commit: the committer (one by default) takes every grant waiting
+// (up to max_batch) and stores them with one queue batch (one acknowledgement, one sync on
+// the queue node) or one journal append (one fsync), then wakes every handler of the
 // batch. Under load a batch holds hundreds of grants, so the cost of durability is paid
 // once per batch, not per grant.
 package accept
