@@ -228,16 +228,24 @@ func TestClusterNodeKilled(t *testing.T) {
 	// Count every stream message once, by id (a batch that failed on the client may
 	// still be stored; that is accepted too, and must be delivered as well).
 	scan := func() map[string]bool {
-		accepted := map[string]bool{}
-		sctx, scancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer scancel()
-		if err := e.client.Scan(sctx, queue.Subject("grant"), time.Time{}, func(m queue.Message) error {
-			accepted[idOf(t, m.Data)] = true
-			return nil
-		}); err != nil {
-			t.Fatal(err)
+		// the cluster may still be electing after the kill: "no responders" is retried
+		// (at most a minute), any other error is not
+		for deadline := time.Now().Add(itest.MinWait); ; time.Sleep(time.Second) {
+			accepted := map[string]bool{}
+			sctx, scancel := context.WithTimeout(context.Background(), 60*time.Second)
+			err := e.client.Scan(sctx, queue.Subject("grant"), time.Time{}, func(m queue.Message) error {
+				accepted[idOf(t, m.Data)] = true
+				return nil
+			})
+			scancel()
+			if err == nil {
+				return accepted
+			}
+			if !strings.Contains(err.Error(), "no responders") || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			t.Logf("scanning the queue: %v; again in 1 s", err)
 		}
-		return accepted
 	}
 	accepted := scan()
 	for _, id := range acked {
