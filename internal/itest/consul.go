@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,11 +49,21 @@ type Consul struct {
 	bin  string
 }
 
-func freePort(t testing.TB) int {
-	a := FreeAddr(t)
-	_, p, _ := strings.Cut(a, ":")
-	n, _ := strconv.Atoi(p)
-	return n
+// freePorts returns n distinct loopback ports that were free a moment ago: the listeners
+// are all held until every port is chosen, so two of them cannot be the same port (an
+// agent given one port twice refuses to start).
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	for len(ports) < n {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
 }
 
 // StartConsul starts a dev agent and waits until it has a leader. extra are more agent
@@ -60,13 +71,14 @@ func freePort(t testing.TB) int {
 func StartConsul(t testing.TB, extra ...string) *Consul {
 	t.Helper()
 	c := &Consul{bin: ConsulBinary(t)}
-	http := freePort(t)
+	ports := freePorts(t, 4)
+	http := ports[0]
 	c.Addr = fmt.Sprintf("127.0.0.1:%d", http)
 	c.args = []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-node", fmt.Sprintf("itest-%d", http), "-log-level", "warn",
 		"-http-port", strconv.Itoa(http), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-		"-serf-lan-port", strconv.Itoa(freePort(t)), "-serf-wan-port", strconv.Itoa(freePort(t)),
-		"-server-port", strconv.Itoa(freePort(t))}
+		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
+		"-server-port", strconv.Itoa(ports[3])}
 	c.args = append(c.args, extra...)
 	c.start(t)
 	return c

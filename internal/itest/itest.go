@@ -218,7 +218,8 @@ type Gateway struct {
 // /readyz.
 func StartGateway(t testing.TB, cfg string, extra ...string) *Gateway {
 	t.Helper()
-	g := &Gateway{Addr: FreeAddr(t), Admin: FreeAddr(t), ConfigPath: filepath.Join(t.TempDir(), "gateway.yaml")}
+	ports := freePorts(t, 2) // distinct: two FreeAddr calls can return the same port
+	g := &Gateway{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), Admin: fmt.Sprintf("127.0.0.1:%d", ports[1]), ConfigPath: filepath.Join(t.TempDir(), "gateway.yaml")}
 	g.WriteConfig(t, cfg)
 	g.Restart(t, nil, extra...)
 	return g
