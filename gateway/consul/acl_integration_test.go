@@ -47,6 +47,18 @@ func TestLeastPrivilegeTokenRevoked(t *testing.T) {
 	itest.RequireIntegration(t)
 	c := itest.StartConsul(t, "-hcl", `acl { enabled = true, default_policy = "deny", tokens { initial_management = "`+rootToken+`" } }`)
 	const prefix = "fg-acl/"
+	// A dev agent elects itself before its ACL system has taken the initial management
+	// token; until then every authorized call is "ACL system must be bootstrapped".
+	itest.WaitFor(t, "the agent's ACL system to take the management token", 60*time.Second, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+c.Addr+"/v1/acl/token/self", nil)
+		req.Header.Set("X-Consul-Token", rootToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	consulAPI(t, c, "PUT", "/v1/acl/policy", map[string]any{"Name": "floodgate-watch", "Rules": `key_prefix "` + prefix + `" { policy = "read" }`})
 	tok := consulAPI(t, c, "PUT", "/v1/acl/token", map[string]any{"Description": "gateway watcher", "Policies": []map[string]string{{"Name": "floodgate-watch"}}})
 	secret, accessor := tok["SecretID"].(string), tok["AccessorID"].(string)
