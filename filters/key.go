@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/floodgate/floodgate/internal/bytesconv"
 )
 
 // KeySource says where a per-key filter finds a request's key.
@@ -158,7 +160,7 @@ func (k *KeySpec) Read(r *Request) ([]byte, KeyStatus) {
 	switch k.Source {
 	case KeyHeader:
 		r.Ctx.Request.Header.VisitAll(func(name, value []byte) {
-			if equalFoldASCII(name, k.name) {
+			if bytesconv.EqualFold(name, k.name) {
 				if n == 0 {
 					v = value
 				}
@@ -252,25 +254,6 @@ func (k *KeySpec) Hash(r *Request) (uint64, KeyStatus) {
 		return 0, st
 	}
 	return xxhash.Sum64(b), KeyFound
-}
-
-func equalFoldASCII(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Mix combines a key hash with a salt into a well-spread 64-bit value (splitmix64), e.g.

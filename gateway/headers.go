@@ -50,7 +50,7 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 	var buf [maxConnTokens]byte
 	n := 0
 	h.VisitAll(func(k, v []byte) {
-		if equalFold(k, connName) && n < len(buf) {
+		if bytesconv.EqualFold(k, connName) && n < len(buf) {
 			n += copy(buf[n:], v)
 			if n < len(buf) {
 				buf[n] = ','
@@ -93,7 +93,7 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 	var buf [maxConnTokens]byte
 	n := 0
 	h.VisitAll(func(k, v []byte) {
-		if equalFold(k, connName) && n < len(buf) {
+		if bytesconv.EqualFold(k, connName) && n < len(buf) {
 			n += copy(buf[n:], v)
 			if n < len(buf) {
 				buf[n] = ','
@@ -137,14 +137,14 @@ func nextToken(list []byte) (tok, rest []byte) {
 		tok, rest = list[:i], list[i+1:]
 	}
 	tok = trimSpace(tok)
-	if len(tok) == 0 || equalFold(tok, tokenClose) || equalFold(tok, tokenKeepAlv) {
+	if len(tok) == 0 || bytesconv.EqualFold(tok, tokenClose) || bytesconv.EqualFold(tok, tokenKeepAlv) {
 		return nil, rest
 	}
 	return tok, rest
 }
 
 func isProxyHeader(k []byte) bool {
-	return len(k) > len(proxyPrefix) && equalFold(k[:len(proxyPrefix)], proxyPrefix)
+	return len(k) > len(proxyPrefix) && bytesconv.EqualFold(k[:len(proxyPrefix)], proxyPrefix)
 }
 
 // maxForwardedFor bounds the combined X-Forwarded-For chain the gateway reads and
@@ -158,7 +158,7 @@ const maxForwardedFor = 1024
 func forwardedChain(h *fasthttp.RequestHeader, buf *[maxForwardedFor]byte) (chain []byte, ok bool) {
 	n, ok := 0, true
 	h.VisitAll(func(k, v []byte) {
-		if !ok || !equalFold(k, xffName) {
+		if !ok || !bytesconv.EqualFold(k, xffName) {
 			return
 		}
 		v = trimSpace(v)
@@ -270,23 +270,4 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-func equalFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/bytesconv"
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
@@ -253,7 +254,7 @@ func dropTrailers(h *fasthttp.RequestHeader) bool {
 		name := line[:colon]
 		fit := true
 		h.VisitAll(func(k, v []byte) {
-			if !fit || !equalFold(k, name) {
+			if !fit || !bytesconv.EqualFold(k, name) {
 				return
 			}
 			if nk == len(keep) || nb+len(v) > len(vbuf) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/bytesconv"
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
@@ -360,11 +361,11 @@ func (st *state) match(host, path []byte) *route {
 		switch {
 		case len(r.host) == 0:
 		case r.wildcard:
-			if len(host) <= len(r.host) || !equalFold(host[len(host)-len(r.host):], r.host) {
+			if len(host) <= len(r.host) || !bytesconv.EqualFold(host[len(host)-len(r.host):], r.host) {
 				continue
 			}
 		default:
-			if !equalFold(host, r.host) {
+			if !bytesconv.EqualFold(host, r.host) {
 				continue
 			}
 		}
