@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/filters/filtertest"
+	"github.com/floodgate/floodgate/internal/cputime"
 	"github.com/floodgate/floodgate/internal/packfile"
 )
 
@@ -131,7 +132,7 @@ func BenchmarkPack(b *testing.B) {
 					g = nil
 				}
 				heap0, rss0 := heapInUse(), rss(b)
-				start, cpu0 := time.Now(), processCPU()
+				start, cpu0 := time.Now(), cputime.Process()
 				var err error
 				g, err = loadGeneration([]packSpec{{name: "big", path: path}}, nil)
 				if err != nil {
@@ -139,7 +140,7 @@ func BenchmarkPack(b *testing.B) {
 				}
 				g.refs.Store(1)
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
-				b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s/load")
+				b.ReportMetric((cputime.Process() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(g.total), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(g.total), "rssB/number")
 			}
@@ -166,14 +167,14 @@ func BenchmarkPack(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				c = nil
 				heap0, rss0 := heapInUse(), rss(b)
-				start, cpu0 := time.Now(), processCPU()
+				start, cpu0 := time.Now(), cputime.Process()
 				var err error
 				c, err = loadCacheGeneration([]packSpec{{name: "big", path: path}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
-				b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s/load")
+				b.ReportMetric((cputime.Process() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(c.total), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(c.total), "rssB/number")
 			}
@@ -195,13 +196,13 @@ func BenchmarkPack(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				m = nil
 				heap0, rss0 := heapInUse(), rss(b)
-				start, cpu0 := time.Now(), processCPU()
+				start, cpu0 := time.Now(), cputime.Process()
 				m = make(map[uint64]uint64)
 				if _, err := packfile.Read(path, func(x uint64) error { m[x] |= 1; return nil }); err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(time.Since(start).Seconds(), "s/load")
-				b.ReportMetric((processCPU() - cpu0).Seconds(), "cpu-s/load")
+				b.ReportMetric((cputime.Process() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(len(m)), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(len(m)), "rssB/number")
 			}
@@ -217,11 +218,11 @@ func BenchmarkPack(b *testing.B) {
 func lookups(b *testing.B, name string, member, other func(i int)) {
 	b.Run(name+"/lookup_member", func(b *testing.B) {
 		b.ReportAllocs()
-		cpuLoop(b, member)
+		cputime.Loop(b, member)
 	})
 	b.Run(name+"/lookup_nonmember", func(b *testing.B) {
 		b.ReportAllocs()
-		cpuLoop(b, other)
+		cputime.Loop(b, other)
 	})
 	b.Run(name+"/lookup_member_parallel", func(b *testing.B) {
 		b.ReportAllocs()
@@ -253,7 +254,7 @@ func BenchmarkDecide(b *testing.B) {
 				r := filtertest.NewRequest(b, filtertest.Req{URI: "/grant?uin=1"})
 				args := r.Ctx.QueryArgs()
 				b.ReportAllocs()
-				cpuLoop(b, func(i int) {
+				cputime.Loop(b, func(i int) {
 					args.SetBytesV("uin", set.keys[i&(keyPool-1)])
 					f.Decide(r)
 				})
@@ -305,12 +306,12 @@ func BenchmarkPackLoad100M(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		rss0 := rss(b)
-		start, cpu0 := time.Now(), processCPU()
+		start, cpu0 := time.Now(), cputime.Process()
 		g, err := loadGeneration([]packSpec{{name: "big", path: path}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		took, cpu := time.Since(start), processCPU()-cpu0
+		took, cpu := time.Since(start), cputime.Process()-cpu0
 		g.refs.Store(1)
 		resident := rss(b) - rss0
 		b.ReportMetric(took.Seconds(), "s/load")

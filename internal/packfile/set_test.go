@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/floodgate/floodgate/internal/cputime"
 )
 
 func buildSet(t testing.TB, nums []uint64) *Set {
@@ -198,11 +200,11 @@ func BenchmarkSetLayouts(b *testing.B) {
 			b.Fatalf("%s: lines %v", layout, s.lines != nil)
 		}
 		b.Run(layout+"/member", func(b *testing.B) {
-			cpuLoop(b, func(i int) { s.Contains(members[i&(pool-1)]) })
+			cputime.Loop(b, func(i int) { s.Contains(members[i&(pool-1)]) })
 			b.ReportMetric(float64(s.Bytes())/float64(s.Len()), "B/number")
 		})
 		b.Run(layout+"/nonmember", func(b *testing.B) {
-			cpuLoop(b, func(i int) { s.Contains(others[i&(pool-1)]) })
+			cputime.Loop(b, func(i int) { s.Contains(others[i&(pool-1)]) })
 		})
 		b.Run(layout+"/member_parallel", func(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
