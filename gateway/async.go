@@ -42,12 +42,11 @@ var (
 )
 
 var (
-	contentJSON   = []byte("application/json")
-	bodyPrefix    = []byte(`{"ok":true,"grant_id":"`)
-	bodyDupFalse  = []byte(`","duplicate":false}` + "\n")
-	bodyDupTrue   = []byte(`","duplicate":true}` + "\n")
-	maxKeyLen     = 256
-	idempotencyHd = "Idempotency-Key"
+	contentJSON  = []byte("application/json")
+	bodyPrefix   = []byte(`{"ok":true,"grant_id":"`)
+	bodyDupFalse = []byte(`","duplicate":false}` + "\n")
+	bodyDupTrue  = []byte(`","duplicate":true}` + "\n")
+	maxKeyLen    = 256
 )
 
 // asyncRoute is an async route's part of the state.

@@ -14,7 +14,6 @@ package accept
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -422,9 +421,4 @@ func (a *Acceptor) Close() {
 	a.cancel()
 	a.wg.Wait()
 	a.drainClosed()
-}
-
-// String describes the acceptor for logs.
-func (a *Acceptor) String() string {
-	return fmt.Sprintf("accept: %d committers, batches up to %d, publish timeout %s", a.opts.Committers, a.opts.MaxBatch, a.opts.PublishTimeout)
 }
