@@ -41,6 +41,7 @@ type fakeJournal struct {
 	mu      sync.Mutex
 	pending [][]byte
 	fail    error
+	reads   int // Pending calls
 }
 
 func (j *fakeJournal) Append(p ...[]byte) error {
@@ -56,6 +57,7 @@ func (j *fakeJournal) Append(p ...[]byte) error {
 func (j *fakeJournal) Pending(max int) ([][]byte, func() error, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.reads++
 	n := min(max, len(j.pending))
 	out := append([][]byte(nil), j.pending[:n]...)
 	return out, func() error {
@@ -158,7 +160,7 @@ func TestAcceptorKeepsUndecodableJournalRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // a few replay attempts
+	eventually(t, "three replay attempts", func() bool { j.mu.Lock(); defer j.mu.Unlock(); return j.reads >= 3 })
 	a.Close()
 	if j.PendingRecords() != 2 || q.count() != 0 {
 		t.Fatalf("journal %d, queue %d: an undecodable record must stop the replay, not be dropped", j.PendingRecords(), q.count())
