@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -126,19 +124,20 @@ func runDeliver(args []string) error {
 	}
 	var watcher *consul.Watcher
 	if *consulAddr != "" {
-		snap := *snapshot
-		if snap == "" {
-			dir, err := os.UserCacheDir()
-			if err != nil {
-				dir = os.TempDir()
-			}
-			snap = filepath.Join(dir, "floodgate", "lkg-deliver-"+strings.NewReplacer(":", "_", "/", "_").Replace(ln.Addr().String())+".json")
-		}
-		watcher, err = watchConsul(ctx, *consulAddr, *consulPrefix, *consulToken, snap, up, logger)
+		// the deliverer composes the layers as the gateways do, but serves no traffic: it
+		// neither registers in the catalog nor splits limits
+		cl, err := consul.NewClient(consul.ClientOptions{Addr: *consulAddr, TokenFile: *consulToken})
 		if err != nil {
 			ln.Close()
-			return err
+			return fmt.Errorf("consul: %w", err)
 		}
+		snap := *snapshot
+		if snap == "" {
+			snap = consul.DefaultSnapshotPath("deliver-" + ln.Addr().String())
+		}
+		watcher = consul.StartSource(ctx, up, consul.SourceOptions{
+			Options: consul.Options{Client: cl, Prefix: *consulPrefix, Logger: logger, SnapshotPath: snap},
+		}).Watcher
 	}
 
 	d := deliver.New(deliver.Options{Client: client, Config: gw.Config, ID: *id, Logger: logger})
@@ -241,39 +240,6 @@ func (refusingJournal) PendingRecords() int64 { return 0 }
 // streamConfig is the grants stream as the configuration sets it.
 func streamConfig(cfg *config.Config) queue.StreamConfig {
 	return queue.StreamConfig{Name: cfg.Queue.Stream, Replicas: cfg.Queue.Replicas, MaxAge: time.Duration(cfg.Queue.MaxAge), MaxBytes: int64(cfg.Queue.MaxBytes)}
-}
-
-// watchConsul makes Consul a configuration source of up, as in the gateway: the
-// last-known-good snapshot first (so a restart with Consul down keeps the switches),
-// then blocking reads of the prefix. Processes that serve no traffic (the deliverer)
-// neither register in the catalog nor split limits.
-func watchConsul(ctx context.Context, addr, prefix, tokenFile, snapshot string, up *gateway.Updater, logger *zap.Logger) (*consul.Watcher, error) {
-	client, err := consul.NewClient(consul.ClientOptions{Addr: addr, TokenFile: tokenFile})
-	if err != nil {
-		return nil, fmt.Errorf("consul: %w", err)
-	}
-	prefix = consul.SlashPrefix(prefix)
-	w := consul.NewWatcher(consul.Options{Client: client, Prefix: prefix, Logger: logger, SnapshotPath: snapshot})
-	snap, saved, err := consul.ReadSnapshot(snapshot, prefix)
-	switch {
-	case err != nil:
-		logger.Error("last-known-good snapshot not used", zap.Error(err))
-		w.Seed(nil, "waiting for the first read from consul (snapshot unusable)")
-	case snap == nil:
-		w.Seed(nil, "waiting for the first read from consul (no snapshot yet)")
-	default:
-		ov := snap.Overrides
-		plan := gateway.Plan{Name: snap.ActivePlan, Overrides: snap.Plan()}
-		if _, err := up.Apply(gateway.Update{Source: "snapshot:" + snapshot, Overrides: &ov, Plan: &plan, Note: "last-known-good from " + saved.Format(time.RFC3339)}); err != nil {
-			logger.Error("last-known-good snapshot does not validate against this configuration; using the file alone", zap.Error(err))
-			w.Seed(nil, "waiting for the first read from consul (snapshot rejected)")
-		} else {
-			w.Seed(snap, "serving the last-known-good snapshot of "+saved.Format(time.RFC3339)+" until consul answers")
-		}
-	}
-	go w.Run(ctx, up)
-	logger.Info("watching consul", zap.String("addr", addr), zap.String("prefix", prefix))
-	return w, nil
 }
 
 func isLoopbackHost(h string) bool {

@@ -29,9 +29,57 @@ var (
 		"Unix time of the last successful read of the Consul prefix.")
 )
 
+// Lister is what the watcher needs from Consul's KV API: every key under prefix, read
+// with a blocking query - the answer comes when the prefix's index passes index, or when
+// wait has elapsed (at once for index 0) - with the index of the answer. KVLister is the
+// Lister of a Consul client; tests give the watcher a scripted one.
+type Lister interface {
+	List(ctx context.Context, prefix string, index uint64, wait time.Duration) (kvs []KV, lastIndex uint64, err error)
+}
+
+// KVLister lists keys with a Consul API client's KV endpoint.
+type KVLister struct{ KV *api.KV }
+
+// List implements Lister.
+func (l KVLister) List(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]KV, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+	pairs, meta, err := l.KV.List(prefix, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	kvs := make([]KV, 0, len(pairs))
+	for _, p := range pairs {
+		kvs = append(kvs, KV{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex})
+	}
+	return kvs, meta.LastIndex, nil
+}
+
+// Clock is the watcher's time: how long since the last apply, the waits between reads,
+// and the deadline of a read. Tests give it a clock that moves only when told.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d; it returns false, at once, when ctx is done.
+	Sleep(ctx context.Context, d time.Duration) bool
+	// WithTimeout is context.WithTimeout on this clock.
+	WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                                  { return time.Now() }
+func (realClock) Sleep(ctx context.Context, d time.Duration) bool { return sleep(ctx, d) }
+func (realClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
 // Options configures a Watcher.
 type Options struct {
+	// Client reads the prefix (Lister, when set, is used instead).
 	Client *api.Client
+	// Lister reads the prefix (default KVLister{Client.KV()}).
+	Lister Lister
+	// Clock is the watcher's time (default the real one).
+	Clock Clock
 	// Prefix is the key prefix, with a trailing slash (default "floodgate/").
 	Prefix string
 	Logger *zap.Logger
@@ -49,9 +97,6 @@ type Options struct {
 	// OnStale is told "" when the configuration is fresh and a reason when it may be
 	// stale (Consul unreachable, token refused, serving a snapshot).
 	OnStale func(reason string)
-	// OnApplied is called after a Consul update was applied (e.g. to refresh the
-	// instance's status in the catalog).
-	OnApplied func(s *Snapshot, generation uint64)
 	// OnHeld is told the reason when a read is held for confirmation, "" when released.
 	OnHeld func(reason string)
 }
@@ -75,6 +120,15 @@ type Watcher struct {
 	// seedNote says what the gateway serves until the first successful read (e.g. the
 	// snapshot); it prefixes the stale reason while Consul is unreachable.
 	seedNote string
+	// jitter returns a number in [0, n) (rand.Int64N; tests pin it)
+	jitter func(n int64) int64
+}
+
+// updater is what the watcher does with the gateway's Updater (a fake in tests).
+type updater interface {
+	Apply(gateway.Update) (uint64, error)
+	Reject(source, note string, err error)
+	Hold(source, msg string)
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
@@ -99,7 +153,13 @@ func NewWatcher(o Options) *Watcher {
 	if o.BackoffMax == 0 {
 		o.BackoffMax = 5 * time.Second
 	}
-	return &Watcher{o: o}
+	if o.Lister == nil && o.Client != nil {
+		o.Lister = KVLister{KV: o.Client.KV()}
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	return &Watcher{o: o, jitter: rand.Int64N}
 }
 
 // readGrace is how much longer than its expected wait a read may take before the
@@ -152,7 +212,26 @@ func (w *Watcher) setStale(reason string) {
 
 // Run implements gateway.Source: blocking queries on the prefix until ctx is done.
 func (w *Watcher) Run(ctx context.Context, u *gateway.Updater) error {
-	kv := w.o.Client.KV()
+	if w.o.Lister == nil {
+		return errors.New("consul watcher: no Consul client")
+	}
+	w.run(ctx, u)
+	return nil
+}
+
+// run is the read loop. Its rules:
+//   - a read blocks until the index passes the last one seen (the first read, index 0,
+//     answers at once); one that takes longer than it should (readGrace more than
+//     WaitTime and Consul's jitter) is abandoned as failed and marks the source stale;
+//   - after a failed read it waits a capped exponential back-off with jitter
+//     (BackoffMin doubling up to BackoffMax), back to BackoffMin after a success;
+//   - an index that goes backwards (a restore, a new cluster) is reset and the answer
+//     taken as fresh data; an unchanged index is no change;
+//   - a read with the content in force (same fingerprint) applies nothing;
+//   - a suspicious read is held until an operator confirms it (consider);
+//   - two applied updates are at least MinInterval apart.
+func (w *Watcher) run(ctx context.Context, u updater) {
+	clock := w.o.Clock
 	var index uint64
 	fails := 0
 	for ctx.Err() == nil {
@@ -162,22 +241,21 @@ func (w *Watcher) Run(ctx context.Context, u *gateway.Updater) error {
 		if index > 0 {
 			expect += w.o.WaitTime + w.o.WaitTime/16
 		}
-		rctx, cancel := context.WithTimeout(ctx, expect)
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: w.o.WaitTime}).WithContext(rctx)
-		pairs, meta, err := kv.List(w.o.Prefix, q)
+		rctx, cancel := clock.WithTimeout(ctx, expect)
+		kvs, last, err := w.o.Lister.List(rctx, w.o.Prefix, index, w.o.WaitTime)
 		overdue := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			if overdue {
 				err = fmt.Errorf("no answer within %s, the longest a read should take (agent hung or overloaded?): %w", expect, err)
 			}
 			fails++
 			w.readFailed(err, fails)
-			if !sleep(ctx, w.backoff(fails)) {
-				return nil
+			if !clock.Sleep(ctx, w.backoff(fails)) {
+				return
 			}
 			continue
 		}
@@ -186,39 +264,34 @@ func (w *Watcher) Run(ctx context.Context, u *gateway.Updater) error {
 		}
 		fails = 0
 		w.mu.Lock()
-		w.lastOK = time.Now()
+		w.lastOK = clock.Now()
 		w.seedNote = ""
 		w.mu.Unlock()
 		consulLastOK.SetToCurrentTime()
 		w.setStale("")
 
 		switch {
-		case meta.LastIndex < index:
+		case last < index:
 			// The index went backwards (a Consul restore or a new cluster): reset it, as
 			// Consul's blocking-query rules say, and treat this answer as fresh data.
 			consulReads.WithLabelValues("index_reset").Inc()
-			w.o.Logger.Warn("consul index went backwards; resetting", zap.Uint64("was", index), zap.Uint64("now", meta.LastIndex))
+			w.o.Logger.Warn("consul index went backwards; resetting", zap.Uint64("was", index), zap.Uint64("now", last))
 			index = 0
-		case meta.LastIndex == index:
+		case last == index:
 			consulReads.WithLabelValues("unchanged").Inc()
 			continue
 		default:
-			index = meta.LastIndex
+			index = last
 		}
 		if index == 0 {
 			index = 1 // an index must be at least 1 to block on
 		}
-		kvs := make([]KV, 0, len(pairs))
-		for _, p := range pairs {
-			kvs = append(kvs, KV{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex})
-		}
 		w.consider(ctx, u, kvs)
 	}
-	return nil
 }
 
 // consider converts one read and applies it - unless it is unchanged, invalid or held.
-func (w *Watcher) consider(ctx context.Context, u *gateway.Updater, kvs []KV) {
+func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV) {
 	snap, err := Convert(w.o.Prefix, kvs)
 	if err != nil {
 		consulReads.WithLabelValues("changed").Inc()
@@ -253,29 +326,26 @@ func (w *Watcher) consider(ctx context.Context, u *gateway.Updater, kvs []KV) {
 	}
 	// at least MinInterval between applied updates
 	w.mu.Lock()
-	wait := w.o.MinInterval - time.Since(w.appliedT)
+	wait := w.o.MinInterval - w.o.Clock.Now().Sub(w.appliedT)
 	w.mu.Unlock()
-	if wait > 0 && !sleep(ctx, wait) {
+	if wait > 0 && !w.o.Clock.Sleep(ctx, wait) {
 		return
 	}
 	ov := snap.Overrides
 	plan := gateway.Plan{Name: snap.ActivePlan, Overrides: snap.Plan()}
-	gen, err := u.Apply(gateway.Update{Source: "consul", Overrides: &ov, Plan: &plan, Note: fmt.Sprintf("%d keys, fingerprint %s", snap.Keys, snap.Fingerprint)})
+	_, err = u.Apply(gateway.Update{Source: "consul", Overrides: &ov, Plan: &plan, Note: fmt.Sprintf("%d keys, fingerprint %s", snap.Keys, snap.Fingerprint)})
 	w.setHeld("")
 	if err != nil {
 		return // recorded and logged by the updater; keep serving what we had
 	}
 	w.mu.Lock()
 	w.current = snap
-	w.appliedT = time.Now()
+	w.appliedT = w.o.Clock.Now()
 	w.mu.Unlock()
 	if w.o.SnapshotPath != "" {
 		if err := WriteSnapshot(w.o.SnapshotPath, w.o.Prefix, snap); err != nil {
 			w.o.Logger.Error("cannot write the last-known-good snapshot", zap.String("path", w.o.SnapshotPath), zap.Error(err))
 		}
-	}
-	if w.o.OnApplied != nil {
-		w.o.OnApplied(snap, gen)
 	}
 }
 
@@ -344,7 +414,7 @@ func (w *Watcher) backoff(fails int) time.Duration {
 	if d > w.o.BackoffMax {
 		d = w.o.BackoffMax
 	}
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	return d/2 + time.Duration(w.jitter(int64(d/2)+1))
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
