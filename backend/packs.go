@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"os"
@@ -126,8 +125,7 @@ type packFile struct {
 }
 
 func (f packFile) same(g packFile) bool {
-	return f.name == g.name && f.path == g.path && f.info.Size() == g.info.Size() &&
-		f.info.ModTime().Equal(g.info.ModTime()) && os.SameFile(f.info, g.info)
+	return f.name == g.name && f.path == g.path && packfile.SameVersion(f.info, g.info)
 }
 
 // NewPacks loads every pack in cfg.Dir (any broken file is an error) and starts the
@@ -332,22 +330,18 @@ func sameFiles(a, b []packFile) bool {
 
 // readPack reads one pack file, hashing its bytes for the version.
 func readPack(f packFile) (*pack, error) {
-	fh, err := os.Open(f.path)
+	fh, err := packfile.Open(f.path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
 	h := sha256.New()
 	nums := make([]uint64, 0, f.info.Size()/10+16) // a 9-10 digit number and '\n' per line
-	_, err = packfile.ReadFrom(io.TeeReader(fh, h), f.path, func(n uint64) error {
+	if _, err := fh.Numbers(h, func(n uint64) error {
 		nums = append(nums, n)
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
-	}
-	if _, err := io.Copy(h, fh); err != nil { // bytes after a gzip stream's end
-		return nil, fmt.Errorf("%s: %w", f.path, err)
 	}
 	slices.Sort(nums)
 	nums = slices.Compact(nums)

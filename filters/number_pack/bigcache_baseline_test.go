@@ -10,9 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -239,19 +237,15 @@ func buildCacheGeneration(packs []packSpec, stop <-chan struct{}, undersize floa
 // readPack reads one pack file into a sorted, distinct slice, with the file's version.
 // A file replaced or modified while it was read is an error (the next check retries).
 func readPack(path string, stop <-chan struct{}) ([]uint64, fileVersion, error) {
-	fh, err := os.Open(path)
+	f, err := packfile.Open(path)
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
-	defer fh.Close()
-	before, err := fh.Stat()
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
+	defer f.Close()
 	h := xxhash.New()
-	ns := make([]uint64, 0, before.Size()/10+16) // a 9-10 digit number and '\n' per line
+	ns := make([]uint64, 0, f.Info().Size()/10+16) // a 9-10 digit number and '\n' per line
 	k := 0
-	_, err = packfile.ReadFrom(io.TeeReader(fh, h), path, func(n uint64) error {
+	_, err = f.Numbers(h, func(n uint64) error {
 		if k++; k&0xffff == 0 && stopped(stop) {
 			return errStopped
 		}
@@ -264,15 +258,9 @@ func readPack(path string, stop <-chan struct{}) ([]uint64, fileVersion, error) 
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
-	if _, err := io.Copy(h, fh); err != nil { // bytes after a gzip stream's end
-		return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
-	}
-	after, err := os.Stat(path)
+	after, err := f.Unchanged()
 	if err != nil {
 		return nil, fileVersion{}, err
-	}
-	if !sameStat(before, after) {
-		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
 	}
 	slices.Sort(ns)
 	ns = slices.Compact(ns)

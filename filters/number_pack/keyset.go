@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -85,19 +83,15 @@ func queueBytes(keyLen, width int) int {
 
 // readKeySet reads a string pack file into a keySet.
 func readKeySet(path string, stop <-chan struct{}) (*keySet, fileVersion, error) {
-	fh, err := os.Open(path)
+	f, err := packfile.Open(path)
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
-	defer fh.Close()
-	before, err := fh.Stat()
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
+	defer f.Close()
 	h := xxhash.New()
 	keys := map[string]struct{}{}
 	k := 0
-	_, err = packfile.ReadKeysFrom(io.TeeReader(fh, h), path, func(key []byte) error {
+	_, err = f.Keys(h, func(key []byte) error {
 		if k++; k&0xffff == 0 && stopped(stop) {
 			return errStopped
 		}
@@ -107,15 +101,9 @@ func readKeySet(path string, stop <-chan struct{}) (*keySet, fileVersion, error)
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
-	if _, err := io.Copy(h, fh); err != nil {
-		return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
-	}
-	after, err := os.Stat(path)
+	after, err := f.Unchanged()
 	if err != nil {
 		return nil, fileVersion{}, err
-	}
-	if !sameStat(before, after) {
-		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
 	}
 	shards := shardCount(len(keys))
 	perShard := make([]int, shards)

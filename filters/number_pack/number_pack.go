@@ -4,7 +4,7 @@
 // Membership comes from one of two sources:
 //
 //   - file: every pack of the route is loaded whole from its file into a packfile.Set
-//     (sorted low bits in buckets, ~2.2 bytes per number), shared with every route naming
+//     (one cache line per lookup, ~3.3 bytes per number), shared with every route naming
 //     the same file at the same version, in the background, at start and whenever a
 //     file's version changes. A new version is
 //     loaded beside the serving cache and swapped in with one atomic store: a lookup

@@ -2,14 +2,10 @@ package numberpack
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"os"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 
 	"github.com/floodgate/floodgate/internal/packfile"
 )
@@ -79,7 +75,7 @@ func acquireSet(path string, strs bool, stop <-chan struct{}) (*sharedSet, error
 			}
 			e.took = time.Since(start)
 			if e.err == nil && keyOf(path, strs, e.fv.info) != k {
-				e.err = fmt.Errorf("%s changed while it was read", path)
+				e.err = errChanged(path)
 			}
 			if e.err != nil {
 				registry.Lock()
@@ -134,84 +130,4 @@ func registered() int {
 	registry.Lock()
 	defer registry.Unlock()
 	return len(registry.m)
-}
-
-// readPackSet reads a pack file into a Set in three passes over the file (range and
-// count, per-bucket counts, the numbers; two for the line layout, which needs no counts),
-// so that nothing but the Set's own arrays is held: 100M numbers load in about 3.2 bytes
-// each instead of the 8 a []uint64 of them would take before sorting. Each pass hashes the bytes; a file whose bytes differ
-// between passes, or whose size, mtime or inode changed while it was read, is an error
-// (the next check retries).
-func readPackSet(path string, stop <-chan struct{}) (*packfile.Set, fileVersion, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	defer fh.Close()
-	before, err := fh.Stat()
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	b := packfile.NewSetBuilder()
-	var hash uint64
-	for pass := 1; pass <= 3; pass++ {
-		if pass == 2 && !b.NeedsCounts() { // the line layout: no per-bucket counts
-			continue
-		}
-		if _, err := fh.Seek(0, io.SeekStart); err != nil {
-			return nil, fileVersion{}, err
-		}
-		h := xxhash.New()
-		k := 0
-		_, err = packfile.ReadFrom(io.TeeReader(fh, h), path, func(n uint64) error {
-			if k++; k&0xffff == 0 && stopped(stop) {
-				return errStopped
-			}
-			switch pass {
-			case 1:
-				if n == reservedNumber {
-					return fmt.Errorf("%s: number %d is reserved (not a user number)", path, n)
-				}
-				b.Scan(n)
-				return nil
-			case 2:
-				return b.CountNumber(n)
-			default:
-				return b.Add(n)
-			}
-		})
-		if errors.Is(err, packfile.ErrSetChanged) {
-			return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
-		}
-		if err != nil {
-			return nil, fileVersion{}, err
-		}
-		if _, err := io.Copy(h, fh); err != nil { // bytes after a gzip stream's end
-			return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
-		}
-		switch pass {
-		case 1:
-			hash = h.Sum64()
-			if err := b.Size(); err != nil {
-				return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
-			}
-		case 2:
-			b.Place()
-		}
-		if h.Sum64() != hash {
-			return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
-		}
-	}
-	set, err := b.Finish()
-	if err != nil {
-		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
-	}
-	after, err := os.Stat(path)
-	if err != nil {
-		return nil, fileVersion{}, err
-	}
-	if !sameStat(before, after) {
-		return nil, fileVersion{}, fmt.Errorf("%s changed while it was read", path)
-	}
-	return set, fileVersion{info: after, hash: hash}, nil
 }

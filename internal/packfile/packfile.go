@@ -42,22 +42,32 @@ func Read(path string, fn func(n uint64) error) (count int, err error) {
 
 // ReadFrom is Read on an open stream; name is used in error messages only.
 func ReadFrom(r io.Reader, name string, fn func(n uint64) error) (count int, err error) {
-	br := bufio.NewReaderSize(r, MaxLineLen)
+	br, done, err := lines(r, name)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	return readLines(br, name, fn)
+}
+
+// lines returns the reader of r's lines: r itself, or its decompressed stream when r
+// starts with gzip's magic bytes. done releases the decompressor.
+func lines(r io.Reader, name string) (br *bufio.Reader, done func(), err error) {
+	br = bufio.NewReaderSize(r, MaxLineLen)
 	magic, err := br.Peek(2)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return 0, fmt.Errorf("%s: gzip: %w", name, err)
+			return nil, nil, fmt.Errorf("%s: gzip: %w", name, err)
 		}
-		defer zr.Close()
-		// readLines reads to the end of the stream, which is where gzip checks the
+		// The line reader reads to the end of the stream, which is where gzip checks the
 		// trailer's CRC and length: a damaged or truncated stream is an error.
-		br = bufio.NewReaderSize(zr, MaxLineLen)
+		return bufio.NewReaderSize(zr, MaxLineLen), func() { zr.Close() }, nil
 	}
-	return readLines(br, name, fn)
+	return br, func() {}, nil
 }
 
 // MaxKeyLen is the longest key of a string pack.
@@ -68,19 +78,11 @@ const MaxKeyLen = 256
 // MaxKeyLen printable ASCII bytes without spaces. fn gets each key in file order; the
 // slice is valid only during the call.
 func ReadKeysFrom(r io.Reader, name string, fn func(key []byte) error) (count int, err error) {
-	br := bufio.NewReaderSize(r, MaxLineLen)
-	magic, err := br.Peek(2)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("%s: %w", name, err)
+	br, done, err := lines(r, name)
+	if err != nil {
+		return 0, err
 	}
-	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return 0, fmt.Errorf("%s: gzip: %w", name, err)
-		}
-		defer zr.Close()
-		br = bufio.NewReaderSize(zr, MaxLineLen)
-	}
+	defer done()
 	return scanLines(br, name, func(line int, t []byte) error {
 		if !ValidKey(t) {
 			if len(t) > maxShown {
