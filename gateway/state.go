@@ -153,7 +153,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 		}
 	}()
 	for _, s := range cfg.Server.TrustedProxies {
-		p, _ := config.ParsePrefix(s) // validated already
+		p, _ := filters.ParsePrefix(s) // validated already
 		st.trusted = append(st.trusted, p)
 	}
 	for name, pc := range cfg.Pools {

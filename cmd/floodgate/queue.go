@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/internal/queue"
 )
 
@@ -89,7 +89,7 @@ func queueOptions(args []string) (queue.ServerOptions, *zap.Logger, error) {
 		}
 		o.SyncInterval = d
 	}
-	var sz config.Size
+	var sz filters.Size
 	if err := sz.UnmarshalText([]byte(*maxStore)); err != nil || sz < 0 {
 		return o, nil, bad("max-store", "want a size such as 20GiB or 0, got %q", *maxStore)
 	}

@@ -51,8 +51,10 @@ func TestValidate(t *testing.T) {
 		{"lower-case method", `allow_methods: [get]`, `allow_methods.0: not an HTTP method`},
 		{"bad network", `deny_networks: [10.0.0.0/33]`, `deny_networks.0: not an address or network`},
 		{"relative path", `deny_paths: [admin]`, `deny_paths.0: must start with '/'`},
+		{"encoded path", `deny_paths: [/adm%69n]`, `deny_paths.0: must be a plain, normalized path`},
+		{"header with a slash", `require_headers: [X/App]`, `require_headers.0: not a header name`},
 		{"empty agent", `deny_user_agents: [""]`, `deny_user_agents.0: must not be empty`},
-		{"2xx status", `status: 200`, `status: want a 4xx or 5xx status (got 200)`},
+		{"2xx status", `status: 200`, `status: want a 4xx or 5xx status, or 0 for 403 (got 200)`},
 		{"unknown field", `deny_ips: [1.2.3.4]`, `unknown field "deny_ips"`},
 		{"list given a scalar", `deny_paths: /admin`, `deny_paths: want a list`},
 	} {

@@ -1,14 +1,13 @@
 package acl
 
 import (
-	"net/netip"
 	"strings"
 
 	"github.com/floodgate/floodgate/filters"
 )
 
 func init() {
-	filters.Register(filters.Definition{Name: "acl", New: func() filters.Config { return &Config{} }})
+	filters.Register(filters.Definition{Name: "acl", New: func() filters.Config { return &Config{Status: 403} }})
 }
 
 // Config is the acl filter's configuration. Every list is optional; an empty acl admits
@@ -35,7 +34,7 @@ type Config struct {
 	// e.g. _method. The gateway forwards the query the filters judged, unchanged, so a
 	// parameter is refused rather than removed.
 	DenyQueryParams []string `yaml:"deny_query_params" json:"deny_query_params"`
-	// Status of acl/denied answers; 0 = 403.
+	// Status of acl/denied answers (default 403; 0 also means 403).
 	Status int `yaml:"status" json:"status"`
 }
 
@@ -50,27 +49,27 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, n := range c.AllowNetworks {
-		if _, err := parsePrefix(n); err != nil {
+		if _, err := filters.ParsePrefix(n); err != nil {
 			errs.Add(filters.Errorf(field("allow_networks", i), n, "not an address or network (e.g. 10.0.0.0/8)"))
 		}
 	}
 	for i, n := range c.DenyNetworks {
-		if _, err := parsePrefix(n); err != nil {
+		if _, err := filters.ParsePrefix(n); err != nil {
 			errs.Add(filters.Errorf(field("deny_networks", i), n, "not an address or network (e.g. 10.0.0.0/8)"))
 		}
 	}
 	for i, p := range c.DenyPaths {
-		if !strings.HasPrefix(p, "/") {
-			errs.Add(filters.Errorf(field("deny_paths", i), p, "must start with '/'"))
+		if err := filters.CheckPathPrefix(p); err != nil {
+			errs.Add(filters.Errorf(field("deny_paths", i), nil, "%v", err))
 		}
 	}
 	for i, h := range c.RequireHeaders {
-		if h == "" || strings.ContainsAny(h, " :\r\n") {
+		if !filters.ValidHeaderName(h) {
 			errs.Add(filters.Errorf(field("require_headers", i), h, "not a header name"))
 		}
 	}
 	for i, h := range c.StripHeaders {
-		if h == "" || strings.ContainsAny(h, " :\r\n") {
+		if !filters.ValidHeaderName(h) {
 			errs.Add(filters.Errorf(field("strip_headers", i), h, "not a header name"))
 		}
 	}
@@ -84,9 +83,7 @@ func (c *Config) Validate() error {
 			errs.Add(filters.Errorf(field("deny_user_agents", i), s, "must not be empty (it would match every client)"))
 		}
 	}
-	if c.Status != 0 && (c.Status < 400 || c.Status > 599) {
-		errs.Add(filters.Errorf("status", c.Status, "want a 4xx or 5xx status"))
-	}
+	errs.Add(filters.CheckStatus("status", c.Status, "403"))
 	return errs.Err()
 }
 
@@ -104,11 +101,11 @@ func (c *Config) Build(bc *filters.BuildContext, _ filters.Filter) (filters.Filt
 		a.methods = append(a.methods, []byte(m))
 	}
 	for _, n := range c.AllowNetworks {
-		p, _ := parsePrefix(n)
+		p, _ := filters.ParsePrefix(n)
 		a.allowNets = append(a.allowNets, p)
 	}
 	for _, n := range c.DenyNetworks {
-		p, _ := parsePrefix(n)
+		p, _ := filters.ParsePrefix(n)
 		a.denyNets = append(a.denyNets, p)
 	}
 	for _, p := range c.DenyPaths {
@@ -136,19 +133,6 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 var _ filters.Config = (*Config)(nil)

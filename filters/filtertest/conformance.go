@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/filters/decode"
 )
 
 // Conformance is what a filter hands the conformance kit: every filter runs the same
@@ -57,11 +57,11 @@ func RunConformance(t *testing.T, c Conformance) {
 			t.Fatal("no Minimal configuration")
 		}
 		for _, src := range []string{c.Minimal, c.Valid} {
-			a, err := config.DecodeFilterFields(c.Name, []byte(src))
+			a, err := decode.FilterFields(c.Name, []byte(src))
 			if err != nil {
 				t.Fatalf("does not decode: %v\n%s", err, src)
 			}
-			b, _ := config.DecodeFilterFields(c.Name, []byte(src))
+			b, _ := decode.FilterFields(c.Name, []byte(src))
 			if err := a.Validate(); err != nil {
 				t.Fatalf("does not validate: %v\n%s", err, src)
 			}

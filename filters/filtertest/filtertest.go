@@ -17,7 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/filters/decode"
 )
 
 // Clock is a fake monotonic clock for Request.Now. The zero value starts at 1s (so that
@@ -105,7 +105,7 @@ func NewRequest(t testing.TB, r Req) *filters.Request {
 // Decode decodes and validates a filter's YAML configuration exactly as the gateway does.
 func Decode(t testing.TB, name, yamlSrc string) filters.Config {
 	t.Helper()
-	cfg, err := config.DecodeFilter(name, []byte(yamlSrc))
+	cfg, err := decode.Filter(name, []byte(yamlSrc))
 	if err != nil {
 		t.Fatalf("filtertest: config of %s does not validate:\n%v", name, err)
 	}
@@ -115,7 +115,7 @@ func Decode(t testing.TB, name, yamlSrc string) filters.Config {
 // DecodeErr returns the validation error of a configuration that should not validate.
 func DecodeErr(t testing.TB, name, yamlSrc string) error {
 	t.Helper()
-	_, err := config.DecodeFilter(name, []byte(yamlSrc))
+	_, err := decode.Filter(name, []byte(yamlSrc))
 	if err == nil {
 		t.Fatalf("filtertest: config of %s validated, want an error:\n%s", name, yamlSrc)
 	}

@@ -4,16 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/gateway/config"
 )
 
 // Name is the filter's name under a route's `filters:` and in Consul paths.
@@ -66,7 +63,7 @@ type Config struct {
 	Header string `yaml:"header" json:"header"`
 	// ReloadEvery is how often pack files are checked for a new version (size, mtime,
 	// then content hash). Default 10s.
-	ReloadEvery config.Duration `yaml:"reload_every" json:"reload_every"`
+	ReloadEvery filters.Duration `yaml:"reload_every" json:"reload_every"`
 	// Service is the packs backend: the source with source service, and the fallback
 	// for packs not loaded (yet) with source file when Addr is set.
 	Service Service `yaml:"service" json:"service"`
@@ -90,17 +87,17 @@ type Service struct {
 	Addr string `yaml:"addr" json:"addr"`
 	// Timeout bounds one lookup, connect included (default 100ms). A request whose
 	// user is not cached waits for the lookup at most this long.
-	Timeout config.Duration `yaml:"timeout" json:"timeout"`
+	Timeout filters.Duration `yaml:"timeout" json:"timeout"`
 	// TTL is how long a member's answer is cached (default 60s).
-	TTL config.Duration `yaml:"ttl" json:"ttl"`
+	TTL filters.Duration `yaml:"ttl" json:"ttl"`
 	// NegativeTTL is how long "in none of the packs" is cached (default 10s).
-	NegativeTTL config.Duration `yaml:"negative_ttl" json:"negative_ttl"`
+	NegativeTTL filters.Duration `yaml:"negative_ttl" json:"negative_ttl"`
 	// StaleTTL is how long past its TTL a cached answer may still be used when the
 	// backend fails (default 5m; 0 never uses an expired answer).
-	StaleTTL config.Duration `yaml:"stale_ttl" json:"stale_ttl"`
+	StaleTTL filters.Duration `yaml:"stale_ttl" json:"stale_ttl"`
 	// CacheSize bounds the lookup cache's memory (default 64MiB; least recently
 	// added answers go first).
-	CacheSize config.Size `yaml:"cache_size" json:"cache_size"`
+	CacheSize filters.Size `yaml:"cache_size" json:"cache_size"`
 	// MaxInflight caps concurrent lookups per route (default 64); beyond it a request's
 	// membership is unknown rather than queued behind a slow backend.
 	MaxInflight int `yaml:"max_inflight" json:"max_inflight"`
@@ -115,12 +112,12 @@ func NewConfig() *Config {
 		Key:         k,
 		Status:      DefaultStatus,
 		Header:      DefaultHeader,
-		ReloadEvery: config.Duration(DefaultReloadEvery),
+		ReloadEvery: filters.Duration(DefaultReloadEvery),
 		Service: Service{
-			Timeout:     config.Duration(DefaultTimeout),
-			TTL:         config.Duration(DefaultTTL),
-			NegativeTTL: config.Duration(DefaultNegativeTTL),
-			StaleTTL:    config.Duration(DefaultStaleTTL),
+			Timeout:     filters.Duration(DefaultTimeout),
+			TTL:         filters.Duration(DefaultTTL),
+			NegativeTTL: filters.Duration(DefaultNegativeTTL),
+			StaleTTL:    filters.Duration(DefaultStaleTTL),
 			CacheSize:   DefaultCacheSize,
 			MaxInflight: DefaultMaxInflight,
 		},
@@ -144,16 +141,12 @@ func (c *Config) Validate() error {
 	if c.OnUnknown != "" && c.OnUnknown != "open" && c.OnUnknown != "closed" {
 		errs.Add(filters.Errorf("on_unknown", c.OnUnknown, "want open (admit) or closed (reject)"))
 	}
-	if c.Status < 400 || c.Status > 599 {
-		errs.Add(filters.Errorf("status", c.Status, "want a 4xx or 5xx status"))
-	}
-	if c.UnknownStatus != 0 && (c.UnknownStatus < 400 || c.UnknownStatus > 599) {
-		errs.Add(filters.Errorf("unknown_status", c.UnknownStatus, "want a 4xx or 5xx status, or 0 for the route's fallback"))
-	}
+	errs.Add(filters.CheckStatus("status", c.Status, ""))
+	errs.Add(filters.CheckStatus("unknown_status", c.UnknownStatus, "the route's fallback"))
 	if !validHeader(c.Header) {
 		errs.Add(filters.Errorf("header", c.Header, "want a header name such as X-Floodgate-Packs (not a hop-by-hop or standard request header)"))
 	}
-	if c.ReloadEvery < config.Duration(100*time.Millisecond) {
+	if c.ReloadEvery < filters.Duration(100*time.Millisecond) {
 		errs.Add(filters.Errorf("reload_every", c.ReloadEvery.String(), "want at least 100ms (e.g. 10s)"))
 	}
 	switch {
@@ -185,8 +178,8 @@ func (c *Config) Validate() error {
 		errs.Add(filters.Errorf("service.addr", nil, "source service needs the packs backend's host:port"))
 	}
 	if s.Addr != "" {
-		if err := checkHostPort(s.Addr); err != nil {
-			errs.Add(filters.Errorf("service.addr", s.Addr, "%v", err))
+		if err := filters.CheckDialAddr(s.Addr); err != nil {
+			errs.Add(filters.Errorf("service.addr", nil, "%v", err))
 		}
 	}
 	if s.Timeout <= 0 {
@@ -304,37 +297,22 @@ func validPackName(s string) bool {
 	return true
 }
 
-// reservedHeaders are request headers the filter must not overwrite.
+// reservedHeaders are request headers the filter must not overwrite, besides the
+// hop-by-hop ones (filters.IsHopByHop).
 var reservedHeaders = []string{"Host", "Content-Length", "Content-Type", "Cookie", "Authorization",
-	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
 	"X-Forwarded-For", "X-Floodgate-Verdict"}
 
+// validHeader reports whether s may name the header the filter sets toward the upstream.
 func validHeader(s string) bool {
-	if s == "" {
+	if !filters.ValidHeaderName(s) || filters.IsHopByHop(s) {
 		return false
-	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
-			return false
-		}
 	}
 	for _, r := range reservedHeaders {
 		if strings.EqualFold(r, s) {
 			return false
 		}
 	}
-	return !(len(s) > 6 && strings.EqualFold(s[:6], "proxy-"))
-}
-
-func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || host == "" {
-		return fmt.Errorf("want host:port (e.g. 127.0.0.1:8083)")
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("bad port %q", port)
-	}
-	return nil
+	return true
 }
 
 var _ filters.Config = (*Config)(nil)

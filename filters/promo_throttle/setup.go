@@ -2,7 +2,6 @@ package promothrottle
 
 import (
 	"maps"
-	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/ratelimit"
 )
 
@@ -21,8 +19,8 @@ func init() {
 	filters.Register(filters.Definition{Name: Name, New: func() filters.Config {
 		return &Config{
 			Status:         429,
-			ShedRetryAfter: config.Duration(10 * time.Second),
-			RetryJitter:    config.Duration(2 * time.Second),
+			ShedRetryAfter: filters.Duration(10 * time.Second),
+			RetryJitter:    filters.Duration(2 * time.Second),
 		}
 	}})
 }
@@ -32,7 +30,7 @@ const (
 	// MaxTiers bounds the number of tiers.
 	MaxTiers = 64
 	// MaxBurst bounds a tier's burst.
-	MaxBurst = 1_000_000_000
+	MaxBurst = filters.MaxBurst
 	// MaxRetry bounds shed_retry_after and retry_jitter.
 	MaxRetry = 10 * time.Minute
 )
@@ -66,9 +64,9 @@ type Config struct {
 	ShedStatus int `yaml:"shed_status" json:"shed_status"`
 	// ShedRetryAfter is the Retry-After of shed answers, before jitter (default 10s; 0:
 	// none).
-	ShedRetryAfter config.Duration `yaml:"shed_retry_after" json:"shed_retry_after"`
+	ShedRetryAfter filters.Duration `yaml:"shed_retry_after" json:"shed_retry_after"`
 	// RetryJitter is the largest random extra added to Retry-After (default 2s).
-	RetryJitter config.Duration `yaml:"retry_jitter" json:"retry_jitter"`
+	RetryJitter filters.Duration `yaml:"retry_jitter" json:"retry_jitter"`
 }
 
 // Tier is one promotion tier.
@@ -89,12 +87,7 @@ type Tier struct {
 }
 
 // burst is Burst or its default, ceil(rate/10), at least 1.
-func (t *Tier) burst() int64 {
-	if t.Burst > 0 {
-		return t.Burst
-	}
-	return max(1, int64(math.Ceil(t.Rate/10)))
-}
+func (t *Tier) burst() int64 { return filters.DefaultBurst(t.Burst, t.Rate) }
 
 // Validate implements filters.Config. It reports every problem, naming the field and
 // the value; it changes nothing (Defaults fills in the tiers' bursts).
@@ -142,23 +135,8 @@ func (c *Config) Validate() error {
 		} else {
 			priorities[t.Priority] = name
 		}
-		rateOK := true
-		switch {
-		case math.IsNaN(t.Rate) || math.IsInf(t.Rate, 0) || t.Rate <= 0:
-			errs.Add(filters.Errorf(path+".rate", t.Rate, "must be a number of requests per second > 0"))
-			rateOK = false
-		case t.Rate > ratelimit.MaxRate:
-			errs.Add(filters.Errorf(path+".rate", t.Rate, "must be at most %g per second", ratelimit.MaxRate))
-			rateOK = false
-		}
-		switch {
-		case t.Burst < 0:
-			errs.Add(filters.Errorf(path+".burst", t.Burst, "must be >= 1 (or unset for rate/10)"))
-		case t.Burst > MaxBurst:
-			errs.Add(filters.Errorf(path+".burst", t.Burst, "must be at most %d", MaxBurst))
-		case rateOK && float64(t.burst())/t.Rate > ratelimit.MaxWindow.Seconds():
-			errs.Add(filters.Errorf(path+".burst", t.Burst, "burst/rate (the time an empty bucket takes to refill) must be at most %v", ratelimit.MaxWindow))
-		}
+		errs.Add(filters.CheckRate(path+".rate", t.Rate))
+		errs.Add(filters.CheckBurst(path+".burst", t.Burst, t.Rate))
 		for i, v := range t.Match {
 			f := path + ".match." + strconv.Itoa(i)
 			v = normTag(v)
@@ -194,12 +172,8 @@ func (c *Config) Validate() error {
 			prefixed[p] = name
 		}
 	}
-	if c.Status < 400 || c.Status > 599 {
-		errs.Add(filters.Errorf("status", c.Status, "want a 4xx or 5xx status"))
-	}
-	if c.ShedStatus != 0 && (c.ShedStatus < 400 || c.ShedStatus > 599) {
-		errs.Add(filters.Errorf("shed_status", c.ShedStatus, "want a 4xx or 5xx status, or 0 for the route's fallback"))
-	}
+	errs.Add(filters.CheckStatus("status", c.Status, ""))
+	errs.Add(filters.CheckStatus("shed_status", c.ShedStatus, "the route's fallback"))
 	if c.ShedRetryAfter.D() > MaxRetry {
 		errs.Add(filters.Errorf("shed_retry_after", c.ShedRetryAfter, "must be at most %v", MaxRetry))
 	}

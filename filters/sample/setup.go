@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/gateway/config"
 )
 
 // Name is the filter's name under a route's `filters:` and in Consul paths.
@@ -39,13 +38,13 @@ type Config struct {
 	Key filters.KeySpec `yaml:"key" json:"key"`
 	// Window is how long a user's draw holds; every window, all users draw again.
 	// Default 60s.
-	Window config.Duration `yaml:"window" json:"window"`
+	Window filters.Duration `yaml:"window" json:"window"`
 }
 
 // NewConfig returns a Config holding the defaults.
 func NewConfig() *Config {
 	k, _ := filters.ParseKeySpec(DefaultKey)
-	return &Config{Ratio: DefaultRatio, Key: k, Window: config.Duration(DefaultWindow)}
+	return &Config{Ratio: DefaultRatio, Key: k, Window: filters.Duration(DefaultWindow)}
 }
 
 // Validate implements filters.Config.

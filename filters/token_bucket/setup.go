@@ -1,11 +1,9 @@
 package tokenbucket
 
 import (
-	"math"
 	"time"
 
 	"github.com/floodgate/floodgate/filters"
-	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/ratelimit"
 )
 
@@ -14,7 +12,7 @@ const Name = "token_bucket"
 
 func init() {
 	filters.Register(filters.Definition{Name: Name, New: func() filters.Config {
-		return &Config{Status: 429, RetryJitter: config.Duration(2 * time.Second)}
+		return &Config{Status: 429, RetryJitter: filters.Duration(2 * time.Second)}
 	}})
 }
 
@@ -25,7 +23,7 @@ const (
 	// MaxMaxKeys bounds max_keys (1 GiB of table).
 	MaxMaxKeys = 1 << 27
 	// MaxBurst bounds burst.
-	MaxBurst = 1_000_000_000
+	MaxBurst = filters.MaxBurst
 	// MaxWait bounds wait: a queued request holds its connection while it waits.
 	MaxWait = 10 * time.Second
 	// MaxRetryJitter bounds retry_jitter.
@@ -59,7 +57,7 @@ type Config struct {
 	MissingKey string `yaml:"missing_key" json:"missing_key,omitempty"`
 	// Wait, if set, queues a request whose token is due within Wait instead of
 	// rejecting it: the token is reserved and the gateway holds the request until then.
-	Wait config.Duration `yaml:"wait" json:"wait"`
+	Wait filters.Duration `yaml:"wait" json:"wait"`
 	// Status is the HTTP status of token_bucket/limited answers (default 429).
 	Status int `yaml:"status" json:"status"`
 	// Global makes Rate and Burst the limit of all gateway instances together: each
@@ -68,30 +66,15 @@ type Config struct {
 	Global bool `yaml:"global" json:"global"`
 	// RetryJitter is the largest random extra added to Retry-After (default 2s: clients
 	// rejected at the same moment come back spread over about three seconds).
-	RetryJitter config.Duration `yaml:"retry_jitter" json:"retry_jitter"`
+	RetryJitter filters.Duration `yaml:"retry_jitter" json:"retry_jitter"`
 }
 
 // Validate implements filters.Config. It reports every problem, naming the field and
 // the value; it changes nothing (Defaults fills in burst, max_keys and missing_key).
 func (c *Config) Validate() error {
 	var errs filters.Errors
-	rateOK := true
-	switch {
-	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate <= 0:
-		errs.Add(filters.Errorf("rate", c.Rate, "must be a number of requests per second > 0"))
-		rateOK = false
-	case c.Rate > ratelimit.MaxRate:
-		errs.Add(filters.Errorf("rate", c.Rate, "must be at most %g per second", ratelimit.MaxRate))
-		rateOK = false
-	}
-	switch {
-	case c.Burst < 0:
-		errs.Add(filters.Errorf("burst", c.Burst, "must be >= 1 (or unset for rate/10)"))
-	case c.Burst > MaxBurst:
-		errs.Add(filters.Errorf("burst", c.Burst, "must be at most %d", MaxBurst))
-	case rateOK && float64(c.burst())/c.Rate > ratelimit.MaxWindow.Seconds():
-		errs.Add(filters.Errorf("burst", c.Burst, "burst/rate (the time an empty bucket takes to refill) must be at most %v", ratelimit.MaxWindow))
-	}
+	errs.Add(filters.CheckRate("rate", c.Rate))
+	errs.Add(filters.CheckBurst("burst", c.Burst, c.Rate))
 	keyed := c.Key.Source != filters.KeyNone
 	switch {
 	case c.MaxKeys < 0 || c.MaxKeys > MaxMaxKeys:
@@ -110,9 +93,7 @@ func (c *Config) Validate() error {
 	if c.Wait.D() > MaxWait {
 		errs.Add(filters.Errorf("wait", c.Wait, "must be at most %v (a queued request holds its connection)", MaxWait))
 	}
-	if c.Status < 400 || c.Status > 599 {
-		errs.Add(filters.Errorf("status", c.Status, "want a 4xx or 5xx status"))
-	}
+	errs.Add(filters.CheckStatus("status", c.Status, ""))
 	if c.RetryJitter.D() > MaxRetryJitter {
 		errs.Add(filters.Errorf("retry_jitter", c.RetryJitter, "must be at most %v", MaxRetryJitter))
 	}
@@ -134,12 +115,7 @@ func (c *Config) Defaults() {
 }
 
 // burst is Burst or its default, ceil(rate/10), at least 1.
-func (c *Config) burst() int64 {
-	if c.Burst > 0 {
-		return c.Burst
-	}
-	return max(1, int64(math.Ceil(c.Rate/10)))
-}
+func (c *Config) burst() int64 { return filters.DefaultBurst(c.Burst, c.Rate) }
 
 // Build implements filters.Config.
 //
@@ -215,10 +191,7 @@ var _ filters.Config = (*Config)(nil)
 
 // Limits implements filters.Limited: the rate and the burst.
 func (c *Config) Limits() []filters.Limit {
-	burst := c.Burst
-	if burst <= 0 {
-		burst = max(1, int64(math.Ceil(c.Rate/10)))
-	}
+	burst := c.burst()
 	return []filters.Limit{
 		{Name: "rate", Value: c.Rate, Unit: "req/s", Global: c.Global},
 		{Name: "burst", Value: float64(burst), Unit: "requests", Global: c.Global},

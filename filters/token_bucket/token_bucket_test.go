@@ -349,7 +349,7 @@ func key(t *testing.T, s string) filters.KeySpec {
 	return k
 }
 
-func cfgDur(d time.Duration) config.Duration { return config.Duration(d) }
+func cfgDur(d time.Duration) filters.Duration { return filters.Duration(d) }
 
 // TestOverrides: rate and the other values are addressable by path (Consul key, plan).
 func TestOverrides(t *testing.T) {

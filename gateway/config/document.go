@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -33,34 +32,23 @@ func ParseFile(path string) (*Document, error) {
 
 // Parse parses YAML bytes reported under name.
 func Parse(name string, b []byte) (*Document, error) {
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&root); err != nil {
-		if err.Error() == "EOF" {
-			return &Document{Name: name, Root: &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, Raw: b}, nil
+	// Decoding into a node tree expands nothing; yamlsafe refuses anchors, aliases and
+	// duplicate keys before any decoder walks the tree.
+	n, err := yamlsafe.ParseOne(name, b)
+	if err != nil {
+		var safeErr *yamlsafe.Error
+		if !errors.As(err, &safeErr) {
+			return nil, Errors{{Where: name, Msg: err.Error()}}
 		}
-		return nil, Errors{{Where: name, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, Errors{{Where: fmt.Sprintf("%s:%d", name, extra.Line), Msg: "more than one YAML document; a configuration is one document"}}
-	}
-	// Decoding into a node tree expands nothing; refuse anchors, aliases and duplicate
-	// keys before any decoder walks the tree.
-	var safeErr *yamlsafe.Error
-	if errors.As(yamlsafe.CheckNode(name, &root), &safeErr) {
 		var errs Errors
 		for _, p := range safeErr.Problems {
-			errs = append(errs, &Error{Where: fmt.Sprintf("%s:%d", name, p.Line), Msg: p.Msg})
+			where := name
+			if p.Line > 0 {
+				where = fmt.Sprintf("%s:%d", name, p.Line)
+			}
+			errs = append(errs, &Error{Where: where, Msg: p.Msg})
 		}
 		return nil, errs
-	}
-	n := &root
-	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-		n = n.Content[0]
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	}
 	if n.Kind != yaml.MappingNode {
 		return nil, Errors{{Where: fmt.Sprintf("%s:%d", name, n.Line), Msg: "the top level must be a mapping (server:, pools:, routes:, ...)"}}
@@ -84,7 +72,7 @@ type Override struct {
 // any other third segment names a filter (routes/<route>/<filter>/<param>).
 var routeFields = func() map[string]bool {
 	m := map[string]bool{}
-	for name := range structFields(reflectTypeOfRoute) {
+	for name := range yamlsafe.StructFields(reflectTypeOfRoute) {
 		m[name] = true
 	}
 	return m
@@ -181,7 +169,7 @@ func (t *tree) set(o Override) *Error {
 	n := t.root
 	for i, s := range segs {
 		if n.Kind != yaml.MappingNode {
-			return &Error{Where: o.Origin, Path: strings.Join(segs[:i], "."), Msg: fmt.Sprintf("is a %s, cannot set %q inside it", kindName(n), s)}
+			return &Error{Where: o.Origin, Path: strings.Join(segs[:i], "."), Msg: fmt.Sprintf("is a %s, cannot set %q inside it", yamlsafe.KindName(n), s)}
 		}
 		var child *yaml.Node
 		if t.index == nil {
@@ -222,7 +210,7 @@ func (t *tree) set(o Override) *Error {
 		}
 		if last {
 			if child.Kind != yaml.ScalarNode {
-				return &Error{Where: o.Origin, Path: strings.Join(segs, "."), Msg: fmt.Sprintf("is a %s; an override sets single values only", kindName(child))}
+				return &Error{Where: o.Origin, Path: strings.Join(segs, "."), Msg: fmt.Sprintf("is a %s; an override sets single values only", yamlsafe.KindName(child))}
 			}
 			*child = yaml.Node{Kind: yaml.ScalarNode, Value: o.Value}
 			if o.Value == "" {

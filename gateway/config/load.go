@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/filters/decode"
+	"github.com/floodgate/floodgate/internal/yamlsafe"
 )
 
 var reflectTypeOfRoute = reflect.TypeOf(Route{})
@@ -74,14 +75,21 @@ type validator struct {
 func (v *validator) at(path ...string) *yaml.Node {
 	n := v.tree.root
 	for _, s := range path {
-		if n == nil || n.Kind != yaml.MappingNode {
+		if n == nil {
 			return nil
 		}
 		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == s {
-				next = n.Content[i+1]
-				break
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == s {
+					next = n.Content[i+1]
+					break
+				}
+			}
+		case yaml.SequenceNode:
+			if i, err := strconv.Atoi(s); err == nil && i >= 0 && i < len(n.Content) {
+				next = n.Content[i]
 			}
 		}
 		n = next
@@ -104,7 +112,7 @@ func (v *validator) errorf(path []string, format string, args ...any) {
 func (v *validator) validate() {
 	c := v.cfg
 	s := &c.Server
-	if err := checkHostPort(s.Listen); err != nil {
+	if err := filters.CheckHostPort(s.Listen); err != nil {
 		v.errorf([]string{"server", "listen"}, "%v", err)
 	}
 	if s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 {
@@ -133,7 +141,7 @@ func (v *validator) validate() {
 		v.errorf([]string{"server", "drain_delay"}, "must be between 0 and 10m (got %s)", s.DrainDelay.D())
 	}
 	for i, p := range s.TrustedProxies {
-		if _, err := ParsePrefix(p); err != nil {
+		if _, err := filters.ParsePrefix(p); err != nil {
 			v.errorf([]string{"server", "trusted_proxies", strconv.Itoa(i)}, "%v", err)
 		}
 	}
@@ -169,7 +177,7 @@ func (v *validator) validate() {
 
 func (v *validator) validateAdmin() {
 	a := &v.cfg.Admin
-	if err := checkHostPort(a.Listen); err != nil {
+	if err := filters.CheckHostPort(a.Listen); err != nil {
 		v.errorf([]string{"admin", "listen"}, "%v", err)
 		return
 	}
@@ -197,7 +205,7 @@ func (v *validator) validatePool(name string, p *Pool) {
 		v.errorf(append(path, "addrs"), "at least one upstream address (host:port) is needed")
 	}
 	for i, a := range p.Addrs {
-		if err := checkHostPort(a); err != nil {
+		if err := filters.CheckHostPort(a); err != nil {
 			v.errorf(append(path, "addrs", strconv.Itoa(i)), "%v", err)
 		}
 	}
@@ -206,7 +214,7 @@ func (v *validator) validatePool(name string, p *Pool) {
 	}
 	for _, f := range []struct {
 		name string
-		d    Duration
+		d    filters.Duration
 	}{{"connect_timeout", p.ConnectTimeout}, {"read_timeout", p.ReadTimeout}, {"write_timeout", p.WriteTimeout}, {"idle_timeout", p.IdleTimeout}} {
 		if f.d <= 0 {
 			v.errorf(append(path, f.name), "must be > 0")
@@ -238,10 +246,10 @@ func (v *validator) validateRoute(name string, r *Route) {
 		return
 	case r.Path == "":
 		v.errorf(append(path, "path"), "a path prefix is needed, e.g. /lottery")
-	case !strings.HasPrefix(r.Path, "/"):
-		v.errorf(append(path, "path"), "must start with '/': %q", r.Path)
-	case strings.ContainsAny(r.Path, "?#% \t") || strings.Contains(r.Path, "//") || strings.Contains(r.Path, "/../") || strings.HasSuffix(r.Path, "/.."):
-		v.errorf(append(path, "path"), "must be a plain, normalized path (no ?, #, %%, //, ..): %q", r.Path)
+	default:
+		if err := filters.CheckPathPrefix(r.Path); err != nil {
+			v.errorf(append(path, "path"), "%v", err)
+		}
 	}
 	if strings.ContainsAny(r.Host, ":/ ") {
 		v.errorf(append(path, "host"), "a host name without port or scheme, e.g. act.example.com or *.example.com: %q", r.Host)
@@ -254,9 +262,9 @@ func (v *validator) validateRoute(name string, r *Route) {
 	}
 	if r.Timeout == 0 {
 		if r.Core {
-			r.Timeout = Duration(3 * time.Second)
+			r.Timeout = filters.Duration(3 * time.Second)
 		} else {
-			r.Timeout = Duration(500 * time.Millisecond)
+			r.Timeout = filters.Duration(500 * time.Millisecond)
 		}
 	}
 	if r.MaxRequestBody == 0 {
@@ -268,7 +276,7 @@ func (v *validator) validateRoute(name string, r *Route) {
 		v.errorf(append(path, "upstream_5xx"), "want pass or fallback, got %q", r.Upstream5xx)
 	}
 	fb := &r.Fallback
-	if fb.Status < 200 || fb.Status > 599 {
+	if !filters.ValidStatus(fb.Status, 200) {
 		v.errorf(append(path, "fallback", "status"), "want an HTTP status 200-599, got %d", fb.Status)
 	}
 	// Every fallback answer writes its headers: thousands of them made each answer take
@@ -282,9 +290,9 @@ func (v *validator) validateRoute(name string, r *Route) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(fb.Headers)) {
 		val := fb.Headers[k]
-		if !validHeaderName(k) {
+		if !filters.ValidHeaderName(k) {
 			v.errorf(append(path, "fallback", "headers", k), "not a valid header name: %q", k)
-		} else if isHopByHop(k) || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "X-Floodgate-Verdict") {
+		} else if filters.IsHopByHop(k) || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "X-Floodgate-Verdict") {
 			v.errorf(append(path, "fallback", "headers", k), "%s is set by the gateway itself", k)
 		}
 		if strings.ContainsAny(val, "\r\n") {
@@ -318,13 +326,13 @@ func (v *validator) validateQueue() {
 	if q.Replicas != 1 && q.Replicas != 3 && q.Replicas != 5 {
 		v.errorf(append(path, "replicas"), "want 1, 3 or 5, got %d", q.Replicas)
 	}
-	if q.MaxAge < Duration(time.Minute) {
+	if q.MaxAge < filters.Duration(time.Minute) {
 		v.errorf(append(path, "max_age"), "must be at least 1m (the queue is the log reconciliation reads), got %s", q.MaxAge)
 	}
 	if q.MaxBytes < 1<<20 {
 		v.errorf(append(path, "max_bytes"), "must be at least 1MiB, got %d", q.MaxBytes)
 	}
-	if q.PublishTimeout <= 0 || q.PublishTimeout > Duration(time.Minute) {
+	if q.PublishTimeout <= 0 || q.PublishTimeout > filters.Duration(time.Minute) {
 		v.errorf(append(path, "publish_timeout"), "must be > 0 and at most 1m, got %s", q.PublishTimeout)
 	}
 	if q.MaxBatch < 1 || q.MaxBatch > 1000 {
@@ -347,7 +355,7 @@ func CheckNATSURL(u string) error {
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
 		rest = rest[i+1:]
 	}
-	return checkHostPort(rest)
+	return filters.CheckHostPort(rest)
 }
 
 func validStreamName(s string) bool {
@@ -368,7 +376,7 @@ func ParseAsyncKey(s string) (kind, name string, err error) {
 	if !ok || name == "" || (kind != "header" && kind != "query" && kind != "form") {
 		return "", "", fmt.Errorf("want header:NAME, query:NAME or form:NAME, got %q", s)
 	}
-	if kind == "header" && !validHeaderName(name) {
+	if kind == "header" && !filters.ValidHeaderName(name) {
 		return "", "", fmt.Errorf("not a valid header name: %q", name)
 	}
 	return kind, name, nil
@@ -387,9 +395,9 @@ func (v *validator) validateAsync(name string, r *Route) {
 	}
 	for i, h := range a.KeepHeaders {
 		switch {
-		case !validHeaderName(h):
+		case !filters.ValidHeaderName(h):
 			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "not a valid header name: %q", h)
-		case isHopByHop(h) || strings.EqualFold(h, "Content-Length") || strings.EqualFold(h, "Host"):
+		case filters.IsHopByHop(h) || strings.EqualFold(h, "Content-Length") || strings.EqualFold(h, "Host"):
 			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "%s is not kept (framing and hop-by-hop headers are the gateway's)", h)
 		case strings.EqualFold(h, "Content-Type"):
 			v.errorf(append(path, "keep_headers", strconv.Itoa(i)), "Content-Type is always kept; leave it out")
@@ -419,14 +427,14 @@ func (v *validator) validateAsync(name string, r *Route) {
 		v.errorf(append(dp, "backoff"), "at least one wait is needed, e.g. [1s, 5s, 30s]")
 	}
 	for i, b := range d.Backoff {
-		if b <= 0 || b > Duration(24*time.Hour) {
+		if b <= 0 || b > filters.Duration(24*time.Hour) {
 			v.errorf(append(dp, "backoff", strconv.Itoa(i)), "want > 0 and <= 24h, got %s", b)
 		}
 	}
 	if d.AckWait <= d.Timeout {
 		v.errorf(append(dp, "ack_wait"), "must be above the delivery timeout (%s), got %s: the queue would hand a grant to a second deliverer while the first still waits", d.Timeout, d.AckWait)
 	}
-	if !validHeaderName(d.IDHeader) {
+	if !filters.ValidHeaderName(d.IDHeader) {
 		v.errorf(append(dp, "id_header"), "not a valid header name: %q", d.IDHeader)
 	}
 }
@@ -447,12 +455,11 @@ func (v *validator) validateFilters(route string, r *Route) {
 			continue
 		}
 		spec := &FilterSpec{Name: fname, Enabled: true}
-		cfg := def.New()
 		body := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: node.Line, Column: node.Column}
 		switch {
 		case node.Kind == yaml.ScalarNode && node.Tag == "!!null":
 		case node.Kind != yaml.MappingNode:
-			v.errorf(path, "want a mapping of parameters, got a %s", kindName(node))
+			v.errorf(path, "want a mapping of parameters, got a %s", yamlsafe.KindName(node))
 			continue
 		default:
 			common := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
@@ -470,104 +477,27 @@ func (v *validator) validateFilters(route string, r *Route) {
 			dc := &decoder{doc: v.tree}
 			dc.decode(common, reflect.ValueOf(&cf).Elem(), path)
 			v.errs = append(v.errs, dc.errs...)
-			d := &decoder{doc: v.tree}
-			d.decode(body, reflect.ValueOf(cfg).Elem(), path)
-			if len(d.errs) > 0 {
-				v.errs = append(v.errs, d.errs...)
-				// Validate what did decode, so that one run names every problem
-				// (rate: -10 next to burst: 1e30), leaving out what follows from a value
-				// that did not decode.
-				if err := cfg.Validate(); err != nil {
-					n := len(v.errs)
-					v.filterErrors(path, err)
-					kept := v.errs[:n]
-					for _, e := range v.errs[n:] {
-						if !underAny(e.Path, d.errs) {
-							kept = append(kept, e)
-						}
-					}
-					v.errs = kept
-				}
-				continue
-			}
 			if cf.Enabled != nil {
 				spec.Enabled = *cf.Enabled
 			}
 			spec.Shadow = cf.Shadow
 		}
-		if err := cfg.Validate(); err != nil {
-			v.filterErrors(path, err)
+		// The filter's parameters: decoded, validated and defaulted by filters/decode,
+		// the same code the filters' own tests go through.
+		cfg, problems := decode.Config(def, body, path)
+		if len(problems) > 0 {
+			for _, p := range problems {
+				if p.Node != nil {
+					v.errs = append(v.errs, &Error{Where: v.tree.where(p.Node), Path: strings.Join(p.Path, "."), Msg: p.Msg, line: p.Node.Line})
+				} else {
+					v.errorf(p.Path, "%s", p.Msg)
+				}
+			}
 			continue
-		}
-		if d, ok := cfg.(filters.Defaulter); ok {
-			d.Defaults()
 		}
 		spec.Config = cfg
 		r.Chain = append(r.Chain, spec)
 	}
-}
-
-// filterErrors turns a filter's Validate error into located Errors.
-func (v *validator) filterErrors(path []string, err error) {
-	var list []error
-	var fes filters.Errors
-	if errors.As(err, &fes) {
-		list = fes
-	} else {
-		list = []error{err}
-	}
-	for _, e := range list {
-		var fe *filters.FieldError
-		if errors.As(e, &fe) {
-			msg := fe.Msg
-			if fe.Value != nil {
-				msg = fmt.Sprintf("%s (got %v)", fe.Msg, fe.Value)
-			}
-			v.errorf(append(append([]string{}, path...), strings.Split(fe.Field, ".")...), "%s", msg)
-			continue
-		}
-		v.errorf(path, "%v", e)
-	}
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
-			return false
-		}
-	}
-	return true
-}
-
-// HopByHop lists the headers that are never forwarded (RFC 9110 7.6.1), besides the
-// ones the Connection header names and any Proxy-* header.
-var HopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func isHopByHop(k string) bool {
-	for _, h := range HopByHop {
-		if strings.EqualFold(h, k) {
-			return true
-		}
-	}
-	return len(k) > 6 && strings.EqualFold(k[:6], "proxy-")
-}
-
-func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("want host:port, got %q", s)
-	}
-	if host == "" {
-		return fmt.Errorf("want an explicit host (e.g. 127.0.0.1:%s), got %q", port, s)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("bad port in %q", s)
-	}
-	return nil
 }
 
 // IsLoopback reports whether host (a name or an address) is this machine's loopback.
@@ -577,68 +507,6 @@ func IsLoopback(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.IsLoopback()
-}
-
-// ParsePrefix parses a CIDR or a single address (as a /32 or /128).
-func ParsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("not a network (want e.g. 10.0.0.0/8): %q", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("not an address or network: %q", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-}
-
-// DecodeFilter decodes and validates one filter's configuration from YAML (the mapping
-// under routes.<route>.filters.<name>, without enabled/shadow), with the same strict
-// rules and messages as a full configuration. Filter tests and the filter test kit use it.
-func DecodeFilter(name string, src []byte) (filters.Config, error) {
-	cfg, v, err := decodeFilterFields(name, src)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		v.filterErrors(nil, err)
-		return nil, v.errs
-	}
-	if d, ok := cfg.(filters.Defaulter); ok {
-		d.Defaults()
-	}
-	return cfg, nil
-}
-
-// DecodeFilterFields decodes a filter's YAML configuration strictly (unknown fields are
-// errors) into the Config its New returns, without validating it or filling in the
-// defaults that Defaults derives: the first step of DecodeFilter, for the conformance kit
-// (filters/filtertest), which checks that Validate changes nothing.
-func DecodeFilterFields(name string, src []byte) (filters.Config, error) {
-	cfg, _, err := decodeFilterFields(name, src)
-	return cfg, err
-}
-
-func decodeFilterFields(name string, src []byte) (filters.Config, *validator, error) {
-	def, ok := filters.Lookup(name)
-	if !ok {
-		return nil, nil, fmt.Errorf("unknown filter %q (known: %s)", name, strings.Join(filters.Names(), ", "))
-	}
-	doc, err := Parse(name+".yaml", src)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg := def.New()
-	v := &validator{tree: newTree(doc)}
-	d := &decoder{doc: v.tree}
-	d.decode(v.tree.root, reflect.ValueOf(cfg).Elem(), nil)
-	if len(d.errs) > 0 {
-		return nil, nil, d.errs
-	}
-	return cfg, v, nil
 }
 
 // defined lists the names under section ("routes", "pools") that the configuration file

@@ -9,10 +9,8 @@
 package config
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,14 +40,14 @@ type Config struct {
 // Server is the public (traffic) listener. The defaults are the safe ones of
 // RELIABILITY.md.
 type Server struct {
-	Listen       string   `yaml:"listen" json:"listen"`
-	ReadTimeout  Duration `yaml:"read_timeout" json:"read_timeout"`
-	WriteTimeout Duration `yaml:"write_timeout" json:"write_timeout"`
-	IdleTimeout  Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	Listen       string           `yaml:"listen" json:"listen"`
+	ReadTimeout  filters.Duration `yaml:"read_timeout" json:"read_timeout"`
+	WriteTimeout filters.Duration `yaml:"write_timeout" json:"write_timeout"`
+	IdleTimeout  filters.Duration `yaml:"idle_timeout" json:"idle_timeout"`
 	// ReadBufferSize bounds the request head (line + headers); larger heads get 431.
-	ReadBufferSize Size `yaml:"read_buffer_size" json:"read_buffer_size"`
+	ReadBufferSize filters.Size `yaml:"read_buffer_size" json:"read_buffer_size"`
 	// MaxRequestBody is the default and the largest per-route body limit.
-	MaxRequestBody Size `yaml:"max_request_body" json:"max_request_body"`
+	MaxRequestBody filters.Size `yaml:"max_request_body" json:"max_request_body"`
 	// Concurrency caps requests served at once (memory: about 16 KiB each).
 	Concurrency int `yaml:"concurrency" json:"concurrency"`
 	// VerdictHeader adds X-Floodgate-Verdict to every answer the gateway makes itself.
@@ -57,11 +55,11 @@ type Server struct {
 	// TrustedProxies are the networks whose X-Forwarded-For is believed.
 	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies"`
 	// ShutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
-	ShutdownTimeout Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	ShutdownTimeout filters.Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
 	// DrainDelay is how long the gateway keeps serving after SIGTERM with /readyz
 	// answering 503 (and Connection: close on every answer), so that load balancers take
 	// it out of rotation before the listener closes. 0 (default): close at once.
-	DrainDelay Duration `yaml:"drain_delay" json:"drain_delay"`
+	DrainDelay filters.Duration `yaml:"drain_delay" json:"drain_delay"`
 }
 
 // Admin is the admin listener (health, metrics, config, events, dashboard).
@@ -101,13 +99,13 @@ type Pool struct {
 	MaxConns int `yaml:"max_conns" json:"max_conns"`
 	// QueueTimeout is how long a request may wait for a free connection when the budget
 	// is used up; 0 answers upstream/busy at once.
-	QueueTimeout   Duration `yaml:"queue_timeout" json:"queue_timeout"`
-	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
-	ReadTimeout    Duration `yaml:"read_timeout" json:"read_timeout"`
-	WriteTimeout   Duration `yaml:"write_timeout" json:"write_timeout"`
+	QueueTimeout   filters.Duration `yaml:"queue_timeout" json:"queue_timeout"`
+	ConnectTimeout filters.Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	ReadTimeout    filters.Duration `yaml:"read_timeout" json:"read_timeout"`
+	WriteTimeout   filters.Duration `yaml:"write_timeout" json:"write_timeout"`
 	// IdleTimeout closes idle upstream connections; keep it below the upstream's own.
-	IdleTimeout     Duration `yaml:"idle_timeout" json:"idle_timeout"`
-	MaxResponseBody Size     `yaml:"max_response_body" json:"max_response_body"`
+	IdleTimeout     filters.Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	MaxResponseBody filters.Size     `yaml:"max_response_body" json:"max_response_body"`
 	// HostHeader, if set, replaces the client's Host header toward this pool.
 	HostHeader string `yaml:"host_header" json:"host_header,omitempty"`
 	Eject      Eject  `yaml:"eject" json:"eject"`
@@ -132,15 +130,15 @@ type Adaptive struct {
 	PinnedLevel int `yaml:"pinned_level" json:"pinned_level"`
 	// UserKey is where the user priority's key comes from (ip, query:NAME, header:NAME,
 	// cookie:NAME); UserWindow is how long one draw of user priorities lasts.
-	UserKey    filters.KeySpec `yaml:"user_key" json:"user_key"`
-	UserWindow Duration        `yaml:"user_window" json:"user_window"`
+	UserKey    filters.KeySpec  `yaml:"user_key" json:"user_key"`
+	UserWindow filters.Duration `yaml:"user_window" json:"user_window"`
 }
 
 // Eject is passive health checking: a server that fails Failures times in a row (connect
 // errors, timeouts) is left out for Duration, then tried again.
 type Eject struct {
-	Failures int      `yaml:"failures" json:"failures"`
-	Duration Duration `yaml:"duration" json:"duration"`
+	Failures int              `yaml:"failures" json:"failures"`
+	Duration filters.Duration `yaml:"duration" json:"duration"`
 }
 
 // Route maps requests (host + longest path prefix) to a pool, through a filter chain.
@@ -159,8 +157,8 @@ type Route struct {
 	// verdict route/disabled.
 	Enabled bool `yaml:"enabled" json:"enabled"`
 	// Timeout for the whole upstream exchange; default 3s for core, 500ms otherwise.
-	Timeout        Duration `yaml:"timeout" json:"timeout"`
-	MaxRequestBody Size     `yaml:"max_request_body" json:"max_request_body"`
+	Timeout        filters.Duration `yaml:"timeout" json:"timeout"`
+	MaxRequestBody filters.Size     `yaml:"max_request_body" json:"max_request_body"`
 	// Upstream5xx: "pass" forwards the upstream's 5xx answers, "fallback" replaces them
 	// with the fallback answer (verdict upstream/error).
 	Upstream5xx string   `yaml:"upstream_5xx" json:"upstream_5xx"`
@@ -200,13 +198,13 @@ type Queue struct {
 	// Replicas is the stream's replication factor (1, 3 or 5; 3 needs a 3-node cluster).
 	Replicas int `yaml:"replicas" json:"replicas"`
 	// MaxAge is how long the stream keeps accepted grants (the log reconciliation reads).
-	MaxAge Duration `yaml:"max_age" json:"max_age"`
+	MaxAge filters.Duration `yaml:"max_age" json:"max_age"`
 	// MaxBytes caps the stream; when full, new grants are refused by the queue (never the
 	// oldest dropped) and go to the journal.
-	MaxBytes Size `yaml:"max_bytes" json:"max_bytes"`
+	MaxBytes filters.Size `yaml:"max_bytes" json:"max_bytes"`
 	// PublishTimeout is how long the gateway waits for the queue's acknowledgement before
 	// it writes the grants to the journal instead.
-	PublishTimeout Duration `yaml:"publish_timeout" json:"publish_timeout"`
+	PublishTimeout filters.Duration `yaml:"publish_timeout" json:"publish_timeout"`
 	// MaxBatch is the most grants one commit (one queue batch, one journal fsync) carries.
 	MaxBatch int `yaml:"max_batch" json:"max_batch"`
 	// Journal is the local journal.
@@ -219,9 +217,9 @@ type Journal struct {
 	// user cache directory.
 	Dir string `yaml:"dir" json:"dir"`
 	// MaxBytes caps the journal; beyond it grants are refused (async/unavailable).
-	MaxBytes Size `yaml:"max_bytes" json:"max_bytes"`
+	MaxBytes filters.Size `yaml:"max_bytes" json:"max_bytes"`
 	// SegmentBytes is the size at which the journal starts a new segment file.
-	SegmentBytes Size `yaml:"segment_bytes" json:"segment_bytes"`
+	SegmentBytes filters.Size `yaml:"segment_bytes" json:"segment_bytes"`
 }
 
 // Async is an async route's recording and delivery.
@@ -253,14 +251,14 @@ type Deliver struct {
 	// Paused stops delivery (grants wait in the queue).
 	Paused bool `yaml:"paused" json:"paused"`
 	// Timeout bounds one delivery call; 0: the route's timeout.
-	Timeout Duration `yaml:"timeout" json:"timeout"`
+	Timeout filters.Duration `yaml:"timeout" json:"timeout"`
 	// MaxAttempts is how often a grant is tried before it is parked as failed.
 	MaxAttempts int `yaml:"max_attempts" json:"max_attempts"`
 	// Backoff is the wait before each retry (the last one repeats).
-	Backoff []Duration `yaml:"backoff" json:"backoff"`
+	Backoff []filters.Duration `yaml:"backoff" json:"backoff"`
 	// AckWait is how long the queue waits for a deliverer before it hands the grant to
 	// another; keep it above timeout.
-	AckWait Duration `yaml:"ack_wait" json:"ack_wait"`
+	AckWait filters.Duration `yaml:"ack_wait" json:"ack_wait"`
 	// IDHeader carries the grant id to the backend, which records each id once.
 	IDHeader string `yaml:"id_header" json:"id_header"`
 }
@@ -272,8 +270,8 @@ func (a *Async) setDefaults() {
 		Deliver: Deliver{
 			Concurrency: 16,
 			MaxAttempts: 10,
-			Backoff:     []Duration{Duration(time.Second), Duration(5 * time.Second), Duration(30 * time.Second), Duration(2 * time.Minute)},
-			AckWait:     Duration(30 * time.Second),
+			Backoff:     []filters.Duration{filters.Duration(time.Second), filters.Duration(5 * time.Second), filters.Duration(30 * time.Second), filters.Duration(2 * time.Minute)},
+			AckWait:     filters.Duration(30 * time.Second),
 			IDHeader:    "X-Grant-Id",
 		},
 	}
@@ -296,14 +294,14 @@ func defaultConfig() *Config {
 	return &Config{
 		Server: Server{
 			Listen:          "127.0.0.1:8080",
-			ReadTimeout:     Duration(10 * time.Second),
-			WriteTimeout:    Duration(15 * time.Second),
-			IdleTimeout:     Duration(60 * time.Second),
+			ReadTimeout:     filters.Duration(10 * time.Second),
+			WriteTimeout:    filters.Duration(15 * time.Second),
+			IdleTimeout:     filters.Duration(60 * time.Second),
 			ReadBufferSize:  8 << 10,
 			MaxRequestBody:  1 << 20,
 			Concurrency:     50000,
 			VerdictHeader:   true,
-			ShutdownTimeout: Duration(10 * time.Second),
+			ShutdownTimeout: filters.Duration(10 * time.Second),
 		},
 		Admin:     Admin{Listen: "127.0.0.1:9901"},
 		AccessLog: AccessLog{Path: "stderr", Buffer: 65536},
@@ -311,9 +309,9 @@ func defaultConfig() *Config {
 			URL:            "nats://127.0.0.1:4222",
 			Stream:         "FLOODGATE_GRANTS",
 			Replicas:       1,
-			MaxAge:         Duration(30 * 24 * time.Hour),
+			MaxAge:         filters.Duration(30 * 24 * time.Hour),
 			MaxBytes:       10 << 30,
-			PublishTimeout: Duration(time.Second),
+			PublishTimeout: filters.Duration(time.Second),
 			MaxBatch:       500,
 			Journal:        Journal{MaxBytes: 1 << 30, SegmentBytes: 64 << 20},
 		},
@@ -323,13 +321,13 @@ func defaultConfig() *Config {
 func (p *Pool) setDefaults() {
 	*p = Pool{
 		MaxConns:        512,
-		ConnectTimeout:  Duration(time.Second),
-		ReadTimeout:     Duration(10 * time.Second),
-		WriteTimeout:    Duration(10 * time.Second),
-		IdleTimeout:     Duration(30 * time.Second),
+		ConnectTimeout:  filters.Duration(time.Second),
+		ReadTimeout:     filters.Duration(10 * time.Second),
+		WriteTimeout:    filters.Duration(10 * time.Second),
+		IdleTimeout:     filters.Duration(30 * time.Second),
 		MaxResponseBody: 8 << 20,
-		Eject:           Eject{Failures: 5, Duration: Duration(10 * time.Second)},
-		Adaptive:        Adaptive{MinLimit: 4, PinnedLevel: -1, UserKey: filters.KeySpec{Source: filters.KeyIP}, UserWindow: Duration(10 * time.Second)},
+		Eject:           Eject{Failures: 5, Duration: filters.Duration(10 * time.Second)},
+		Adaptive:        Adaptive{MinLimit: 4, PinnedLevel: -1, UserKey: filters.KeySpec{Source: filters.KeyIP}, UserWindow: filters.Duration(10 * time.Second)},
 	}
 }
 
@@ -348,60 +346,6 @@ func (r *Route) setDefaults() {
 
 // defaulter is implemented by map elements that start from defaults before decoding.
 type defaulter interface{ setDefaults() }
-
-// Duration is a time.Duration written as "250ms", "2s", "1m".
-type Duration time.Duration
-
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("not a duration (want e.g. 250ms, 2s, 1m): %q", string(b))
-	}
-	if v < 0 {
-		return fmt.Errorf("must not be negative: %q", string(b))
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText writes the duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
-// Size is a byte count written as a number or with a unit: 8KiB, 1MiB, 1GiB (also KB, MB
-// as powers of 1000).
-type Size int64
-
-// UnmarshalText parses a size.
-func (s *Size) UnmarshalText(b []byte) error {
-	str := strings.TrimSpace(string(b))
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(str, u.suffix) {
-			mult = u.mult
-			str = strings.TrimSpace(strings.TrimSuffix(str, u.suffix))
-			break
-		}
-	}
-	n, err := strconv.ParseInt(str, 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("not a size (want bytes or e.g. 64KiB, 1MiB): %q", string(b))
-	}
-	*s = Size(n * mult)
-	return nil
-}
-
-// MarshalText writes the size in bytes.
-func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
 
 // HasAsync reports whether any route is async.
 func (c *Config) HasAsync() bool {

@@ -39,7 +39,11 @@ func (e *Error) Error() string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "%s:%d: %s", e.Name, p.Line, p.Msg)
+		if p.Line > 0 {
+			fmt.Fprintf(&b, "%s:%d: %s", e.Name, p.Line, p.Msg)
+		} else {
+			fmt.Fprintf(&b, "%s: %s", e.Name, p.Msg)
+		}
 	}
 	return b.String()
 }
@@ -76,6 +80,36 @@ func CheckNode(name string, n *yaml.Node) error {
 		return &Error{Name: name, Problems: p}
 	}
 	return nil
+}
+
+// ParseOne parses b as one YAML document into a node tree (which expands nothing) and
+// applies Check's rules to it. It returns the document's top node: an empty mapping for
+// an empty or null document. Every problem is an *Error: a syntax error or a second
+// document, or everything Check refuses.
+func ParseOne(name string, b []byte) (*yaml.Node, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}, nil
+		}
+		return nil, &Error{Name: name, Problems: []Problem{{Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{Name: name, Problems: []Problem{{Line: extra.Line, Msg: "more than one YAML document; a configuration is one document"}}}
+	}
+	if err := CheckNode(name, &root); err != nil {
+		return nil, err
+	}
+	n := &root
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		n = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	}
+	return n, nil
 }
 
 // Unmarshal is yaml.Unmarshal after Check.
