@@ -481,7 +481,7 @@ func printChanges(o io.Writer, title string, chs []config.Change, old []config.L
 	}
 	fmt.Fprintf(o, "%s (%d):\n", title, len(chs))
 	for _, ch := range chs {
-		fmt.Fprintf(o, "%s%s\n", indent, consul.DescribeChange(ch, old))
+		fmt.Fprintf(o, "%s%s\n", indent, describeChange(ch, old))
 	}
 }
 
@@ -550,47 +550,33 @@ func (c *ctlCmd) confirm(ctl *consul.Ctl) error {
 // the current content, what confirming changes for them (from their admin /config and
 // /consul, when reachable: best effort).
 func (c *ctlCmd) gatewayDiffs(ctl *consul.Ctl, res *consul.Result) {
-	insts, err := consul.ListInstances(ctl.Client, c.service)
+	fleet, err := consul.DiscoverFleet(ctl.Client, c.service, 2*time.Second)
 	if err != nil {
-		fmt.Fprintf(c.out, "gateways: cannot list them (%v)\n", err)
+		fmt.Fprintf(c.out, "gateways: %v\n", err)
 		return
 	}
-	if len(insts) == 0 {
+	if len(fleet) == 0 {
 		fmt.Fprintf(c.out, "gateways: none registered under service %q\n", c.service)
 		return
 	}
-	sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
-	admins, _ := consul.AdminURLs(ctl.Client, c.service)
 	fp := res.After.Snapshot.Fingerprint
-	for _, in := range insts {
-		m := in.Meta
-		state := "serves fingerprint " + orNone(m["fingerprint"])
-		if m["fingerprint"] == fp {
+	for _, m := range fleet {
+		state := "serves fingerprint " + orNone(m.Fingerprint)
+		if m.Fingerprint == fp {
 			state += " (the current content already)"
 		}
-		var view *consul.GatewayView
-		var verr error
-		if base, ok := admins[in.ID]; ok {
-			view, verr = consul.FetchGatewayView(base, 2*time.Second)
-		} else {
-			verr = errors.New("admin address unknown")
+		if m.Held != "" {
+			state += "; holds: " + m.Held
 		}
-		held := m["held"]
-		if view != nil && view.Watcher.Held != "" {
-			held = view.Watcher.Held
-		}
-		if held != "" {
-			state += "; holds: " + held
-		}
-		fmt.Fprintf(c.out, "gateway %s (generation %s) %s\n", in.ID, orNone(m["generation"]), state)
-		if m["fingerprint"] == fp {
+		fmt.Fprintf(c.out, "gateway %s (generation %s) %s\n", m.ID, orNone(m.Generation), state)
+		if m.Fingerprint == fp {
 			continue
 		}
-		if view == nil {
-			fmt.Fprintf(c.out, "  (no diff for it: cannot read its admin API: %v)\n", verr)
+		if m.View == nil {
+			fmt.Fprintf(c.out, "  (no diff for it: cannot read its admin API: %s)\n", m.ViewError)
 			continue
 		}
-		old := fileSourcesAsOne(view.Sources)
+		old := fileSourcesAsOne(m.View.Sources)
 		printChanges(c.out, "  changes it will apply", config.Diff(old, fileSourcesAsOne(res.After.Config.Sources)), old)
 	}
 }
@@ -608,104 +594,40 @@ func fileSourcesAsOne(ls []config.Leaf) []config.Leaf {
 	return out
 }
 
-// ctlInstance is one gateway in `ctl status`: what it registered in the catalog, and
-// the update it holds, if any (from its meta, or from its admin /consul when it does not
-// serve the current content and its admin API is reachable).
-type ctlInstance struct {
-	consul.InstanceStatus
-	Held string `json:"held,omitempty"`
-}
-
-// ctlStatus is the output of `ctl status -json`.
-type ctlStatus struct {
-	Prefix  string `json:"prefix"`
-	Content struct {
-		Keys        int    `json:"keys"`
-		Fingerprint string `json:"fingerprint,omitempty"`
-		ActivePlan  string `json:"active_plan,omitempty"`
-		Error       string `json:"error,omitempty"`
-	} `json:"content"`
-	Instances []ctlInstance `json:"instances"`
-	// InSync is true when at least one instance is registered and every one serves the
-	// current content, holds nothing and is not stale.
-	InSync bool     `json:"in_sync"`
-	Issues []string `json:"issues,omitempty"`
-}
-
+// status prints consul.FleetStatus: the registered gateways, what each serves (from its
+// admin API when reachable, else its catalog meta) and whether they are in sync.
 func (c *ctlCmd) status(ctl *consul.Ctl) error {
 	st, err := ctl.Read()
 	if err != nil {
 		return failed(err)
 	}
-	insts, err := consul.ListInstances(ctl.Client, c.service)
+	fleet, err := consul.DiscoverFleet(ctl.Client, c.service, 2*time.Second)
 	if err != nil {
-		return failed(fmt.Errorf("cannot list the gateway instances (service %q): %w", c.service, err))
+		return failed(err)
 	}
-	sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
-	var s ctlStatus
-	s.Prefix = st.Prefix
-	snap, cerr := consul.Convert(st.Prefix, st.KVs)
-	if cerr != nil {
-		s.Content.Error = cerr.Error()
-		s.Issues = append(s.Issues, "the current content of "+st.Prefix+" does not convert; the gateways reject it and keep their last good configuration")
-	} else {
-		s.Content.Keys, s.Content.Fingerprint, s.Content.ActivePlan = snap.Keys, snap.Fingerprint, snap.ActivePlan
-	}
-	if len(insts) == 0 {
-		s.Issues = append(s.Issues, fmt.Sprintf("no gateway is registered under service %q", c.service))
-	}
-	var admins map[string]string
-	for _, in := range insts {
-		ci := ctlInstance{InstanceStatus: in, Held: in.Meta["held"]}
-		if ci.Held == "" && cerr == nil && in.Meta["fingerprint"] != snap.Fingerprint {
-			// a gateway behind the content may hold it: ask its admin API (best effort)
-			if admins == nil {
-				admins, _ = consul.AdminURLs(ctl.Client, c.service)
-			}
-			if base, ok := admins[in.ID]; ok {
-				if v, err := consul.FetchGatewayView(base, time.Second); err == nil {
-					ci.Held = v.Watcher.Held
-				}
-			}
-		}
-		s.Instances = append(s.Instances, ci)
-	}
-	for _, in := range s.Instances {
-		m := in.Meta
-		switch {
-		case in.Held != "":
-			s.Issues = append(s.Issues, fmt.Sprintf("%s holds an update: %s", in.ID, in.Held))
-		case cerr == nil && m["fingerprint"] != snap.Fingerprint:
-			s.Issues = append(s.Issues, fmt.Sprintf("%s serves fingerprint %s, not the current content's %s (not applied yet, rejected, or Consul unreachable)", in.ID, orNone(m["fingerprint"]), snap.Fingerprint))
-		}
-		if m["stale"] != "" {
-			s.Issues = append(s.Issues, fmt.Sprintf("%s is stale: %s", in.ID, m["stale"]))
-		}
-		if in.Health != "passing" {
-			s.Issues = append(s.Issues, fmt.Sprintf("%s health is %s", in.ID, in.Health))
-		}
-	}
-	s.InSync = len(s.Issues) == 0
+	s := consul.NewFleetStatus(st.Prefix, c.service, st.KVs, fleet)
 	if c.jsonOut {
-		enc := json.NewEncoder(c.out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(s); err != nil {
+		if err := c.printJSON(s); err != nil {
 			return err
 		}
 		return notInSync(s)
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tADDR\tHEALTH\tGENERATION\tPLAN\tFINGERPRINT\tSTALE\tHELD")
-	for _, in := range s.Instances {
-		m := in.Meta
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.Addr, in.Health, orNone(m["generation"]), orNone(m["plan"]),
-			orNone(m["fingerprint"]), yesNo(m["stale"]), yesNo(in.Held))
+	for _, m := range s.Instances {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Addr, m.Health, orNone(m.Generation), orNone(m.ActivePlan),
+			orNone(m.Fingerprint), yesNo(m.Stale), yesNo(m.Held))
 	}
 	tw.Flush()
-	if cerr != nil {
-		fmt.Fprintf(c.out, "\ncontent of %s: DOES NOT CONVERT:\n  %s\n", st.Prefix, indent(cerr.Error()))
+	if s.Content.Error != "" {
+		fmt.Fprintf(c.out, "\ncontent of %s: DOES NOT CONVERT:\n  %s\n", st.Prefix, indent(s.Content.Error))
 	} else {
-		fmt.Fprintf(c.out, "\ncontent of %s: %d keys, active plan %s, fingerprint %s\n", st.Prefix, snap.Keys, orNone(snap.ActivePlan), snap.Fingerprint)
+		fmt.Fprintf(c.out, "\ncontent of %s: %d keys, active plan %s, fingerprint %s\n", st.Prefix, s.Content.Keys, orNone(s.Content.ActivePlan), s.Content.Fingerprint)
+	}
+	for _, m := range s.Instances {
+		if m.View == nil {
+			fmt.Fprintf(c.out, "note: %s: from its catalog meta (its admin API was not read: %s)\n", m.ID, m.ViewError)
+		}
 	}
 	if s.InSync {
 		fmt.Fprintf(c.out, "in sync: all %d gateway(s) serve the current content\n", len(s.Instances))
@@ -720,11 +642,33 @@ func (c *ctlCmd) status(ctl *consul.Ctl) error {
 
 // notInSync is status's exit: 3 when the fleet is not in sync (the report says why),
 // so that scripts can wait for a change to reach every gateway.
-func notInSync(s ctlStatus) error {
+func notInSync(s consul.FleetStatus) error {
 	if s.InSync {
 		return nil
 	}
 	return exitError{code: 3}
+}
+
+// describeChange formats a configuration change as `path: old -> new (source)`; a value
+// that was not set (or is no longer) shows as "(not set)".
+func describeChange(ch config.Change, old []config.Leaf) string {
+	was := consul.ShowValue(ch.Old, true)
+	if ch.Old == "" && !hasLeaf(old, ch.Path) {
+		was = "(not set)"
+	}
+	now := consul.ShowValue(ch.New, true)
+	switch {
+	case ch.Source == "(removed)":
+		return fmt.Sprintf("%s: %s -> (not set)", ch.Path, was)
+	case was == now:
+		return fmt.Sprintf("%s: %s -> %s (%s, value unchanged)", ch.Path, was, now, ch.Source)
+	}
+	return fmt.Sprintf("%s: %s -> %s (%s)", ch.Path, was, now, ch.Source)
+}
+
+func hasLeaf(ls []config.Leaf, path string) bool {
+	i := sort.Search(len(ls), func(i int) bool { return ls[i].Path >= path })
+	return i < len(ls) && ls[i].Path == path
 }
 
 func orNone(s string) string {

@@ -448,24 +448,26 @@ func TestCtlWithGateway(t *testing.T) {
 	}
 
 	// status: the gateway, its generation, in sync with the content
-	var st ctlStatus
+	var st consul.FleetStatus
 	waitUntil(t, "status in sync", func() bool {
 		out, stderr, code := e.ctl(t, "-json", "status")
-		st = ctlStatus{}
+		st = consul.FleetStatus{}
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("status -json: %v\n%s%s", err, out, stderr)
 		}
 		if (code == 0) != st.InSync || (code != 0 && code != 3) {
 			t.Fatalf("status -json: exit %d with in_sync %v; want 0 in sync, 3 not", code, st.InSync)
 		}
-		return st.InSync && len(st.Instances) == 1 && st.Instances[0].Meta["generation"] == strconv.FormatUint(gwGeneration(t, g), 10)
+		gen := strconv.FormatUint(gwGeneration(t, g), 10)
+		return st.InSync && len(st.Instances) == 1 && st.Instances[0].Generation == gen && st.Instances[0].Meta["generation"] == gen
 	})
 	in := st.Instances[0]
-	if in.ID != "gw-ctl" || in.Addr != g.Addr || in.Health != "passing" || in.Meta["plan"] != "closed" || in.Meta["fingerprint"] != st.Content.Fingerprint {
+	if in.ID != "gw-ctl" || in.Addr != g.Addr || in.Health != "passing" || in.ActivePlan != "closed" || in.Fingerprint != st.Content.Fingerprint ||
+		in.Meta["plan"] != "closed" || in.Meta["fingerprint"] != st.Content.Fingerprint || in.AdminURL != "http://"+g.Admin {
 		t.Errorf("status: %+v, content %+v", in, st.Content)
 	}
 	table := e.mustCtl(t, "status")
-	mustContain(t, "status table", table, "ID      ADDR", "gw-ctl  "+g.Addr+"  passing  "+in.Meta["generation"]+" ", " closed ",
+	mustContain(t, "status table", table, "ID      ADDR", "gw-ctl  "+g.Addr+"  passing  "+in.Generation+" ", " closed ",
 		"in sync: all 1 gateway(s) serve the current content")
 
 	e.mustCtl(t, "plan", "deactivate")

