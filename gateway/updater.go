@@ -96,6 +96,9 @@ type Updater struct {
 	overrides []config.Override
 	plan      Plan
 	onApplied []func(*config.Config, uint64)
+	// loader composes incrementally: an update decodes and validates only the routes
+	// whose keys changed, and the gateway rebuilds only those
+	loader config.Loader
 }
 
 // NewUpdater returns an Updater for gw.
@@ -150,7 +153,7 @@ func (u *Updater) Apply(up Update) (uint64, error) {
 		u.rejected(up, err)
 		return 0, err
 	}
-	cfg, err := config.Load(doc, ov, plan.Overrides)
+	cfg, err := u.loader.Load(doc, ov, plan.Overrides)
 	if err != nil {
 		u.rejected(up, err)
 		return 0, err

@@ -110,6 +110,13 @@ func (v *validator) errorf(path []string, format string, args ...any) {
 }
 
 func (v *validator) validate() {
+	v.validateGlobal()
+	v.validateRoutes()
+}
+
+// validateGlobal validates everything but the routes (which depend on it: pools, the
+// server's body limit).
+func (v *validator) validateGlobal() {
 	c := v.cfg
 	s := &c.Server
 	if err := filters.CheckHostPort(s.Listen); err != nil {
@@ -160,19 +167,29 @@ func (v *validator) validate() {
 	for _, name := range slices.Sorted(maps.Keys(c.Pools)) {
 		v.validatePool(name, c.Pools[name])
 	}
+}
+
+// validateRoutes validates every route and what routes must not share (host + path).
+func (v *validator) validateRoutes() {
+	c := v.cfg
 	if len(c.Routes) == 0 {
 		v.errorf([]string{"routes"}, "at least one route is needed")
 	}
-	seen := map[string]string{}
+	seen := make(map[string]string, len(c.Routes))
 	for _, name := range slices.Sorted(maps.Keys(c.Routes)) {
 		r := c.Routes[name]
 		v.validateRoute(name, r)
-		key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.Path, "/")
-		if other, dup := seen[key]; dup && r.Path != "" {
-			v.errorf([]string{"routes", name, "path"}, "route %q already serves host %q path %q", other, r.Host, r.Path)
-		}
-		seen[key] = name
+		v.uniquePath(seen, name, r)
 	}
+}
+
+// uniquePath reports a route that serves the host and path of a route seen before.
+func (v *validator) uniquePath(seen map[string]string, name string, r *Route) {
+	key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.Path, "/")
+	if other, dup := seen[key]; dup && r.Path != "" {
+		v.errorf([]string{"routes", name, "path"}, "route %q already serves host %q path %q", other, r.Host, r.Path)
+	}
+	seen[key] = name
 }
 
 func (v *validator) validateAdmin() {
