@@ -31,6 +31,7 @@ func newGateway(t *testing.T, yamlSrc string) (*gateway.Gateway, *gateway.Update
 		t.Fatal(err)
 	}
 	gw := gateway.New(gateway.Options{})
+	t.Cleanup(gw.Close)
 	up := gateway.NewUpdater(gw, nil)
 	if _, err := up.Apply(gateway.Update{Source: "file:test.yaml", Doc: doc}); err != nil {
 		t.Fatal(err)

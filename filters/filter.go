@@ -127,6 +127,11 @@ type Request struct {
 	// ClientIP is the client's address: the peer, or the nearest untrusted address of
 	// X-Forwarded-For when the peer is a configured trusted proxy.
 	ClientIP netip.Addr
+	// Rank is set by a filter that sorts requests into promotion tiers (promo_throttle):
+	// 1 + the rank of the request's tier in shedding order (1: the tier shed first); 0
+	// when no filter ranked the request. The gateway's adaptive overload protection takes
+	// it as the tier part of the request's admission level, so the tag is classified once.
+	Rank int
 
 	keyBuf [24]byte // KeySpec.Read's canonical key
 }

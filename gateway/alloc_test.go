@@ -24,11 +24,13 @@ routes:
 const adaptiveAllocConfig = allocConfig + `  acore:   {path: /acore, pool: a, core: true}
   ainfo:   {path: /ainfo, pool: a, filters: {promo_throttle: {source: query:adtag, default_tier: organic, tiers: {organic: {priority: 2, rate: 1000000000}, wx: {priority: 1, rate: 1000000000, match: [wx]}}}}}
   ashed:   {path: /ashed, pool: s}
+  alevel:  {path: /alevel, pool: l, filters: {promo_throttle: {source: query:adtag, default_tier: organic, tiers: {organic: {priority: 2, rate: 1000000000}, wx: {priority: 1, rate: 1000000000, match: [wx]}}}}}
 `
 
 const adaptivePools = `
   a: {addrs: ["q1:1"], max_conns: 64, adaptive: {enabled: true, user_key: "query:uin"}}
   s: {addrs: ["q1:1"], max_conns: 64, adaptive: {enabled: true, pinned_level: 2048}}
+  l: {addrs: ["q1:1"], max_conns: 64, adaptive: {enabled: true, pinned_level: 1, user_key: "query:uin"}}
 `
 
 type allocCase struct {
@@ -53,7 +55,10 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 		requestPathAllocs(t, cfg,
 			allocCase{"adaptive, core", "/acore?uin=10001", 200},
 			allocCase{"adaptive, non-core with tier and user key", "/ainfo?uin=10001&adtag=wx", 200},
-			allocCase{"adaptive, shed", "/ashed?uin=10001", 503})
+			allocCase{"adaptive, shed", "/ashed?uin=10001", 503},
+			// (a healthy pool decides without the request's level; a pool that sheds by
+			// level computes it: tier rank, user key read and hash)
+			allocCase{"adaptive, shedding by level, this request's level admitted", "/alevel?uin=10001&adtag=wx", 200})
 	})
 }
 

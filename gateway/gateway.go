@@ -40,6 +40,8 @@ type Gateway struct {
 	logger *zap.Logger
 	env    *filters.Env
 	epoch  time.Time
+	// epochNs is epoch in Unix nanoseconds: a request's wall clock is epochNs + its mono.
+	epochNs int64
 	// dial, if set, replaces TCP dialing of upstreams (in-memory tests).
 	dial fasthttp.DialFunc
 
@@ -51,8 +53,8 @@ type Gateway struct {
 	acceptor *accept.Acceptor
 	recent   *recentGrants
 	instance string
-	// overloadOnce starts the adaptive protection's window ticker (overload.go).
-	overloadOnce sync.Once
+	// ovlTicker runs the adaptive protection's window ticker (overload.go).
+	ovlTicker overloadTicker
 }
 
 // Options configures New.
@@ -71,6 +73,7 @@ type Options struct {
 // New returns a Gateway that serves nothing until the first Apply.
 func New(opts Options) *Gateway {
 	g := &Gateway{logger: opts.Logger, env: opts.Env, epoch: time.Now(), dial: opts.Dial, acceptor: opts.Acceptor, instance: opts.InstanceID}
+	g.epochNs = g.epoch.UnixNano()
 	if g.acceptor != nil {
 		g.recent = newRecentGrants(200000, 10*time.Minute)
 	}
@@ -154,6 +157,7 @@ type exchange struct {
 // own answer, or nil when the upstream answered.
 func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, now time.Time, ex *exchange) *filters.Reason {
 	mono := g.mono(now)
+	rank := 0    // the request's promotion tier rank, if a filter set it (filters.Request.Rank)
 	start := now // when the upstream exchange starts, unless a filter made the request wait
 	if !rt.enabled {
 		rt.answer(ctx, st, rt.disabled, 0)
@@ -161,7 +165,7 @@ func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP
 	}
 	if len(rt.chain) > 0 {
 		req := g.reqs.Get().(*filters.Request)
-		req.Ctx, req.Now, req.Wall, req.Route, req.ClientIP = ctx, mono, now.UnixNano(), &rt.info, clientIP
+		req.Ctx, req.Now, req.Wall, req.Route, req.ClientIP, req.Rank = ctx, mono, now.UnixNano(), &rt.info, clientIP, 0
 		for i := range rt.chain {
 			link := &rt.chain[i]
 			res := link.filter.Decide(req)
@@ -180,23 +184,24 @@ func (g *Gateway) admit(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP
 				start = time.Time{}
 			}
 		}
+		rank = req.Rank
 		req.Ctx = nil
 		g.reqs.Put(req)
 	}
 	if rt.async != nil {
 		return g.accept(ctx, st, rt, now)
 	}
-	return g.forward(ctx, st, rt, clientIP, mono, start, ex)
+	return g.forward(ctx, st, rt, clientIP, mono, rank, start, ex)
 }
 
 // forward proxies the request to the route's pool. start is the time the upstream
 // latency is measured from: the request's time when the route has no filters (routing
 // takes well under a microsecond, far below the histogram's resolution), or zero to read
-// the clock here.
-func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, start time.Time, ex *exchange) *filters.Reason {
+// the clock here. rank is the request's promotion tier rank (filters.Request.Rank).
+func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, clientIP netip.Addr, mono int64, rank int, start time.Time, ex *exchange) *filters.Reason {
 	ovl := &rt.ovl
 	if ovl.on {
-		d := ovl.ctl.Admit(g.level(ovl, ctx, clientIP, g.epoch.UnixNano()+mono), rt.info.Core)
+		d := ovl.admit(ctx, clientIP, g.epochNs+mono, rank)
 		if !d.Forward() {
 			rt.answer(ctx, st, ovl.shed, 0)
 			return ovl.shed
@@ -208,7 +213,7 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 	u := rt.pool.pick(mono)
 	if u == nil {
 		if ovl.on {
-			ovl.ctl.Done(0, adaptive.Failed, rt.info.Core)
+			ovl.ctl.Done(0, adaptive.Failed, ovl.core)
 		}
 		rt.answer(ctx, st, rt.upstream[failUnavailable], 0)
 		return rt.upstream[failUnavailable]
@@ -230,7 +235,7 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 	rt.latency.Observe(took.Seconds())
 	ex.upstream, ex.took = u, took
 	if ovl.on {
-		ovl.ctl.Done(took, overloadOutcome(err, resp), rt.info.Core)
+		ovl.ctl.Done(took, overloadOutcome(err, resp), ovl.core)
 	}
 	if err != nil {
 		kind := upstreamError(err)

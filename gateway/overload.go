@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,30 +43,45 @@ var (
 
 // overload is a route's view of its pool's adaptive protection, fixed per configuration.
 type overload struct {
-	on       bool // the pool has adaptive protection enabled (or shadow)
-	ctl      *adaptive.Controller
-	business int
-	key      filters.KeySpec
-	window   int64 // ns
-	// rank, if set, is the route's promo_throttle: the tier part of the level. (A concrete
-	// type: through an interface the filters.Request would escape to the heap.)
-	rank *promothrottle.PromoThrottle
-	shed *filters.Reason
+	on   bool // the pool has adaptive protection enabled (or shadow)
+	core bool // the route is core
+	ctl  *adaptive.Controller
+	// tiers[rank] is the level, with user priority 0, of a request of tier rank `rank`
+	// (filters.Request.Rank, set by the route's promo_throttle; 0: unranked, the top
+	// tier): the route's business priority and the tier part, computed at build.
+	tiers  []adaptive.Level
+	key    filters.KeySpec
+	window int64 // ns
+	shed   *filters.Reason
 }
 
-// level is the request's admission level: business priority, tier rank, user priority.
-func (g *Gateway) level(o *overload, ctx *fasthttp.RequestCtx, clientIP netip.Addr, wall int64) adaptive.Level {
-	r := &filters.Request{Ctx: ctx, ClientIP: clientIP}
-	tier := adaptive.TierLevels - 1
-	if o.rank != nil {
-		rank, n := o.rank.Rank(r)
-		tier = rank * adaptive.TierLevels / n
+// admit is the admission decision for one request of the route; wall is its time in Unix
+// ns, rank its promotion tier rank. While the pool sheds nothing by level, the request's
+// level is not computed at all unless the pool is busy enough to count it
+// (adaptive.Controller.AdmitFast).
+func (o *overload) admit(ctx *fasthttp.RequestCtx, clientIP netip.Addr, wall int64, rank int) adaptive.Decision {
+	d, count, ok := o.ctl.AdmitFast(o.core)
+	switch {
+	case !ok:
+		return o.ctl.Admit(o.level(ctx, clientIP, wall, rank), o.core)
+	case count:
+		o.ctl.Count(o.level(ctx, clientIP, wall, rank))
+	}
+	return d
+}
+
+// level is the request's admission level: business priority and tier (precomputed), then
+// the user priority drawn from the hash of the user key for the current window.
+func (o *overload) level(ctx *fasthttp.RequestCtx, clientIP netip.Addr, wall int64, rank int) adaptive.Level {
+	lv := o.tiers[0]
+	if rank > 0 && rank < len(o.tiers) {
+		lv = o.tiers[rank]
 	}
 	user := adaptive.UserLevels - 1 // no key: treated as the most important user
-	if h, st := o.key.Hash(r); st == filters.KeyFound {
+	if h, st := o.key.Hash(&filters.Request{Ctx: ctx, ClientIP: clientIP}); st == filters.KeyFound {
 		user = adaptive.UserPriority(h, wall, o.window)
 	}
-	return adaptive.MakeLevel(o.business, tier, user)
+	return lv + adaptive.Level(user)
 }
 
 // overloadOutcome classifies a forwarded request's end for the controller: only answers of the
@@ -113,11 +129,69 @@ func coreFloors(cfg *config.Config) map[string]adaptive.Level {
 	return out
 }
 
-// runOverload closes every pool's window each OverloadWindow and publishes the gauges.
-func (g *Gateway) runOverload() {
+// overloadTicker is the lifecycle of the window ticker: it runs while the configuration in
+// force has a pool with adaptive protection on (or in shadow), and not after Close.
+type overloadTicker struct {
+	mu     sync.Mutex
+	stop   chan struct{} // nil: not running
+	done   chan struct{}
+	closed bool
+}
+
+// syncOverload starts or stops the window ticker for the configuration st (just swapped
+// in) and publishes every pool's gauges once (the ticker keeps them current while it runs).
+func (g *Gateway) syncOverload(st *state) {
+	want := false
+	for _, p := range st.pools {
+		want = want || p.ctl.Settings().Enabled
+	}
+	t := &g.ovlTicker
+	t.mu.Lock()
+	switch {
+	case want && t.stop == nil && !t.closed:
+		t.stop, t.done = make(chan struct{}), make(chan struct{})
+		go g.runOverload(t.stop, t.done)
+	case !want && t.stop != nil:
+		t.halt()
+	}
+	t.mu.Unlock()
+	for _, p := range st.pools {
+		p.publish()
+	}
+}
+
+// halt stops the ticker and waits for it (t.mu held).
+func (t *overloadTicker) halt() {
+	close(t.stop)
+	<-t.done
+	t.stop, t.done = nil, nil
+}
+
+// Close stops the gateway's background work: the adaptive protection's window ticker
+// (limits and levels stay where they are). The gateway still answers requests; Close is
+// for the end of the process or of a test, after Shutdown.
+func (g *Gateway) Close() {
+	t := &g.ovlTicker
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	if t.stop != nil {
+		t.halt()
+	}
+}
+
+// runOverload closes every enabled pool's window each OverloadWindow and publishes the
+// gauges, until stop is closed.
+func (g *Gateway) runOverload(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
 	t := time.NewTicker(OverloadWindow)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
 		st := g.state.Load()
 		if st == nil {
 			continue
@@ -203,11 +277,15 @@ func (g *Gateway) Overload() []PoolOverload {
 
 // newRouteOverload prepares a route's view of its pool's protection.
 func newRouteOverload(name string, rc *config.Route, a config.Adaptive, ctl *adaptive.Controller, chain []link) overload {
-	o := overload{on: a.Enabled || a.Shadow, ctl: ctl, business: rc.Priority, key: a.UserKey,
+	o := overload{on: a.Enabled || a.Shadow, core: rc.Core, ctl: ctl, key: a.UserKey,
 		window: int64(a.UserWindow), shed: gatewayReason(name, "overload", "shed", 0)}
+	o.tiers = []adaptive.Level{adaptive.MakeLevel(rc.Priority, adaptive.TierLevels-1, 0)}
 	for _, l := range chain {
 		if r, ok := l.filter.(*promothrottle.PromoThrottle); ok {
-			o.rank = r
+			n := r.Tiers()
+			for rank := range n {
+				o.tiers = append(o.tiers, adaptive.MakeLevel(rc.Priority, rank*adaptive.TierLevels/n, 0))
+			}
 		}
 	}
 	return o

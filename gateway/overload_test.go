@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -182,4 +183,67 @@ func TestOverloadConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// overloadTickers counts the goroutines running the adaptive protection's window ticker.
+func overloadTickers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "gateway.(*Gateway).runOverload(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// TestOverloadTickerLifecycle: the window ticker runs only while the configuration in
+// force has a pool with adaptive protection on; it stops when the last such pool is
+// switched off or removed, and on Close, and leaves no goroutine behind (goleak-style:
+// goroutines counted before and after, each wait ends as soon as the count is right).
+func TestOverloadTickerLifecycle(t *testing.T) {
+	before := overloadTickers()
+	want := func(n int, what string) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%s: %d window tickers", what, before+n), func() bool { return overloadTickers() == before+n })
+	}
+	off := strings.ReplaceAll(overloadConfig(-1, ""), "adaptive: {enabled: true", "adaptive: {enabled: false")
+	removed := `
+server: {listen: 127.0.0.1:0}
+pools: {plain: {addrs: [q1:1], max_conns: 4}}
+routes: {lottery: {path: /lottery, pool: plain, core: true}}
+`
+	r := newRig(t, removed)
+	want(0, "no pool with adaptive protection")
+	if err := r.apply(overloadConfig(-1, "")); err != nil {
+		t.Fatal(err)
+	}
+	want(1, "two pools with adaptive protection")
+	ctl := r.gw.state.Load().pools["q"].ctl
+	waitFor(t, "the ticker closing windows", func() bool { return ctl.Snapshot().WindowCount > 0 })
+	if err := r.apply(off); err != nil {
+		t.Fatal(err)
+	}
+	want(0, "protection switched off on both pools")
+	if err := r.apply(overloadConfig(-1, ", shadow: true")); err != nil {
+		t.Fatal(err)
+	}
+	want(1, "shadow mode on again")
+	if err := r.apply(removed); err != nil {
+		t.Fatal(err)
+	}
+	want(0, "the pools with protection removed")
+	if err := r.apply(overloadConfig(-1, "")); err != nil {
+		t.Fatal(err)
+	}
+	want(1, "pools with protection back")
+	r.gw.Close()
+	want(0, "gateway closed")
+	if err := r.apply(overloadConfig(-1, ", min_limit: 5")); err != nil {
+		t.Fatal(err)
+	}
+	if n := overloadTickers(); n != before {
+		t.Errorf("a closed gateway started a window ticker again (%d, want %d)", n, before)
+	}
+	r.gw.Close() // twice is fine
 }

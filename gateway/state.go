@@ -301,7 +301,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 		for name, p := range st.pools {
 			p.ctl.SetSettings(adaptiveSettings(cfg.Pools[name].Adaptive, floors[name]))
 		}
-		g.overloadOnce.Do(func() { go g.runOverload() })
+		g.syncOverload(st)
 		if prev == nil {
 			return
 		}

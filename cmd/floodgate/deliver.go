@@ -92,6 +92,7 @@ func runDeliver(args []string) error {
 	}
 	defer acc.Close()
 	gw := gateway.New(gateway.Options{Logger: logger, Acceptor: acc, InstanceID: "deliver"})
+	defer gw.Close()
 	up := gateway.NewUpdater(gw, logger)
 	if _, err := up.Apply(gateway.Update{Source: "file:" + doc.Name, Doc: doc, Note: "start"}); err != nil {
 		printConfigErrors(err)

@@ -201,6 +201,7 @@ func runGateway(args []string) error {
 	if err := gw.Shutdown(); err != nil {
 		logger.Warn("traffic shutdown", zap.Error(err))
 	}
+	gw.Close()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	adm.Shutdown(sctx)

@@ -54,6 +54,7 @@ type prefix struct {
 // Decide implements filters.Filter.
 func (f *PromoThrottle) Decide(r *filters.Request) filters.Result {
 	ti := f.classify(r)
+	r.Rank = max(ti, 0) + 1 // a tag given twice ranks with the lowest tier
 	if ti < 0 {
 		return filters.RejectWith(f.badKey)
 	}
@@ -129,13 +130,10 @@ func (f *PromoThrottle) classify(r *filters.Request) int {
 	return f.unknown
 }
 
-// Rank returns the rank of r's tier in shedding order (0: the lowest priority, shed
-// first) and the number of tiers. Adaptive overload protection uses it as the tier part
-// of a request's admission level. It allocates nothing.
-func (f *PromoThrottle) Rank(r *filters.Request) (rank, tiers int) {
-	// a tag given twice (rejected by Decide) ranks with the lowest tier
-	return max(f.classify(r), 0), len(f.tiers)
-}
+// Tiers returns the number of tiers. Decide sets the request's Rank (1..Tiers) to its
+// tier's place in shedding order; adaptive overload protection maps it to the tier part
+// of the request's admission level.
+func (f *PromoThrottle) Tiers() int { return len(f.tiers) }
 
 // Tier returns the name of the tier r falls into (for tests and diagnostics).
 func (f *PromoThrottle) Tier(r *filters.Request) string {

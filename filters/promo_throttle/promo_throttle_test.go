@@ -109,6 +109,30 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestDecideSetsRank: Decide leaves the request's tier rank in shedding order (1: shed
+// first) for adaptive overload protection, also when it rejects the request.
+func TestDecideSetsRank(t *testing.T) {
+	f := filtertest.Build(t, Name, strings.Replace(sketch, "pressure: 0", "pressure: 1", 1), nil).(*PromoThrottle)
+	if f.Tiers() != 3 {
+		t.Fatalf("Tiers() = %d, want 3", f.Tiers())
+	}
+	for _, c := range []struct {
+		desc, uri string
+		want      int
+	}{
+		{"banner (priority 10, shed by pressure 1)", "/lottery?adtag=bn_top", 1},
+		{"wechat (priority 50)", "/lottery?adtag=wx", 2},
+		{"organic (priority 100)", "/lottery", 3},
+		{"tag given twice: rejected, ranks lowest", "/lottery?adtag=wx&adtag=bn_top", 1},
+	} {
+		r := filtertest.NewRequest(t, filtertest.Req{URI: c.uri})
+		f.Decide(r)
+		if r.Rank != c.want {
+			t.Errorf("%s: rank %d, want %d", c.desc, r.Rank, c.want)
+		}
+	}
+}
+
 func TestDecide(t *testing.T) {
 	small := `
 source: query:adtag

@@ -32,8 +32,10 @@
 // passed the limit) the level is raised so that about Raise of the window's requests fall
 // below it; when it is comfortably under its limit the level is lowered so that about
 // Lower of them come back (Lower < Raise: it comes back more slowly than it goes up).
-// Requests are counted by level in every window (shed ones too), so the steps follow the
-// real traffic mix.
+// Requests are counted by level (shed ones too), so the steps follow the real traffic mix:
+// every request while the pool sheds by level; while it sheds nothing by level, the
+// requests that arrive with more than half the limit in flight (a raise can only follow
+// a window in which the limit was reached, and those are the requests of its busy part).
 //
 // Core requests (routes marked core) are shed last: they pass the in-flight gate up to the
 // pool's maximum limit, and the level rises above CoreFloor (the lowest level of the
@@ -42,8 +44,11 @@
 //
 // # Cost
 //
-// Admit and Done are a handful of atomic operations, no locks, no allocation; Update runs
-// on one goroutine (the gateway's ticker, or a test with a fake clock).
+// Admit, AdmitFast and Done are a handful of atomic operations on one cache line, no
+// locks, no allocation. A healthy pool's request needs no level at all: AdmitFast decides
+// with the in-flight gate (a load, an add, two loads) and the caller skips computing the
+// level (a key read and hash). Update runs on one goroutine (the gateway's ticker, or a
+// test with a fake clock).
 package adaptive
 
 import (
@@ -173,32 +178,34 @@ const (
 // countBits is the width of the sample count in Controller.rttWindow.
 const countBits = 20
 
-// Controller is one pool's overload protection. Admit and Done are safe for concurrent
-// use on the request path; Update (once a window) takes a mutex of its own.
+// Controller is one pool's overload protection. Admit, AdmitFast, Count and Done are safe
+// for concurrent use on the request path; Update (once a window) takes a mutex of its own.
 type Controller struct {
 	params   Params
 	settings atomic.Pointer[Settings]
+	_        [48]byte
 
-	// read on every request
+	// The request path's cache line: every forwarded request reads threshold and the
+	// limits and adds to inflight (Admit) and to inflight and rttWindow (Done). On one line
+	// a request moves one line between CPUs, not one per field; limit, maxLimit and
+	// threshold change only in Update.
+	inflight  atomic.Int64
+	rttWindow atomic.Uint64 // the window's latency samples: sum in us (high 44 bits), count (low 20)
 	limit     atomic.Int64
-	threshold atomic.Int32
-	_         [48]byte
-
-	// written on every request
-	inflight    atomic.Int64
-	_           [56]byte
+	maxLimit  atomic.Int64 // Settings.MaxLimit: the in-flight gate of core requests
+	threshold atomic.Int32 // the admission level
+	// maxInflight is the window's peak in flight; written only when it rises.
 	maxInflight atomic.Int64
-	_           [56]byte
-	// rttWindow packs the window's latency samples into one atomic: the sum in
-	// microseconds (high 44 bits) and the count (low 20 bits). A window (100 ms) would
-	// need over a million samples, 10 million answers a second, to overflow the count.
-	rttWindow atomic.Uint64
-	_         [56]byte
-	timeouts  atomic.Int64
-	coreHurt  atomic.Int64 // core timeouts and core refusals
-	refused   atomic.Int64 // non-core refusals by the in-flight gate
-	_         [40]byte
-	hist      [NumLevels]atomic.Uint32
+	_           [16]byte
+
+	// written when a request times out or is refused by the in-flight gate
+	timeouts atomic.Int64
+	coreHurt atomic.Int64 // core timeouts and core refusals
+	refused  atomic.Int64 // non-core refusals by the in-flight gate
+	_        [40]byte
+	// hist counts the window's requests by level (see AdmitFast: while nothing is shed by
+	// level, only the requests that arrive with more than half the limit in flight).
+	hist [NumLevels]atomic.Uint32
 
 	// totals (for metrics and the admin view)
 	shedLevel, shedLimit, shadowShed atomic.Uint64
@@ -224,7 +231,7 @@ func New(p Params, s Settings) *Controller {
 	c.settings.Store(&s)
 	c.limitF = float64(clampInt(p.InitialLimit, s.MinLimit, s.MaxLimit))
 	c.limit.Store(int64(c.limitF))
-	c.applyPin(&s)
+	c.applySettings(&s)
 	return c
 }
 
@@ -232,10 +239,11 @@ func New(p Params, s Settings) *Controller {
 // once, and a pinned level applies at once.
 func (c *Controller) SetSettings(s Settings) {
 	c.settings.Store(&s)
-	c.applyPin(&s)
+	c.applySettings(&s)
 }
 
-func (c *Controller) applyPin(s *Settings) {
+func (c *Controller) applySettings(s *Settings) {
+	c.maxLimit.Store(int64(max(s.MaxLimit, s.MinLimit)))
 	switch {
 	case !s.Enabled:
 		c.threshold.Store(0)
@@ -264,29 +272,61 @@ func (c *Controller) Admit(lv Level, core bool) Decision {
 		return ShadowShed
 	}
 	n := c.inflight.Add(1)
-	var over bool
+	lim := c.limit.Load()
 	if core {
-		over = n > int64(c.settings.Load().MaxLimit)
-	} else {
-		over = n > c.limit.Load()
+		lim = c.maxLimit.Load()
 	}
-	if over {
-		if core {
-			c.coreHurt.Add(1)
-		} else {
-			c.refused.Add(1)
-		}
-		if !c.settings.Load().Shadow {
-			c.inflight.Add(-1)
-			c.shedLimit.Add(1)
-			return ShedLimit
-		}
-		c.shadowShed.Add(1)
-		c.admitted(n)
-		return ShadowShed
+	if n > lim {
+		return c.over(n, core)
 	}
 	c.admitted(n)
 	return Admitted
+}
+
+// AdmitFast is Admit for a request whose level has not been computed yet (computing it
+// costs more than the decision: a key read and hash). While nothing is shed by level (the
+// admission level is 0) the in-flight gate alone decides: ok is true and d is the
+// decision, as Admit's. count is then true when the pool is busy - more than half of its
+// limit in flight: the window's level counts, which the level's next raise steps
+// through, need this request, so the caller computes its level and passes it to Count.
+// (Under half the limit the window cannot end over its limit because of this request.)
+// ok false: the pool sheds by level and nothing was done; call Admit with the level.
+func (c *Controller) AdmitFast(core bool) (d Decision, count, ok bool) {
+	if c.threshold.Load() != 0 {
+		return 0, false, false
+	}
+	n := c.inflight.Add(1)
+	lim := c.limit.Load()
+	count = 2*n > lim
+	if core {
+		lim = c.maxLimit.Load()
+	}
+	if n > lim {
+		return c.over(n, core), count, true
+	}
+	c.admitted(n)
+	return Admitted, count, true
+}
+
+// Count counts a request admitted by AdmitFast with count true at its level lv.
+func (c *Controller) Count(lv Level) { c.hist[lv%NumLevels].Add(1) }
+
+// over handles a request beyond the in-flight gate (non-core requests pass it up to the
+// limit, core ones up to the maximum limit); n is the number in flight with it.
+func (c *Controller) over(n int64, core bool) Decision {
+	if core {
+		c.coreHurt.Add(1)
+	} else {
+		c.refused.Add(1)
+	}
+	if !c.settings.Load().Shadow {
+		c.inflight.Add(-1)
+		c.shedLimit.Add(1)
+		return ShedLimit
+	}
+	c.shadowShed.Add(1)
+	c.admitted(n)
+	return ShadowShed
 }
 
 // admitted records the peak in flight.

@@ -9,13 +9,26 @@ func testSettings() Settings {
 	return Settings{Enabled: true, MinLimit: 4, MaxLimit: 200, PinnedLevel: -1, CoreFloor: MakeLevel(6, 0, 0)}
 }
 
+// admit decides on a request as the gateway does (gateway/overload.go): AdmitFast first,
+// and the request's level only when it asks for it.
+func admit(c *Controller, lv Level, core bool) Decision {
+	d, count, ok := c.AdmitFast(core)
+	switch {
+	case !ok:
+		return c.Admit(lv, core)
+	case count:
+		c.Count(lv)
+	}
+	return d
+}
+
 // window feeds one window to c: `inflight` requests offered and held, then `answered` of
 // the admitted ones answered after rtt and `timeouts` timed out (the rest stay in flight
 // over Update and are released after it as failures). It returns how many were admitted.
 func window(c *Controller, lv Level, core bool, inflight, answered int, rtt time.Duration, timeouts int) int {
 	admitted := 0
 	for i := 0; i < inflight; i++ {
-		if c.Admit(lv, core).Forward() {
+		if admit(c, lv, core).Forward() {
 			admitted++
 		}
 	}
@@ -138,13 +151,13 @@ func TestShedRequestsAreNeverSampled(t *testing.T) {
 			tc.setup(&s)
 			c := New(DefaultParams(), s)
 			for i := 0; i < tc.fill; i++ {
-				if d := c.Admit(MakeLevel(7, 7, 31), true); d != Admitted {
+				if d := admit(c, MakeLevel(7, 7, 31), true); d != Admitted {
 					t.Fatalf("fill %d: %v", i, d)
 				}
 			}
 			before := c.Snapshot()
 			for i := 0; i < 1000; i++ {
-				if d := c.Admit(tc.lv, tc.core); d != tc.want {
+				if d := admit(c, tc.lv, tc.core); d != tc.want {
 					t.Fatalf("decision %d, want %d", d, tc.want)
 				}
 			}
@@ -167,11 +180,11 @@ func TestBaselineMeasurementNeverRejectsCore(t *testing.T) {
 	s.MaxLimit = 150
 	c := New(DefaultParams(), s)
 	for i := 0; i < 150; i++ {
-		if d := c.Admit(MakeLevel(6, 0, 0), true); d != Admitted {
+		if d := admit(c, MakeLevel(6, 0, 0), true); d != Admitted {
 			t.Fatalf("core request %d in flight: %v, want admitted", i+1, d)
 		}
 	}
-	if d := c.Admit(MakeLevel(2, 0, 0), false); d != ShedLimit {
+	if d := admit(c, MakeLevel(2, 0, 0), false); d != ShedLimit {
 		t.Errorf("non-core over the initial limit: %v, want ShedLimit", d)
 	}
 	// windows of measurement with everything in flight: still no core shed
@@ -180,7 +193,7 @@ func TestBaselineMeasurementNeverRejectsCore(t *testing.T) {
 			c.Done(10*time.Millisecond, Answered, true)
 		}
 		for i := 0; i < 150; i++ {
-			if d := c.Admit(MakeLevel(6, 0, 0), true); d != Admitted {
+			if d := admit(c, MakeLevel(6, 0, 0), true); d != Admitted {
 				t.Fatalf("window %d: core request %d: %v, want admitted", w, i+1, d)
 			}
 		}
@@ -213,7 +226,7 @@ func TestOperatorSwitches(t *testing.T) {
 				for i := 0; i < 40; i++ {
 					d := Decision(Admitted)
 					if s.Enabled {
-						d = c.Admit(MakeLevel(2, i%8, i%32), false)
+						d = admit(c, MakeLevel(2, i%8, i%32), false)
 					}
 					if !d.Forward() {
 						shed++
@@ -296,5 +309,48 @@ func TestUserPriorityRotates(t *testing.T) {
 	}
 	if UserPriority(7, -1, window) != UserPriority(7, -window, window) {
 		t.Errorf("negative wall clock: floor division broken")
+	}
+}
+
+// TestAdmitFast: while nothing is shed by level the in-flight gate decides without the
+// request's level, asking for it (count) only past half the limit; once the pool sheds
+// by level AdmitFast does nothing and leaves the decision to Admit.
+func TestAdmitFast(t *testing.T) {
+	for _, tc := range []struct {
+		desc      string
+		pin       int // pinned level (-1: automatic, 0 at start)
+		fill      int // non-core requests admitted and held first (limit 10)
+		core      bool
+		wantOK    bool
+		wantD     Decision
+		wantCount bool
+	}{
+		{"idle pool: admitted, level not needed", -1, 0, false, true, Admitted, false},
+		{"half the limit in flight with it: not needed", -1, 4, false, true, Admitted, false},
+		{"more than half: admitted and counted", -1, 5, false, true, Admitted, true},
+		{"non-core at the limit: refused and counted", -1, 10, false, true, ShedLimit, true},
+		{"core at the limit: admitted up to the max", -1, 10, true, true, Admitted, true},
+		{"shedding by level: nothing done", 5, 0, false, false, 0, false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			s := testSettings()
+			s.MinLimit, s.MaxLimit, s.PinnedLevel = 10, 20, tc.pin
+			c := New(DefaultParams(), s)
+			c.limit.Store(10)
+			for i := 0; i < tc.fill; i++ {
+				c.inflight.Add(1)
+			}
+			d, count, ok := c.AdmitFast(tc.core)
+			if ok != tc.wantOK || d != tc.wantD || count != tc.wantCount {
+				t.Fatalf("AdmitFast = %v, count %v, ok %v; want %v, %v, %v", d, count, ok, tc.wantD, tc.wantCount, tc.wantOK)
+			}
+			wantIn := int64(tc.fill)
+			if ok && d.Forward() {
+				wantIn++
+			}
+			if got := c.inflight.Load(); got != wantIn {
+				t.Errorf("in flight %d, want %d", got, wantIn)
+			}
+		})
 	}
 }

@@ -153,7 +153,7 @@ func runSim(spec simSpec) *simResult {
 				}
 				lv := MakeLevel(rt.business, tier, UserPriority(mix(uid, uint64(ri)), wall, int64(10*time.Second)))
 				win.offered[ri]++
-				if !ctl.Admit(lv, rt.core).Forward() {
+				if !admit(ctl, lv, rt.core).Forward() {
 					win.shed[ri]++
 					continue
 				}
