@@ -172,6 +172,37 @@ func TestShedRequestsAreNeverSampled(t *testing.T) {
 	}
 }
 
+// TestOnlyAnswersAreSampled: of the requests forwarded, only those the upstream answered
+// are latency samples; a failure (refused connection, pool busy, 5xx) or a timeout is
+// not (a timeout counts as a drop instead).
+func TestOnlyAnswersAreSampled(t *testing.T) {
+	for _, tc := range []struct {
+		desc    string
+		outcome Outcome
+		want    uint64
+	}{
+		{"answered: a sample each", Answered, 10},
+		{"failed: no sample", Failed, 0},
+		{"timed out: no sample", TimedOut, 0},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := New(DefaultParams(), testSettings())
+			for i := 0; i < 10; i++ {
+				if d := admit(c, MakeLevel(2, 7, 31), false); d != Admitted {
+					t.Fatalf("request %d: %v", i, d)
+				}
+			}
+			for i := 0; i < 10; i++ {
+				c.Done(50*time.Millisecond, tc.outcome, false)
+			}
+			c.Update()
+			if s := c.Snapshot(); s.Samples != tc.want || s.InFlight != 0 {
+				t.Errorf("samples %d, in flight %d; want %d and 0", s.Samples, s.InFlight, tc.want)
+			}
+		})
+	}
+}
+
 // TestBaselineMeasurementNeverRejectsCore: a fresh controller (no baseline, the initial
 // limit) admits core requests up to the pool's maximum; it never lowers concurrency to
 // probe the no-load latency. Non-core requests meet the initial limit.
