@@ -60,9 +60,26 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 			// level computes it: tier rank, user key read and hash)
 			allocCase{"adaptive, shedding by level, this request's level admitted", "/alevel?uin=10001&adtag=wx", 200})
 	})
+	// a pool that pipelines (pipeline.go): the request serialised into a pooled work item,
+	// coalesced writes, the answer parsed into the client's response
+	t.Run("upstream pipelining on", func(t *testing.T) {
+		r := requestPathAllocs(t, pipelinedAllocConfig,
+			allocCase{"pipelined, empty chain", "/piped?uin=10001", 200},
+			allocCase{"pipelined through a filter", "/pacl?uin=10001", 200})
+		if pc := r.gw.state.Load().pools["p"].servers[0].pc; pc == nil || pc.ConnsCount() == 0 {
+			t.Fatal("the pipelined pool opened no pipelined connection: its requests went another way")
+		}
+	})
 }
 
-func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) {
+// pipelinedAllocConfig adds a pool that pipelines to the same upstream.
+var pipelinedAllocConfig = strings.Replace(allocConfig, `pools: {q: {addrs: ["q1:1"], max_conns: 64}}`,
+	"pools:\n  q: {addrs: [\"q1:1\"], max_conns: 64}\n  p: {addrs: [\"q1:1\"], max_conns: 64, pipeline: {enabled: true, conns: 2}}", 1) +
+	`  piped:   {path: /piped, pool: p, core: true}
+  pacl:    {path: /pacl, pool: p, filters: {acl: {allow_methods: [GET], deny_networks: [10.0.0.0/8]}}}
+`
+
+func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) *testRig {
 	r := newRig(t, cfg)
 	r.upstream("q1:1", okUpstream)
 	for _, tc := range append([]allocCase{
@@ -101,6 +118,7 @@ func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) {
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
 	}
+	return r
 }
 
 // BenchmarkRequestPath is the in-memory round trip (client + gateway + upstream in one
@@ -115,6 +133,8 @@ func BenchmarkRequestPath(b *testing.B) {
 		cfg := strings.Replace(adaptiveAllocConfig, `pools: {q: {addrs: ["q1:1"], max_conns: 64}}`, "pools:\n  q: {addrs: [\"q1:1\"], max_conns: 64}"+adaptivePools, 1)
 		benchRequestPath(b, cfg, "/acore?uin=10001")
 	})
+	// the same core route on a pool that pipelines
+	b.Run("pipelined", func(b *testing.B) { benchRequestPath(b, pipelinedAllocConfig, "/piped?uin=10001") })
 }
 
 func benchRequestPath(b *testing.B, cfg, uri string) {

@@ -230,7 +230,7 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 	if start.IsZero() {
 		start = time.Now()
 	}
-	err := u.hc.DoTimeout(req, resp, rt.timeout)
+	err := u.do(req, resp, rt.timeout, start)
 	took := time.Since(start)
 	rt.latency.Observe(took.Seconds())
 	ex.upstream, ex.took = u, took

@@ -73,7 +73,9 @@ func TestRouting(t *testing.T) {
 	}
 }
 
-func TestAnswers(t *testing.T) {
+func TestAnswers(t *testing.T) { eachUpstreamMode(t, testAnswers) }
+
+func testAnswers(t *testing.T, baseConfig string) {
 	r := newRig(t, baseConfig)
 	r.upstream("q1:1", echoUpstream)
 	r.upstream("d1:1", echoUpstream)
@@ -117,7 +119,9 @@ func TestVerdictHeaderCanBeTurnedOff(t *testing.T) {
 	}
 }
 
-func TestHeaderHygiene(t *testing.T) {
+func TestHeaderHygiene(t *testing.T) { eachUpstreamMode(t, testHeaderHygiene) }
+
+func testHeaderHygiene(t *testing.T, baseConfig string) {
 	r := newRig(t, baseConfig)
 	var seen atomic.Pointer[fasthttp.RequestHeader]
 	r.upstream("q1:1", func(ctx *fasthttp.RequestCtx) {
@@ -179,7 +183,9 @@ func TestHeaderHygiene(t *testing.T) {
 	}
 }
 
-func TestTrustedProxyForwardedFor(t *testing.T) {
+func TestTrustedProxyForwardedFor(t *testing.T) { eachUpstreamMode(t, testTrustedProxyForwardedFor) }
+
+func testTrustedProxyForwardedFor(t *testing.T, baseConfig string) {
 	r := newRig(t, baseConfig)
 	r.net.from = &net.TCPAddr{IP: net.ParseIP("198.51.100.7"), Port: 40000}
 	var xff, realIP atomic.Value
@@ -197,6 +203,10 @@ func TestTrustedProxyForwardedFor(t *testing.T) {
 }
 
 func TestPassiveEjectionAndRecovery(t *testing.T) {
+	eachUpstreamMode(t, testPassiveEjectionAndRecovery)
+}
+
+func testPassiveEjectionAndRecovery(t *testing.T, baseConfig string) {
 	r := newRig(t, baseConfig)
 	// q1 has no listener yet: connect errors eject it after 2 failures.
 	for i := 0; i < 3; i++ {

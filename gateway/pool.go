@@ -40,6 +40,7 @@ type pool struct {
 type upstream struct {
 	addr         string
 	hc           *fasthttp.HostClient
+	pc           *pipeClient // set when the pool pipelines (pipeline.go); hc is then unused
 	fails        atomic.Int32
 	ejectedUntil atomic.Int64 // monotonic ns; 0 = in rotation
 	ejections    interface{ Inc() }
@@ -81,6 +82,9 @@ func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.L
 				DisablePathNormalizing:        false,
 			},
 			ejections: upstreamEjections.WithLabelValues(name, addr),
+		}
+		if cfg.Pipeline.Enabled {
+			u.pc = newPipeClient(addr, d, per, pipeSettingsOf(cfg))
 		}
 		p.servers = append(p.servers, u)
 	}
@@ -141,6 +145,9 @@ func (p *pool) succeeded(u *upstream) {
 func (p *pool) close() {
 	for _, u := range p.servers {
 		u.hc.CloseIdleConnections()
+		if u.pc != nil {
+			u.pc.close()
+		}
 	}
 }
 

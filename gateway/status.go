@@ -69,7 +69,7 @@ func (g *Gateway) Pools() []PoolStatus {
 		ps := PoolStatus{Name: name, MaxConns: p.cfg.MaxConns, Servers: make([]ServerStatus, 0, len(p.servers))}
 		for _, u := range p.servers {
 			ss := ServerStatus{Addr: u.addr, Healthy: true, Ejections: u.ejected.Load(),
-				InFlight: u.hc.PendingRequests(), MaxConns: u.hc.MaxConns, Conns: u.hc.ConnsCount()}
+				InFlight: u.inFlight(), MaxConns: u.maxConns(), Conns: u.conns()}
 			if until := u.ejectedUntil.Load(); until != 0 && now < until {
 				ss.Healthy = false
 				ss.EjectedFor = float64(until-now) / float64(time.Second)

@@ -250,6 +250,12 @@ func (v *validator) validatePool(name string, p *Pool) {
 		v.errorf(append(path, "host_header"), "not a valid host: %q", p.HostHeader)
 	}
 	v.validateAdaptive(name, p)
+	if p.Pipeline.Enabled && (p.Pipeline.Conns < 1 || p.MaxConns > 0 && len(p.Addrs) > 0 && p.Pipeline.Conns > p.MaxConns/max(1, len(p.Addrs))) {
+		v.errorf(append(path, "pipeline", "conns"), "must be between 1 and the server's share of max_conns (%d), got %d", max(1, p.MaxConns/max(1, len(p.Addrs))), p.Pipeline.Conns)
+	}
+	if p.Pipeline.Enabled && p.Pipeline.Stall <= 0 {
+		v.errorf(append(path, "pipeline", "stall"), "must be > 0")
+	}
 }
 
 func (v *validator) validateRoute(name string, r *Route) {

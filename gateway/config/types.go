@@ -112,6 +112,23 @@ type Pool struct {
 	// Adaptive is the pool's adaptive overload protection (README "Adaptive overload
 	// protection"); off by default. Changing it keeps the pool's connections.
 	Adaptive Adaptive `yaml:"adaptive" json:"adaptive"`
+	// Pipeline sends the requests of many clients over a few connections per server,
+	// pipelined (README "Upstream pipelining"); off by default.
+	Pipeline Pipeline `yaml:"pipeline" json:"pipeline"`
+}
+
+// Pipeline is HTTP/1.1 pipelining to a pool's servers: requests in flight share a few
+// connections, the requests that arrive together go out in one write and their answers
+// come back in as few reads. Only for upstreams that answer pipelined requests in order
+// (any HTTP/1.1 server must; the project's own backends do).
+type Pipeline struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Conns is the most connections per server. The first one takes every request while it
+	// answers; the next one is opened when it is stalled (see Stall).
+	Conns int `yaml:"conns" json:"conns"`
+	// Stall: a connection that has requests in flight and no answer for this long gets no
+	// new requests (head-of-line blocking: answers come back in order).
+	Stall filters.Duration `yaml:"stall" json:"stall"`
 }
 
 // Adaptive is a pool's adaptive overload protection: an adaptive concurrency limit from
@@ -328,6 +345,7 @@ func (p *Pool) setDefaults() {
 		MaxResponseBody: 8 << 20,
 		Eject:           Eject{Failures: 5, Duration: filters.Duration(10 * time.Second)},
 		Adaptive:        Adaptive{MinLimit: 4, PinnedLevel: -1, UserKey: filters.KeySpec{Source: filters.KeyIP}, UserWindow: filters.Duration(10 * time.Second)},
+		Pipeline:        Pipeline{Conns: 4, Stall: filters.Duration(5 * time.Millisecond)},
 	}
 }
 
