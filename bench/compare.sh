@@ -4,7 +4,8 @@
 # Measures, under the same wrk load (the same request stream for every configuration:
 # bench/configs/filters.lua), in one run:
 #   direct           the query backend alone (zero-alloc fasthttp; the baseline)
-#   gateway          floodgate, empty chain (bench/configs/gateway.yaml)
+#   gateway          floodgate, empty chain, pipelining to the backend (bench/configs/gateway.yaml)
+#   gateway-nopipe   the same with a connection per request in flight (the default; gateway-nopipe.yaml)
 #   gateway-filters  floodgate, all four filters, random users and tags
 #                    (bench/configs/gateway-filters.yaml + filters.lua; only when it validates)
 #   gateway-adaptive gateway-filters with adaptive overload protection on the pool
@@ -64,7 +65,7 @@ WARMUP="${BENCH_WARMUP:-1s}"
 CONNS="${BENCH_CONNS:-64}"
 THREADS="${BENCH_THREADS:-1}"
 PLACEMENTS="${BENCH_PLACEMENTS:-unpinned pinned}"
-CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-filters gateway-adaptive nginx-1w nginx-auto haproxy-t1 haproxy-t2 shed-gateway shed-nginx shed-haproxy}"
+CONFIGS="${BENCH_CONFIGS:-direct gateway gateway-nopipe gateway-filters gateway-adaptive nginx-1w nginx-auto haproxy-t1 haproxy-t2 shed-gateway shed-nginx shed-haproxy}"
 SHED_LIMIT="${BENCH_SHED_LIMIT:-1000}"
 SHED_FACTOR="${BENCH_SHED_FACTOR:-10}"
 SHED_DURATION="${BENCH_SHED_DURATION:-10s}"
@@ -216,7 +217,7 @@ start_proxies() {
 	for c in $THRU_CONFIGS; do
 		case "$c" in
 		direct) ;;
-		gateway | gateway-filters | gateway-adaptive)
+		gateway | gateway-nopipe | gateway-filters | gateway-adaptive)
 			[ -n "${SKIPNOTE[$c]:-}" ] && continue
 			port="$(free_port)"
 			admin="$(free_port)"
@@ -482,7 +483,7 @@ val() {
 }
 ratio_lines() { # ratio_lines PLACEMENT PREFIX
 	local pl="$1" prefix="$2" pair a b va vb
-	for pair in gateway/nginx gateway/haproxy gateway/direct nginx/direct haproxy/direct gateway-filters/gateway gateway-filters/nginx gateway-filters/haproxy gateway-adaptive/gateway-filters; do
+	for pair in gateway/nginx gateway/haproxy gateway/gateway-nopipe gateway-nopipe/nginx gateway/direct nginx/direct haproxy/direct gateway-filters/gateway gateway-filters/nginx gateway-filters/haproxy gateway-adaptive/gateway-filters; do
 		a="${pair%/*}" b="${pair#*/}"
 		va="$(val "$pl" "$a")" vb="$(val "$pl" "$b")"
 		[ -n "$va" ] && [ -n "$vb" ] || continue
