@@ -16,7 +16,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/floodgate/floodgate/internal/version.Version=$(VERSION) -X github.com/floodgate/floodgate/internal/version.Commit=$(COMMIT)
 
-.PHONY: build run demo test test-short consul chromium promtool bench bench-async bench-deliver drill-crash bench-packs drill-journal drill-backlog drill-outage drill-timing drill-overload vet clean
+.PHONY: build run demo test test-allocs test-short consul chromium promtool bench bench-async bench-deliver drill-crash bench-packs drill-journal drill-backlog drill-outage drill-timing drill-overload vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -38,6 +38,12 @@ consul:
 test: consul chromium promtool
 	$(GO) vet ./...
 	FLOODGATE_CONSUL="$(CONSUL)" FLOODGATE_CHROMIUM="$(CHROMIUM)" FLOODGATE_PROMTOOL="$(PROMTOOL)" $(GO) test -race -timeout 20m -count=1 ./...
+	$(MAKE) --no-print-directory test-allocs
+
+## test-allocs: the zero-allocation proofs (request path, each filter's Decide, the packs
+## backend), which the race detector's own allocations keep out of the -race run
+test-allocs:
+	$(GO) test -count=1 -run 'Allocs|AllocatesNothing|Conformance' ./gateway/ ./backend/ ./filters/...
 
 ## chromium: install Debian's chromium for the console's browser test (as root, once)
 chromium:

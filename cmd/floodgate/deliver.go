@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/floodgate/floodgate/configs"
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway"
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/gateway/consul"
@@ -61,7 +62,7 @@ func runDeliver(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := checkHostPortFlag(*adminAddr); err != nil {
+	if err := filters.CheckHostPort(*adminAddr); err != nil {
 		return exitError{code: 2, msg: "-admin: " + err.Error()}
 	}
 	if *every < 0 {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -71,7 +69,7 @@ func queueOptions(args []string) (queue.ServerOptions, *zap.Logger, error) {
 		serverLog = logger.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))
 	}
 	o := queue.ServerOptions{Name: *name, Listen: *listen, DataDir: *data, Monitor: *monitor, Logger: serverLog}
-	if err := checkHostPortFlag(*listen); err != nil {
+	if err := filters.CheckHostPort(*listen); err != nil {
 		return o, nil, bad("listen", "%v", err)
 	}
 	if o.Name == "" {
@@ -95,12 +93,12 @@ func queueOptions(args []string) (queue.ServerOptions, *zap.Logger, error) {
 	}
 	o.MaxStore = int64(sz)
 	if *monitor != "" {
-		if err := checkHostPortFlag(*monitor); err != nil {
+		if err := filters.CheckHostPort(*monitor); err != nil {
 			return o, nil, bad("monitor", "%v", err)
 		}
 	}
 	if *cluster != "" {
-		if err := checkHostPortFlag(*cluster); err != nil {
+		if err := filters.CheckHostPort(*cluster); err != nil {
 			return o, nil, bad("cluster", "%v", err)
 		}
 		if strings.TrimSpace(*clusterName) == "" {
@@ -112,7 +110,7 @@ func queueOptions(args []string) (queue.ServerOptions, *zap.Logger, error) {
 			if r == "" {
 				continue
 			}
-			if err := checkHostPortFlag(r); err != nil {
+			if err := filters.CheckHostPort(r); err != nil {
 				return o, nil, bad("routes", "%v", err)
 			}
 			o.Routes = append(o.Routes, r)
@@ -151,21 +149,5 @@ func runQueue(args []string) error {
 	got := <-sig
 	logger.Info("shutting down", zap.String("signal", got.String()))
 	s.Shutdown()
-	return nil
-}
-
-// checkHostPortFlag checks a host:port flag value (an explicit host and a valid port).
-func checkHostPortFlag(s string) error {
-	h, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("want host:port, got %q", s)
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("bad port in %q", s)
-	}
-	if h == "" {
-		return fmt.Errorf("want an explicit host (e.g. 127.0.0.1:%s), got %q", p, s)
-	}
 	return nil
 }

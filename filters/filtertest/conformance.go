@@ -3,6 +3,7 @@ package filtertest
 import (
 	"encoding"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -39,6 +40,8 @@ type Conformance struct {
 //   - unknown_field: a field the filter does not know is rejected, and the error names it;
 //   - validate_changes_nothing: Validate leaves the decoded configuration as it was
 //     (defaults live in New; derived ones in Defaults, see filters.Defaulter);
+//   - build_changes_nothing: Build leaves the configuration as it was (what /config shows
+//     and what the next reload starts from);
 //   - config_names: every field /config shows (JSON) has the name the configuration and
 //     Consul use (YAML), so that operators read back what they wrote;
 //   - keeps_state: Build(prev) with unchanged parameters keeps prev's state;
@@ -70,9 +73,23 @@ func RunConformance(t *testing.T, c Conformance) {
 			}
 		}
 	})
+	t.Run("build_changes_nothing", func(t *testing.T) {
+		for _, src := range []string{c.Minimal, c.Valid} {
+			cfg, want := Decode(t, c.Name, src), Decode(t, c.Name, src)
+			f := buildConfig(t, c.Name, cfg, nil)
+			if c.Ready != nil {
+				c.Ready(t, f)
+			}
+			if !reflect.DeepEqual(cfg, want) {
+				t.Errorf("Build changed the configuration:\nbefore %+v\nafter  %+v\n(/config shows it; the next reload builds from it)\n%s", want, cfg, src)
+			}
+		}
+	})
 	t.Run("config_names", func(t *testing.T) {
 		cfg := Decode(t, c.Name, c.Valid)
-		checkNames(t, reflect.TypeOf(cfg), c.Name, map[reflect.Type]bool{})
+		for _, p := range nameProblems(reflect.TypeOf(cfg), c.Name, map[reflect.Type]bool{}) {
+			t.Error(p)
+		}
 		if _, err := json.Marshal(cfg); err != nil {
 			t.Errorf("/config cannot show the configuration: %v", err)
 		}
@@ -108,18 +125,19 @@ func RunConformance(t *testing.T, c Conformance) {
 var textMarshaler = reflect.TypeOf((*encoding.TextMarshaler)(nil)).Elem()
 var jsonMarshaler = reflect.TypeOf((*json.Marshaler)(nil)).Elem()
 
-// checkNames walks a configuration type: every exported field that JSON shows must have
-// the JSON name of its YAML name (the decoder's rule: the yaml tag, else the lower-cased
-// Go name).
-func checkNames(t *testing.T, typ reflect.Type, path string, seen map[reflect.Type]bool) {
+// nameProblems walks a configuration type: every exported field that JSON shows must
+// have the JSON name of its YAML name (the decoder's rule: the yaml tag, else the
+// lower-cased Go name). It returns one line per field that does not.
+func nameProblems(typ reflect.Type, path string, seen map[reflect.Type]bool) []string {
 	for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Array || typ.Kind() == reflect.Map {
 		typ = typ.Elem()
 	}
 	if typ.Kind() != reflect.Struct || seen[typ] || typ.Implements(jsonMarshaler) || reflect.PointerTo(typ).Implements(jsonMarshaler) ||
 		typ.Implements(textMarshaler) || reflect.PointerTo(typ).Implements(textMarshaler) {
-		return
+		return nil
 	}
 	seen[typ] = true
+	var out []string
 	for i := 0; i < typ.NumField(); i++ {
 		f := typ.Field(i)
 		if !f.IsExported() {
@@ -134,15 +152,16 @@ func checkNames(t *testing.T, typ reflect.Type, path string, seen map[reflect.Ty
 		}
 		yname, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if yname == "-" {
-			t.Errorf("%s.%s: not configurable (yaml:\"-\") yet shown by /config as %q; tag it json:\"-\" or give it a YAML name", path, f.Name, jname)
+			out = append(out, fmt.Sprintf("%s.%s: not configurable (yaml:\"-\") yet shown by /config as %q; tag it json:\"-\" or give it a YAML name", path, f.Name, jname))
 			continue
 		}
 		if yname == "" {
 			yname = strings.ToLower(f.Name)
 		}
 		if jname != yname {
-			t.Errorf("%s.%s: /config shows %q, the configuration calls it %q (add json:%q)", path, f.Name, jname, yname, yname)
+			out = append(out, fmt.Sprintf("%s.%s: /config shows %q, the configuration calls it %q (add json:%q)", path, f.Name, jname, yname, yname))
 		}
-		checkNames(t, f.Type, path+"."+yname, seen)
+		out = append(out, nameProblems(f.Type, path+"."+yname, seen)...)
 	}
+	return out
 }

@@ -151,12 +151,27 @@ func BuildWith(t testing.TB, name, yamlSrc string, prev filters.Filter, route fi
 	if err != nil {
 		t.Fatalf("filtertest: build %s: %v", name, err)
 	}
+	closeAtCleanup(t, f, prev)
+	return f, counts
+}
+
+// buildConfig builds a decoded configuration for route "test".
+func buildConfig(t testing.TB, name string, cfg filters.Config, prev filters.Filter) filters.Filter {
+	t.Helper()
+	f, err := cfg.Build(filters.NewBuildContext(filters.Route{Name: "test"}, name, nil, nil, nil), prev)
+	if err != nil {
+		t.Fatalf("filtertest: build %s: %v", name, err)
+	}
+	closeAtCleanup(t, f, prev)
+	return f
+}
+
+func closeAtCleanup(t testing.TB, f, prev filters.Filter) {
 	t.Cleanup(func() {
 		if c, ok := f.(interface{ Close() error }); ok && f != prev {
 			c.Close()
 		}
 	})
-	return f, counts
 }
 
 // Case is one row of a filter's table test.
