@@ -9,6 +9,7 @@ import (
 	"github.com/floodgate/floodgate/filters"
 	_ "github.com/floodgate/floodgate/filters/acl"
 	"github.com/floodgate/floodgate/filters/decode"
+	numberpack "github.com/floodgate/floodgate/filters/number_pack"
 	tokenbucket "github.com/floodgate/floodgate/filters/token_bucket"
 )
 
@@ -69,6 +70,15 @@ func TestDefaults(t *testing.T) {
 	tb := cfg.(*tokenbucket.Config)
 	if tb.Burst != 10 || tb.MaxKeys != tokenbucket.DefaultMaxKeys || tb.MissingKey != tokenbucket.MissingShared {
 		t.Errorf("derived defaults not filled in: burst %d, max_keys %d, missing_key %q", tb.Burst, tb.MaxKeys, tb.MissingKey)
+	}
+	for mode, want := range map[string]string{"require": "closed", "annotate": "open"} {
+		cfg, err := decode.Filter("number_pack", []byte("mode: "+mode+"\npacks: {vip: {file: x}}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.(*numberpack.Config).OnUnknown; got != want {
+			t.Errorf("number_pack mode %s: on_unknown %q, want %q", mode, got, want)
+		}
 	}
 	raw, err := decode.FilterFields("token_bucket", []byte("rate: -1\n"))
 	if err != nil {

@@ -124,6 +124,17 @@ func NewConfig() *Config {
 	}
 }
 
+// Defaults implements filters.Defaulter: on_unknown follows from mode (closed in require
+// mode, open in annotate mode), so that /config shows the policy in force.
+func (c *Config) Defaults() {
+	if c.OnUnknown == "" {
+		c.OnUnknown = "closed"
+		if c.Mode == "annotate" {
+			c.OnUnknown = "open"
+		}
+	}
+}
+
 // Validate implements filters.Config.
 func (c *Config) Validate() error {
 	var errs filters.Errors
