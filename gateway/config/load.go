@@ -381,17 +381,8 @@ func CheckNATSURL(u string) error {
 	return filters.CheckHostPort(rest)
 }
 
-func validStreamName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validStreamName: a JetStream stream name is a filters.ValidName of at most 64 bytes.
+func validStreamName(s string) bool { return len(s) <= 64 && filters.ValidName(s) }
 
 // ParseAsyncKey parses async.idempotency_key: header:NAME, query:NAME or form:NAME.
 func ParseAsyncKey(s string) (kind, name string, err error) {
