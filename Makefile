@@ -118,3 +118,10 @@ fuzz:
 drill-consul-scale:
 	FLOODGATE_SCALE=1 $(GO) test -count=1 -run TestUpdateCostIsLinear -v ./gateway/consul/
 	$(GO) test -run '^$$' -bench BenchmarkUpdate -benchtime 3x ./gateway/consul/
+
+## drill-recovery: two real backends killed for 10 s under traffic and restarted: time until
+## their routes answer again with health checks on and off (issue 11 item 15); figures in
+## bench/RESULTS.md
+.PHONY: drill-recovery
+drill-recovery:
+	flock /tmp/floodgate-bench.lock env FLOODGATE_RECOVERY_DRILL=1 $(GO) test -count=1 -run TestRecoveryAfterBackendRestart -v -timeout 10m ./gateway/ | grep -E 'health_integration_test.go:[0-9]+: |^(ok|FAIL|---)|--- '

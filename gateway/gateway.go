@@ -55,6 +55,8 @@ type Gateway struct {
 	instance string
 	// ovlTicker runs the adaptive protection's window ticker (overload.go).
 	ovlTicker overloadTicker
+	// health runs the health checks of ejected servers (health.go).
+	health healthLoop
 }
 
 // Options configures New.

@@ -202,12 +202,14 @@ func testTrustedProxyForwardedFor(t *testing.T, baseConfig string) {
 	}
 }
 
+// TestPassiveEjectionAndRecovery: with health checks off, an ejected server is tried
+// again by requests when its ejection expires (health_test.go has the probed recovery).
 func TestPassiveEjectionAndRecovery(t *testing.T) {
 	eachUpstreamMode(t, testPassiveEjectionAndRecovery)
 }
 
 func testPassiveEjectionAndRecovery(t *testing.T, baseConfig string) {
-	r := newRig(t, baseConfig)
+	r := newRig(t, strings.Replace(baseConfig, "eject: {failures: 2, duration: 200ms}", "eject: {failures: 2, duration: 200ms}, health_check: {enabled: false}", 1))
 	// q1 has no listener yet: connect errors eject it after 2 failures.
 	for i := 0; i < 3; i++ {
 		resp := r.do("GET", "/lottery", nil)

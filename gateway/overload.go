@@ -168,9 +168,10 @@ func (t *overloadTicker) halt() {
 }
 
 // Close stops the gateway's background work: the adaptive protection's window ticker
-// (limits and levels stay where they are). The gateway still answers requests; Close is
+// (limits and levels stay where they are) and the health checks of ejected servers. The gateway still answers requests; Close is
 // for the end of the process or of a test, after Shutdown.
 func (g *Gateway) Close() {
+	g.closeHealth()
 	t := &g.ovlTicker
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -20,6 +20,11 @@ import (
 // budget gauges are read from the pools in force when scraped (status.go).
 var upstreamEjections = metrics.NewCounterVec("upstream_ejections_total", "Upstream servers left out after consecutive failures.", "pool", "addr")
 
+// upstreamProbes counts the active health checks of ejected servers by result: passed,
+// failed, or skipped (the server's share of the connection budget was in use).
+var upstreamProbes = metrics.NewCounterVec("upstream_health_checks_total",
+	"Health check probes of ejected upstream servers, by result (passed, failed, skipped: the server's share of max_conns was in use).", "pool", "addr", "result")
+
 // pool is a fixed set of upstream servers with one connection budget (a bulkhead).
 // Servers are chosen round-robin, skipping ejected ones. A pool whose configuration did
 // not change is carried over a reload with its connections and ejection state.
@@ -34,6 +39,9 @@ type pool struct {
 	// reloads (see overload.go).
 	ctl    *adaptive.Controller
 	gauges poolGauges
+	// health is the active health check in force (health.go); it changes without
+	// rebuilding the pool.
+	health atomic.Pointer[healthSettings]
 }
 
 // upstream is one server address of a pool.
@@ -53,6 +61,9 @@ type upstream struct {
 	ejectFails atomic.Int32
 	logged     atomic.Uint64
 	returned   atomic.Bool
+	// dial is the pool's custom dialer (nil: TCP), used by the TCP connect probe.
+	dial  fasthttp.DialFunc
+	probe probeState
 }
 
 func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.Logger, ctl *adaptive.Controller) *pool {
@@ -82,20 +93,25 @@ func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.L
 				DisablePathNormalizing:        false,
 			},
 			ejections: upstreamEjections.WithLabelValues(name, addr),
+			dial:      dial,
 		}
 		if cfg.Pipeline.Enabled {
 			u.pc = newPipeClient(addr, d, per, pipeSettingsOf(cfg))
 		}
+		u.probe.init(name, addr)
 		p.servers = append(p.servers, u)
 	}
+	p.setHealth(cfg.HealthCheck)
 	return p
 }
 
-// sameConfig reports whether p can serve cfg as it is. The adaptive settings do not
-// count: they change the controller's settings, not the pool's connections.
+// sameConfig reports whether p can serve cfg as it is. The adaptive and health check
+// settings do not count: they change the controller's and the prober's settings, not the
+// pool's connections.
 func (p *pool) sameConfig(cfg config.Pool) bool {
 	a := p.cfg
 	a.Adaptive, cfg.Adaptive = config.Adaptive{}, config.Adaptive{}
+	a.HealthCheck, cfg.HealthCheck = config.HealthCheck{}, config.HealthCheck{}
 	return reflect.DeepEqual(a, cfg)
 }
 
@@ -114,12 +130,16 @@ func (p *pool) pick(now int64) *upstream {
 }
 
 // failed records a connect error or timeout and ejects the server after cfg.Eject.Failures
-// in a row. A server that comes back from ejection and fails again is ejected at once.
-// The ejection is logged by Sweep (WARN, once per ejection), off the request path.
+// in a row: until a health check passes (health.go), or for eject.duration when health
+// checks are off. A server that comes back from ejection and fails again is ejected at
+// once. The ejection is logged by Sweep (WARN, once per ejection), off the request path.
 func (p *pool) failed(u *upstream, now int64, kind upstreamFailure) {
 	f := u.fails.Add(1)
 	if p.cfg.Eject.Failures > 0 && int(f) >= p.cfg.Eject.Failures {
 		until := now + int64(p.cfg.Eject.Duration)
+		if p.health.Load().on {
+			until = untilProbe
+		}
 		old := u.ejectedUntil.Load()
 		if old < now && u.ejectedUntil.CompareAndSwap(old, until) {
 			u.ejections.Inc()

@@ -300,8 +300,10 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 	retire = func() {
 		for name, p := range st.pools {
 			p.ctl.SetSettings(adaptiveSettings(cfg.Pools[name].Adaptive, floors[name]))
+			p.setHealth(cfg.Pools[name].HealthCheck)
 		}
 		g.syncOverload(st)
+		g.syncHealth(st)
 		if prev == nil {
 			return
 		}

@@ -13,18 +13,29 @@ import (
 
 // PoolStatus is one upstream pool as the operator's console shows it.
 type PoolStatus struct {
-	Name     string         `json:"name"`
-	MaxConns int            `json:"max_conns"`
-	InFlight int            `json:"in_flight"`
-	Servers  []ServerStatus `json:"servers"`
+	Name     string `json:"name"`
+	MaxConns int    `json:"max_conns"`
+	InFlight int    `json:"in_flight"`
+	// Ejected is how many servers are out of rotation; HealthCheck describes the probes
+	// of ejected servers ("off" when they wait for eject.duration instead).
+	Ejected     int            `json:"ejected"`
+	HealthCheck string         `json:"health_check"`
+	Servers     []ServerStatus `json:"servers"`
 }
 
 // ServerStatus is one server of a pool.
 type ServerStatus struct {
 	Addr    string `json:"addr"`
 	Healthy bool   `json:"healthy"`
-	// EjectedFor is how much longer the server is left out (seconds; 0 when healthy).
-	EjectedFor float64 `json:"ejected_for_seconds,omitempty"`
+	// EjectedFor is how much longer the server is left out (seconds; 0 when healthy or
+	// when UntilHealthy: it is out until a health check passes).
+	EjectedFor   float64 `json:"ejected_for_seconds,omitempty"`
+	UntilHealthy bool    `json:"until_healthy,omitempty"`
+	// ProbesPassed and ProbesFailed count its health checks since the pool was built;
+	// ProbeError is why the last one failed (empty after a pass).
+	ProbesPassed uint64 `json:"probes_passed"`
+	ProbesFailed uint64 `json:"probes_failed"`
+	ProbeError   string `json:"probe_error,omitempty"`
 	// Ejections counts ejections since the pool was built; LastCause is the failure that
 	// ejected it last (timeout, unavailable).
 	Ejections uint64 `json:"ejections"`
@@ -66,16 +77,27 @@ func (g *Gateway) Pools() []PoolStatus {
 	out := make([]PoolStatus, 0, len(st.pools))
 	for _, name := range slices.Sorted(maps.Keys(st.pools)) {
 		p := st.pools[name]
-		ps := PoolStatus{Name: name, MaxConns: p.cfg.MaxConns, Servers: make([]ServerStatus, 0, len(p.servers))}
+		ps := PoolStatus{Name: name, MaxConns: p.cfg.MaxConns, HealthCheck: p.health.Load().describe(),
+			Servers: make([]ServerStatus, 0, len(p.servers))}
 		for _, u := range p.servers {
 			ss := ServerStatus{Addr: u.addr, Healthy: true, Ejections: u.ejected.Load(),
-				InFlight: u.inFlight(), MaxConns: u.maxConns(), Conns: u.conns()}
-			if until := u.ejectedUntil.Load(); until != 0 && now < until {
+				InFlight: u.inFlight(), MaxConns: u.maxConns(), Conns: u.conns(),
+				ProbesPassed: u.probe.passed.Load(), ProbesFailed: u.probe.failed.Load()}
+			switch until := u.ejectedUntil.Load(); {
+			case until == untilProbe:
+				ss.Healthy, ss.UntilHealthy = false, true
+			case until != 0 && now < until:
 				ss.Healthy = false
 				ss.EjectedFor = float64(until-now) / float64(time.Second)
 			}
+			if !ss.Healthy {
+				ps.Ejected++
+			}
 			if c := u.lastCause.Load(); c != nil {
 				ss.LastCause = *c
+			}
+			if e := u.probe.lastErr.Load(); e != nil {
+				ss.ProbeError = *e
 			}
 			ps.InFlight += ss.InFlight
 			ps.Servers = append(ps.Servers, ss)
@@ -113,11 +135,12 @@ func (g *Gateway) Routes() []RouteStatus {
 
 // Sweep logs what happened to the upstream servers since the last sweep - a WARN line
 // per ejection (pool, addr, cause, failures in a row, for how long), an INFO line when a
-// server returns - and puts back in rotation the servers whose ejection has expired, so
-// that the state (and floodgate_upstream_healthy) follows the clock even when no request
-// comes. The admin listener calls it every second; the request path only flips atomics
-// for it. A server put back this way that fails again is ejected at once (its failure
-// count is kept until a request succeeds).
+// server returns - and, for pools without health checks, puts back in rotation the
+// servers whose ejection has expired, so that the state (and floodgate_upstream_healthy)
+// follows the clock even when no request comes. (With health checks a server is out
+// until a probe passes, and the probe logs its return.) The admin listener calls it every
+// second; the request path only flips atomics for it. A server put back that fails again
+// is ejected at once (its failure count is kept until a request succeeds).
 func (g *Gateway) Sweep() {
 	st := g.state.Load()
 	if st == nil {
@@ -132,16 +155,21 @@ func (g *Gateway) Sweep() {
 				if c := u.lastCause.Load(); c != nil {
 					cause = *c
 				}
+				hs := p.health.Load()
+				until := zap.Duration("for", p.cfg.Eject.Duration.D())
+				if hs.on {
+					until = zap.String("until", "a health check passes ("+hs.describe()+")")
+				}
 				g.logger.Warn("upstream server ejected", zap.String("pool", p.name), zap.String("addr", u.addr),
 					zap.String("cause", cause), zap.Int32("consecutive_failures", u.ejectFails.Load()),
-					zap.Duration("for", p.cfg.Eject.Duration.D()), zap.Uint64("ejections", n))
+					until, zap.Uint64("ejections", n))
 			}
 			if u.returned.CompareAndSwap(true, false) {
 				g.logger.Info("upstream server back in rotation", zap.String("pool", p.name), zap.String("addr", u.addr),
 					zap.String("after", "a request succeeded"))
 			}
 			until := u.ejectedUntil.Load()
-			if until != 0 && now >= until && u.ejectedUntil.CompareAndSwap(until, 0) {
+			if until != 0 && until != untilProbe && now >= until && u.ejectedUntil.CompareAndSwap(until, 0) {
 				g.logger.Info("upstream server back in rotation", zap.String("pool", p.name), zap.String("addr", u.addr),
 					zap.String("after", "its ejection expired"))
 			}
@@ -151,8 +179,10 @@ func (g *Gateway) Sweep() {
 
 var (
 	descHealthy = prometheus.NewDesc("floodgate_upstream_healthy",
-		"1 if the upstream server is in rotation, 0 while ejected (read from the clock when scraped, so it returns to 1 when an ejection expires without traffic).",
+		"1 if the upstream server is in rotation, 0 while ejected (until a health check passes; without health checks, read from the clock when scraped, so it returns to 1 when an ejection expires without traffic).",
 		[]string{"pool", "addr"}, nil)
+	descPoolEjected = prometheus.NewDesc("floodgate_pool_ejected_servers",
+		"Servers of the pool out of rotation (ejected).", []string{"pool"}, nil)
 	descServerInFlight = prometheus.NewDesc("floodgate_upstream_in_flight",
 		"Requests sent to the upstream server or waiting for one of its connections.", []string{"pool", "addr"}, nil)
 	descServerMaxConns = prometheus.NewDesc("floodgate_upstream_max_conns",
@@ -174,7 +204,7 @@ func (g *Gateway) Collector() prometheus.Collector { return stateCollector{g} }
 type stateCollector struct{ g *Gateway }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHealthy, descServerInFlight, descServerMaxConns, descPoolInFlight, descPoolMaxConns, descLimit} {
+	for _, d := range []*prometheus.Desc{descHealthy, descServerInFlight, descServerMaxConns, descPoolInFlight, descPoolMaxConns, descPoolEjected, descLimit} {
 		ch <- d
 	}
 }
@@ -192,6 +222,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descPoolInFlight, prometheus.GaugeValue, float64(p.InFlight), p.Name)
 		ch <- prometheus.MustNewConstMetric(descPoolMaxConns, prometheus.GaugeValue, float64(p.MaxConns), p.Name)
+		ch <- prometheus.MustNewConstMetric(descPoolEjected, prometheus.GaugeValue, float64(p.Ejected), p.Name)
 	}
 	for _, r := range c.g.Routes() {
 		for _, l := range r.Limits {

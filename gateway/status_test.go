@@ -88,15 +88,15 @@ func TestReloadForgetsRemovedSeries(t *testing.T) {
 	}
 }
 
-// TestEjectionLoggedAndHealthFollowsTheClock: an ejection is a WARN line (written by the
-// sweep, off the request path) with pool,
-// address, cause and duration; floodgate_upstream_healthy is 0 while it lasts and 1 again
+// TestEjectionLoggedAndHealthFollowsTheClock: with health checks off, an ejection is a
+// WARN line (written by the sweep, off the request path) with pool, address, cause and
+// duration; floodgate_upstream_healthy is 0 while it lasts and 1 again
 // when it expires though no request came; the sweep logs the return.
 func TestEjectionLoggedAndHealthFollowsTheClock(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	r := newRigOpts(t, Options{Logger: zap.New(core)}, `
 server: {listen: 127.0.0.1:0}
-pools: {ej: {addrs: [ej-dead:1], max_conns: 4, eject: {failures: 2, duration: 300ms}}}
+pools: {ej: {addrs: [ej-dead:1], max_conns: 4, eject: {failures: 2, duration: 300ms}, health_check: {enabled: false}}}
 routes: {ej_route: {path: /ej, pool: ej}}
 `)
 	for i := 0; i < 2; i++ {

@@ -249,6 +249,7 @@ func (v *validator) validatePool(name string, p *Pool) {
 	if strings.ContainsAny(p.HostHeader, "\r\n /") {
 		v.errorf(append(path, "host_header"), "not a valid host: %q", p.HostHeader)
 	}
+	v.validateHealthCheck(name, p)
 	v.validateAdaptive(name, p)
 	if p.Pipeline.Enabled && (p.Pipeline.Conns < 1 || p.MaxConns > 0 && len(p.Addrs) > 0 && p.Pipeline.Conns > p.MaxConns/max(1, len(p.Addrs))) {
 		v.errorf(append(path, "pipeline", "conns"), "must be between 1 and the server's share of max_conns (%d), got %d", max(1, p.MaxConns/max(1, len(p.Addrs))), p.Pipeline.Conns)
@@ -550,3 +551,22 @@ const (
 	MaxFallbackHeaders     = 32
 	MaxFallbackHeaderBytes = 8 << 10
 )
+
+// validateHealthCheck checks pools.<name>.health_check (also when disabled, so that
+// enabling it later by one switch cannot fail on a value set long ago).
+func (v *validator) validateHealthCheck(name string, p *Pool) {
+	h := &p.HealthCheck
+	path := []string{"pools", name, "health_check"}
+	if h.Path != "" && (!strings.HasPrefix(h.Path, "/") || len(h.Path) > maxHealthPath || strings.IndexFunc(h.Path, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }) >= 0) {
+		v.errorf(append(path, "path"), "want an absolute path (with an optional ?query, at most %d bytes, no spaces, control characters or #), or empty for a TCP connect probe: %q", maxHealthPath, h.Path)
+	}
+	if h.Interval.D() < MinHealthInterval || h.Interval.D() > maxHealthInterval {
+		v.errorf(append(path, "interval"), "must be between %v and %v (got %v)", MinHealthInterval, maxHealthInterval, h.Interval)
+	}
+	if h.Timeout <= 0 || h.Timeout > h.Interval {
+		v.errorf(append(path, "timeout"), "must be > 0 and at most the interval (%v), got %v", h.Interval, h.Timeout)
+	}
+	if h.HealthyThreshold < 1 || h.HealthyThreshold > maxHealthyThreshold {
+		v.errorf(append(path, "healthy_threshold"), "must be between 1 and %d (got %d)", maxHealthyThreshold, h.HealthyThreshold)
+	}
+}

@@ -109,6 +109,9 @@ type Pool struct {
 	// HostHeader, if set, replaces the client's Host header toward this pool.
 	HostHeader string `yaml:"host_header" json:"host_header,omitempty"`
 	Eject      Eject  `yaml:"eject" json:"eject"`
+	// HealthCheck probes ejected servers and puts one back as soon as it answers
+	// (README "Upstream health"). Changing it keeps the pool's connections.
+	HealthCheck HealthCheck `yaml:"health_check" json:"health_check"`
 	// Adaptive is the pool's adaptive overload protection (README "Adaptive overload
 	// protection"); off by default. Changing it keeps the pool's connections.
 	Adaptive Adaptive `yaml:"adaptive" json:"adaptive"`
@@ -152,11 +155,35 @@ type Adaptive struct {
 }
 
 // Eject is passive health checking: a server that fails Failures times in a row (connect
-// errors, timeouts) is left out for Duration, then tried again.
+// errors, timeouts) is left out. With HealthCheck enabled it stays out until a probe
+// passes; without, it is left out for Duration, then tried again by real requests.
 type Eject struct {
 	Failures int              `yaml:"failures" json:"failures"`
 	Duration filters.Duration `yaml:"duration" json:"duration"`
 }
+
+// HealthCheck is active health checking of ejected servers: every Interval each ejected
+// server gets one probe (never two at once), within the server's share of the pool's
+// connection budget; after HealthyThreshold passes in a row it is back in rotation.
+// Servers in rotation are not probed: real traffic is their health check.
+type HealthCheck struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Path, if set, probes with an HTTP GET of Path (passes on a 2xx answer within
+	// Timeout); empty probes with a TCP connect (passes when the connection opens).
+	Path     string           `yaml:"path" json:"path,omitempty"`
+	Interval filters.Duration `yaml:"interval" json:"interval"`
+	Timeout  filters.Duration `yaml:"timeout" json:"timeout"`
+	// HealthyThreshold is how many probes in a row must pass.
+	HealthyThreshold int `yaml:"healthy_threshold" json:"healthy_threshold"`
+}
+
+// Health check bounds: the gateway looks for due probes every MinHealthInterval.
+const (
+	MinHealthInterval   = 100 * time.Millisecond
+	maxHealthInterval   = 5 * time.Minute
+	maxHealthyThreshold = 100
+	maxHealthPath       = 1024
+)
 
 // Route maps requests (host + longest path prefix) to a pool, through a filter chain.
 type Route struct {
@@ -344,6 +371,7 @@ func (p *Pool) setDefaults() {
 		IdleTimeout:     filters.Duration(30 * time.Second),
 		MaxResponseBody: 8 << 20,
 		Eject:           Eject{Failures: 5, Duration: filters.Duration(10 * time.Second)},
+		HealthCheck:     HealthCheck{Enabled: true, Interval: filters.Duration(time.Second), Timeout: filters.Duration(500 * time.Millisecond), HealthyThreshold: 1},
 		Adaptive:        Adaptive{MinLimit: 4, PinnedLevel: -1, UserKey: filters.KeySpec{Source: filters.KeyIP}, UserWindow: filters.Duration(10 * time.Second)},
 		Pipeline:        Pipeline{Conns: 4, Stall: filters.Duration(5 * time.Millisecond)},
 	}
