@@ -131,7 +131,7 @@ var errBudget = errors.New("the server's share of max_conns is in use")
 // row. It returns the probe's error (errBudget when skipped).
 func (p *pool) probeServer(u *upstream, hs *healthSettings) error {
 	if u.ejectedUntil.Load() != untilProbe {
-		return nil // back already (a request in flight at the ejection succeeded)
+		return nil // back already (health checks were switched off and on meanwhile)
 	}
 	// Connections opened before the ejection may lead to the old process: close the idle
 	// ones, so that neither the probe nor the first requests after it use them.

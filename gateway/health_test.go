@@ -119,6 +119,10 @@ func TestHealthCheckReadmitsOnFirstPass(t *testing.T) {
 			if h.p.pick(now+3600*sec) != nil {
 				t.Fatal("an hour later the server is picked without a probe: the ejection timer re-admitted it blindly")
 			}
+			h.p.succeeded(h.u) // a request sent before the ejection answers after it
+			if h.u.ejectedUntil.Load() != untilProbe {
+				t.Fatal("a request sent before the ejection put the server back: only a probe may")
+			}
 			h.p.healthTick(now, inline)
 			if h.dials.Load() != 1 || h.counter("failed") != 1 || h.u.ejectedUntil.Load() != untilProbe {
 				t.Fatalf("probe of a dead server: %d dials, %v failed, ejectedUntil %d; want 1 dial, 1 failed, still out",

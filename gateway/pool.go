@@ -150,15 +150,19 @@ func (p *pool) failed(u *upstream, now int64, kind upstreamFailure) {
 	}
 }
 
-// succeeded puts a server back in rotation (Sweep logs the return).
+// succeeded puts a server back in rotation (Sweep logs the return) - unless it is out
+// until a health check passes: a request sent before the ejection that succeeds after it
+// says nothing about the server now, only a probe puts it back.
 func (p *pool) succeeded(u *upstream) {
+	until := u.ejectedUntil.Load()
+	if until == untilProbe {
+		return
+	}
 	if u.fails.Load() != 0 {
 		u.fails.Store(0)
 	}
-	if u.ejectedUntil.Load() != 0 {
-		if old := u.ejectedUntil.Swap(0); old != 0 {
-			u.returned.Store(true)
-		}
+	if until != 0 && u.ejectedUntil.CompareAndSwap(until, 0) {
+		u.returned.Store(true)
 	}
 }
 
