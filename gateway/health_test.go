@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway/config"
 )
 
@@ -36,10 +37,10 @@ const sec = int64(time.Second)
 func newHealthRig(t *testing.T, name string, hc config.HealthCheck) *healthRig {
 	h := &healthRig{t: t, net: newMemNet()}
 	cfg := config.Pool{
-		Addrs: []string{name + ":1"}, MaxConns: 2, ConnectTimeout: config.Duration(time.Second),
-		ReadTimeout: config.Duration(30 * time.Second), WriteTimeout: config.Duration(30 * time.Second),
-		IdleTimeout: config.Duration(30 * time.Second), MaxResponseBody: 1 << 20,
-		Eject:       config.Eject{Failures: 2, Duration: config.Duration(10 * time.Second)},
+		Addrs: []string{name + ":1"}, MaxConns: 2, ConnectTimeout: filters.Duration(time.Second),
+		ReadTimeout: filters.Duration(30 * time.Second), WriteTimeout: filters.Duration(30 * time.Second),
+		IdleTimeout: filters.Duration(30 * time.Second), MaxResponseBody: 1 << 20,
+		Eject:       config.Eject{Failures: 2, Duration: filters.Duration(10 * time.Second)},
 		HealthCheck: hc,
 	}
 	dial := func(addr string) (net.Conn, error) {
@@ -95,7 +96,7 @@ func (h *healthRig) counter(result string) float64 {
 	return m.GetCounter().GetValue()
 }
 
-var defaultHC = config.HealthCheck{Enabled: true, Interval: config.Duration(time.Second), Timeout: config.Duration(time.Second), HealthyThreshold: 1}
+var defaultHC = config.HealthCheck{Enabled: true, Interval: filters.Duration(time.Second), Timeout: filters.Duration(time.Second), HealthyThreshold: 1}
 
 // TestHealthCheckReadmitsOnFirstPass: an ejected server stays out whatever the clock says
 // (no timer puts it back blindly), is probed once per interval while dead, and is back in
@@ -221,7 +222,7 @@ func TestHealthCheckThreshold(t *testing.T) {
 // comes is not joined by a second one.
 func TestHealthCheckOneProbeAtATime(t *testing.T) {
 	hc := defaultHC
-	hc.Interval, hc.Timeout = config.Duration(time.Minute), config.Duration(time.Minute)
+	hc.Interval, hc.Timeout = filters.Duration(time.Minute), filters.Duration(time.Minute)
 	h := newHealthRig(t, "hc-one", hc)
 	now := sec
 	h.eject(now)
