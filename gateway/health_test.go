@@ -402,3 +402,57 @@ func gathered(t *testing.T, c prometheus.Collector, name string) float64 {
 	t.Fatalf("no single series %s", name)
 	return -1
 }
+
+// TestHealthLoopLifecycle: the probe loop runs only while a pool ejects with health checks
+// on; switching them off everywhere stops it and turns a probed ejection into a timed
+// one; Close stops it for good.
+func TestHealthLoopLifecycle(t *testing.T) {
+	const on = `
+server: {listen: 127.0.0.1:0}
+pools: {lq: {addrs: [lq1:1], max_conns: 4, eject: {failures: 1, duration: 1h}}}
+routes: {lq_route: {path: /lq, pool: lq}}
+`
+	off := strings.Replace(on, "duration: 1h}", "duration: 1h}, health_check: {enabled: false}", 1)
+	r := newRig(t, off)
+	running := func() bool {
+		r.gw.health.mu.Lock()
+		defer r.gw.health.mu.Unlock()
+		return r.gw.health.stop != nil
+	}
+	if running() {
+		t.Fatal("probe loop running with health checks off")
+	}
+	if err := r.apply(on); err != nil {
+		t.Fatal(err)
+	}
+	if !running() {
+		t.Fatal("probe loop not running with health checks on")
+	}
+	r.do("GET", "/lq", nil) // refused: ejected until a probe passes
+	u := r.gw.state.Load().pools["lq"].servers[0]
+	if u.ejectedUntil.Load() != untilProbe {
+		t.Fatalf("ejectedUntil %d, want untilProbe", u.ejectedUntil.Load())
+	}
+	if err := r.apply(off); err != nil {
+		t.Fatal(err)
+	}
+	if running() {
+		t.Fatal("probe loop still running after health checks were switched off")
+	}
+	if got := u.ejectedUntil.Load(); got == untilProbe || got == 0 {
+		t.Fatalf("after the switch off ejectedUntil %d, want a timed ejection", got)
+	}
+	if err := r.apply(on); err != nil {
+		t.Fatal(err)
+	}
+	r.gw.Close()
+	if running() {
+		t.Fatal("probe loop running after Close")
+	}
+	if err := r.apply(strings.Replace(on, "1h", "2h", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if running() {
+		t.Fatal("a reload after Close started the probe loop again")
+	}
+}
