@@ -35,6 +35,11 @@ type healthRig struct {
 const sec = int64(time.Second)
 
 func newHealthRig(t *testing.T, name string, hc config.HealthCheck) *healthRig {
+	return newHealthRigPipe(t, name, hc, false)
+}
+
+// newHealthRigPipe is newHealthRig with the pool pipelining when pipeline is set.
+func newHealthRigPipe(t *testing.T, name string, hc config.HealthCheck, pipeline bool) *healthRig {
 	h := &healthRig{t: t, net: newMemNet()}
 	cfg := config.Pool{
 		Addrs: []string{name + ":1"}, MaxConns: 2, ConnectTimeout: filters.Duration(time.Second),
@@ -42,6 +47,9 @@ func newHealthRig(t *testing.T, name string, hc config.HealthCheck) *healthRig {
 		IdleTimeout: filters.Duration(30 * time.Second), MaxResponseBody: 1 << 20,
 		Eject:       config.Eject{Failures: 2, Duration: filters.Duration(10 * time.Second)},
 		HealthCheck: hc,
+	}
+	if pipeline {
+		cfg.Pipeline = config.Pipeline{Enabled: true, Conns: 2, Stall: filters.Duration(5 * time.Millisecond)}
 	}
 	dial := func(addr string) (net.Conn, error) {
 		h.dials.Add(1)
@@ -103,15 +111,17 @@ var defaultHC = config.HealthCheck{Enabled: true, Interval: filters.Duration(tim
 // rotation at the first probe that passes - for both probe kinds.
 func TestHealthCheckReadmitsOnFirstPass(t *testing.T) {
 	for _, tc := range []struct {
-		desc, path string
+		desc, name, path string
+		pipeline         bool
 	}{
-		{desc: "TCP connect probe"},
-		{desc: "HTTP probe", path: "/healthz?deep=1"},
+		{desc: "TCP connect probe", name: "hc-first-tcp"},
+		{desc: "HTTP probe", name: "hc-first-http", path: "/healthz?deep=1"},
+		{desc: "HTTP probe, pipelined pool", name: "hc-first-pipe", path: "/healthz?deep=1", pipeline: true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			hc := defaultHC
 			hc.Path = tc.path
-			h := newHealthRig(t, "hc-first-"+map[bool]string{true: "http", false: "tcp"}[tc.path != ""], hc)
+			h := newHealthRigPipe(t, tc.name, hc, tc.pipeline)
 			now := 5 * sec
 			h.eject(now)
 			if got := h.u.ejectedUntil.Load(); got != untilProbe {
@@ -149,11 +159,11 @@ func TestHealthCheckReadmitsOnFirstPass(t *testing.T) {
 				t.Errorf("passed counter %v, last error %v; want 1 and none", h.counter("passed"), h.u.probe.lastErr.Load())
 			}
 			if tc.path != "" {
-				if s := seen.Load(); s == nil || *s != "GET /healthz?deep=1 host=hc-first-http:1" {
+				if s := seen.Load(); s == nil || *s != "GET /healthz?deep=1 host="+tc.name+":1" {
 					t.Errorf("the upstream saw %v, want GET /healthz?deep=1 with the server's address as Host", s)
 				}
-				if h.u.hc.ConnsCount() != 1 {
-					t.Errorf("%d connections after the HTTP probe, want its connection kept for the requests", h.u.hc.ConnsCount())
+				if h.u.conns() != 1 {
+					t.Errorf("%d connections after the HTTP probe, want its connection kept for the requests", h.u.conns())
 				}
 			}
 			h.p.healthTick(now+5*sec, inline)
