@@ -45,6 +45,25 @@ func TestNoAllocs(t *testing.T) {
 			f.Decide(req)
 		})
 	})
+	t.Run("random users after a live burst change (keys carried)", func(t *testing.T) {
+		prev := filtertest.Build(t, Name, `{rate: 10, burst: 5, key: "query:uin", max_keys: 65536}`, nil)
+		f := filtertest.Build(t, Name, `{rate: 10, burst: 1, key: "query:uin", max_keys: 65536}`, prev)
+		req := filtertest.NewRequest(t, filtertest.Req{URI: "/lottery?uin=10000000000"})
+		rng := rand.New(rand.NewPCG(1, 2))
+		var buf [20]byte
+		set := func() {
+			req.Ctx.QueryArgs().SetBytesV("uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(1<<12), 10))
+		}
+		for range 1 << 12 { // the old table holds these users
+			set()
+			prev.Decide(req)
+		}
+		filtertest.AssertNoAllocsFunc(t, func() {
+			set()
+			req.Now += 1000
+			f.Decide(req)
+		})
+	})
 	t.Run("random users, clock moving", func(t *testing.T) {
 		f := filtertest.Build(t, Name, `{rate: 10, burst: 1, key: "query:uin", max_keys: 65536}`, nil)
 		req := filtertest.NewRequest(t, filtertest.Req{URI: "/lottery?uin=10000000000"})

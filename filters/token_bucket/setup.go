@@ -119,12 +119,12 @@ func (c *Config) burst() int64 { return filters.DefaultBurst(c.Burst, c.Rate) }
 
 // Build implements filters.Config.
 //
-// If prev is a token_bucket with the same key and max_keys, the new filter shares its
-// buckets (the table of keys, the route's bucket), so a reload - including a change of
-// rate, burst, wait, status or global - is not a free burst: each bucket's state is the
-// time at which it is full again, and the new limits apply to it from the first request
-// (see internal/ratelimit.Bucket for what that means in tokens). A different key or
-// max_keys starts with full buckets.
+// If prev is a token_bucket with the same key and max_keys, the new filter takes over its
+// buckets (the table of keys, the route's bucket), so a reload is neither a free burst
+// nor a blackout: when rate or burst changed, every bucket - the route's, and each key's
+// at its first request - holds the tokens it held under the old limit, at most the new
+// burst (ratelimit.Handover, ratelimit.KeyHandover), and refills at the new rate. A
+// different key or max_keys starts with full buckets.
 func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.Filter, error) {
 	f := &TokenBucket{
 		rate:    c.Rate,
@@ -172,8 +172,12 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 			}
 			f.bucket = from
 		}
-		if !keyed && (rate != f.rate || burst != f.burst) {
-			// the route's bucket: carry its tokens over the change (ratelimit.Handover)
+		if keyed {
+			f.carryKeys(p)
+		}
+		if rate != f.rate || burst != f.burst {
+			// the route's bucket (or the one of requests without a key): carry its tokens
+			// over the change (ratelimit.Handover)
 			f.handover = ratelimit.NewHandover(from)
 			f.bucket = f.handover.Bucket()
 			f.prevRate, f.prevBurst = rate, burst

@@ -43,6 +43,10 @@ type TokenBucket struct {
 	prevBurst int64
 	// table holds a bucket per key (nil without a key).
 	table *ratelimit.Table
+	// keyHandover, when the rate or burst changed at a reload, carries each key's tokens
+	// from the previous filter's table into table at the key's first request (nil: no
+	// change, or the previous table's keys have all expired).
+	keyHandover *ratelimit.KeyHandover
 	// carried is true when the buckets were taken over from the previous filter.
 	carried bool
 
@@ -55,25 +59,21 @@ type TokenBucket struct {
 
 // Decide implements filters.Filter.
 func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
-	lim := f.limit
+	lim, n := f.limit, int64(1)
 	if f.global {
-		if n := f.env.Instances(); n > 1 {
+		if n = f.env.Instances(); n > 1 {
 			lim = ratelimit.Share(f.rate, f.burst, n)
 		}
 	}
 	var d ratelimit.Decision
 	var seed uint64
 	if f.table == nil {
-		b := f.bucket
-		if f.handover != nil {
-			b, lim = f.handover.Pick(r.Now, f.prevLimit(), lim)
-		}
-		d = b.Reserve(r.Now, lim, f.maxWait)
+		d = f.routeBucket(r.Now, lim)
 	} else if h, st := f.key.Hash(r); st == filters.KeyBad {
 		return filters.RejectWith(f.badKey)
 	} else if st == filters.KeyFound {
 		var evicted bool
-		d, evicted = f.table.Reserve(h, r.Now, lim, f.maxWait)
+		d, evicted = f.table.ReserveCarried(h, r.Now, lim, f.maxWait, f.keyHandover, n)
 		if evicted {
 			f.evictions.Inc()
 		}
@@ -86,7 +86,7 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 		case missingReject:
 			return filters.RejectWith(f.noKey)
 		}
-		d = f.bucket.Reserve(r.Now, lim, f.maxWait)
+		d = f.routeBucket(r.Now, lim)
 	}
 	if d.OK {
 		if d.Delay > 0 {
@@ -103,6 +103,32 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 		RetryAfter: time.Duration(d.Delay + ratelimit.Jitter(uint64(r.Now)^seed, f.jitter)),
 	}
 }
+
+// routeBucket takes a token of the route's bucket (or of the one shared by requests
+// without a key), carried over a change of limit by the handover.
+func (f *TokenBucket) routeBucket(now int64, lim ratelimit.Limit) ratelimit.Decision {
+	b := f.bucket
+	if f.handover != nil {
+		b, lim = f.handover.Pick(now, f.prevLimit(), lim)
+	}
+	return b.Reserve(now, lim, f.maxWait)
+}
+
+// carryKeys takes over p's buckets per key: p's table as it is when the limit did not
+// change (with p's handover, if it still runs), else a new table whose keys start from
+// the tokens they held in p's (ratelimit.KeyHandover).
+func (f *TokenBucket) carryKeys(p *TokenBucket) {
+	if p.rate == f.rate && p.burst == f.burst {
+		f.table, f.keyHandover = p.table, p.keyHandover
+		return
+	}
+	f.table = ratelimit.NewTable(f.maxKeys)
+	f.keyHandover = ratelimit.NewKeyHandover(p.table, p.rate, p.burst, p.keyHandover)
+}
+
+// KeyHandover returns the handover carrying keys from the previous filter's table (nil:
+// none), for tests and diagnostics.
+func (f *TokenBucket) KeyHandover() *ratelimit.KeyHandover { return f.keyHandover }
 
 // Table returns the filter's table of keys (nil without a key), for tests and
 // diagnostics.

@@ -454,3 +454,52 @@ func TestLiveBurstChange(t *testing.T) {
 		t.Logf("%-35s first 100 ms: %d, next second: %d", tc.desc, first, second)
 	}
 }
+
+// TestLiveBurstChangePerKey is TestLiveBurstChange for buckets per key (token_bucket with
+// a key): every key's bucket is carried over the change on its first request after it,
+// so each key keeps to the new rate from the change on - no blackout after a cut, no free
+// burst after a raise - whichever way rate or burst moved. Three users, each offered
+// 700/s; every user's admitted count is checked.
+func TestLiveBurstChangePerKey(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	users := []string{"10001", "10002", "10003"}
+	run := func(f filters.Filter, from, to, every int64) map[string]int {
+		admitted := map[string]int{}
+		for now := from; now < to; now += every {
+			for i, u := range users {
+				// the users' requests are spread over the period, not simultaneous
+				req := filtertest.NewRequest(t, filtertest.Req{URI: "/lottery?uin=" + u, Now: now + int64(i)*every/int64(len(users))})
+				if f.Decide(req).Action == filters.Continue {
+					admitted[u]++
+				}
+			}
+		}
+		return admitted
+	}
+	for _, tc := range []struct {
+		desc, before, after                      string
+		firstMin, firstMax, secondMin, secondMax int
+	}{
+		{"burst cut 300 -> 30", `{rate: 300, burst: 300, key: "query:uin"}`, `{rate: 300, burst: 30, key: "query:uin"}`, 28, 32, 295, 305},
+		{"burst raised 30 -> 300", `{rate: 300, burst: 30, key: "query:uin"}`, `{rate: 300, burst: 300, key: "query:uin"}`, 28, 32, 295, 305},
+		{"rate cut 300 -> 100, burst 30", `{rate: 300, burst: 30, key: "query:uin"}`, `{rate: 100, burst: 30, key: "query:uin"}`, 9, 11, 98, 102},
+		{"rate raised 100 -> 300, burst 30", `{rate: 100, burst: 30, key: "query:uin"}`, `{rate: 300, burst: 30, key: "query:uin"}`, 28, 32, 295, 305},
+	} {
+		old := filtertest.Build(t, Name, tc.before, nil)
+		start := int64(time.Second)
+		run(old, start, start+3000*ms, 1428571)
+		change := start + 3000*ms
+		nf := filtertest.Build(t, Name, tc.after, old)
+		first := run(nf, change, change+100*ms, 1428571)
+		second := run(nf, change+100*ms, change+1100*ms, 1428571)
+		for _, u := range users {
+			if first[u] < tc.firstMin || first[u] > tc.firstMax {
+				t.Errorf("%s: user %s admitted %d in the first 100 ms after the change, want %d..%d", tc.desc, u, first[u], tc.firstMin, tc.firstMax)
+			}
+			if second[u] < tc.secondMin || second[u] > tc.secondMax {
+				t.Errorf("%s: user %s admitted %d in the second after, want %d..%d", tc.desc, u, second[u], tc.secondMin, tc.secondMax)
+			}
+		}
+		t.Logf("%-35s per user, first 100 ms: %v, next second: %v", tc.desc, first, second)
+	}
+}

@@ -64,3 +64,86 @@ func Carry(tat, now int64, old, l Limit) int64 {
 	}
 	return now + l.Tau - int64(newCredit)
 }
+
+// KeyHandover carries the buckets of a Table's keys over a change of their limit, as
+// Handover does for one bucket: the filter built with the new limit gets a new, empty
+// table, and a key that is not in it yet (its first request after the change) starts
+// from the tokens it held in the old table under the old limit - fractions included, at
+// most the new burst - instead of from a full bucket. A key the old table does not hold
+// (or holds full) starts full, as it would have.
+//
+// The old table is only read, never changed, so a configuration that is built and then
+// not applied leaves it as it was. It is consulted until it can hold no live key: one
+// window (the longest Tau + maxWait used with it, plus a second) after the first request
+// under the new limit; then it is let go (the handover keeps no reference to it) and a
+// miss costs nothing more than in a plain table. A change that comes while an earlier
+// handover still runs chains to it: a key untouched since both changes is carried
+// through both limits.
+type KeyHandover struct {
+	from  atomic.Pointer[Table]
+	next  atomic.Pointer[KeyHandover] // from's own handover, while it runs
+	rate  float64                     // the limit from's buckets were kept under (before Share)
+	burst int64
+	start atomic.Int64 // the first request's time under the new limit (0: none yet)
+}
+
+// maxChain bounds how many running handovers a new one chains to (limit changes less than
+// one window apart); older ones are let go, their keys start full.
+const maxChain = 4
+
+// NewKeyHandover returns the handover from table from, whose buckets were kept under
+// NewLimit(rate, burst) (or its Share), and which was itself carrying prev's keys (nil:
+// none).
+func NewKeyHandover(from *Table, rate float64, burst int64, prev *KeyHandover) *KeyHandover {
+	h := &KeyHandover{rate: rate, burst: burst}
+	h.from.Store(from)
+	if prev != nil && prev.from.Load() != nil {
+		h.next.Store(prev)
+		// cut the chain after maxChain links
+		p := prev
+		for i := 1; p != nil; i++ {
+			n := p.next.Load()
+			if i >= maxChain-1 && n != nil {
+				p.next.Store(nil)
+				break
+			}
+			p = n
+		}
+	}
+	return h
+}
+
+// Running reports whether the old table is still consulted (for tests and diagnostics).
+func (h *KeyHandover) Running() bool { return h.from.Load() != nil }
+
+// carry returns the state key would have under limit l at time now, carried from the old
+// table(s), with n the instance count the limits are shared among; ok is false when the
+// old tables do not hold key (it starts full).
+func (h *KeyHandover) carry(key uint64, now int64, l Limit, n int64) (tat int64, ok bool) {
+	from := h.from.Load()
+	if from == nil {
+		return 0, false
+	}
+	start := h.start.Load()
+	if start == 0 {
+		h.start.CompareAndSwap(0, now)
+		start = h.start.Load()
+	}
+	if now-start > from.horizon.Load() {
+		// every bucket of the old table is full again: let it go
+		h.from.Store(nil)
+		h.next.Store(nil)
+		return 0, false
+	}
+	old := Share(h.rate, h.burst, n)
+	tat, ok = from.peek(key, now)
+	if !ok {
+		if next := h.next.Load(); next != nil {
+			tat, ok = next.carry(key, now, old, n)
+		}
+	}
+	if !ok {
+		return 0, false
+	}
+	return Carry(tat, now, old, l), true
+}

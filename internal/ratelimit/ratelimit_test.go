@@ -463,3 +463,109 @@ func hk(k uint64) uint64 {
 	z := k*0x9e3779b97f4a7c15 + 1
 	return z ^ z>>29
 }
+
+// TestKeyHandover: a key's first request in the new table starts from the tokens it held
+// in the old one under the old limit (at most the new burst), whichever way the limit
+// moved; a key the old table does not hold starts full; the old table is only read.
+func TestKeyHandover(t *testing.T) {
+	for _, c := range []struct {
+		desc          string
+		before, after Limit
+		// the key's state in the old table: drained at now, or holding this many tokens
+		held int64
+		want int // admitted at once by the new table
+	}{
+		// rates whose interval is a whole number of the table's 16 ns units (4 ms, 8 ms), so
+		// that the counts are exact
+		{desc: "burst cut 250 -> 25, drained: no blackout (the next token one interval on)", before: NewLimit(250, 250), after: NewLimit(250, 25), want: 0},
+		{desc: "burst cut 250 -> 25, 200 held: the new burst", before: NewLimit(250, 250), after: NewLimit(250, 25), held: 200, want: 25},
+		{desc: "burst raised 25 -> 250, drained: no free burst", before: NewLimit(250, 25), after: NewLimit(250, 250), want: 0},
+		{desc: "burst raised 25 -> 250, 20 held: the 20", before: NewLimit(250, 25), after: NewLimit(250, 250), held: 20, want: 20},
+		{desc: "rate cut 250 -> 125, 20 held", before: NewLimit(250, 25), after: NewLimit(125, 25), held: 20, want: 20},
+		{desc: "rate raised 125 -> 250, 20 held", before: NewLimit(125, 25), after: NewLimit(250, 25), held: 20, want: 20},
+	} {
+		const key = 0x1234_5678_9abc_def0
+		old := NewTable(1024)
+		now := 3 * s
+		for old.Tokens(key, now, c.before) > c.held {
+			old.Reserve(key, now, c.before, 0)
+		}
+		before := old.Tokens(key, now, c.before)
+		nt := NewTable(1024)
+		h := NewKeyHandover(old, c.before.Rate(), c.before.Burst, nil)
+		got := 0
+		for {
+			if d, _ := nt.ReserveCarried(key, now, c.after, 0, h, 1); !d.OK {
+				if c.want == 0 && d.Delay > c.after.Interval {
+					t.Errorf("%s: next token in %v, want at most one new interval (%v): a blackout", c.desc, time.Duration(d.Delay), time.Duration(c.after.Interval))
+				}
+				break
+			}
+			got++
+		}
+		if got != c.want {
+			t.Errorf("%s: %d admitted at once after the change, want %d", c.desc, got, c.want)
+		}
+		if after := old.Tokens(key, now, c.before); after != before {
+			t.Errorf("%s: the old table changed (%d tokens, then %d)", c.desc, before, after)
+		}
+		// a key the old table never saw starts full
+		other := 0
+		for {
+			if d, _ := nt.ReserveCarried(key^0xffff_0000_0000, now, c.after, 0, h, 1); !d.OK {
+				break
+			}
+			other++
+		}
+		if int64(other) != c.after.Burst {
+			t.Errorf("%s: a key the old table did not hold got %d at once, want the full burst %d", c.desc, other, c.after.Burst)
+		}
+	}
+}
+
+// TestKeyHandoverEnds: one window after the first request under the new limit the old
+// table can hold no live key: the handover lets it go, and keys start full.
+func TestKeyHandoverEnds(t *testing.T) {
+	const key = 42 << 50
+	before, after := NewLimit(100, 10), NewLimit(100, 20)
+	old := NewTable(64)
+	now := 3 * s
+	for old.Reserve(key, now, before, 0); old.Tokens(key, now, before) > 0; old.Reserve(key, now, before, 0) {
+	}
+	nt := NewTable(64)
+	h := NewKeyHandover(old, before.Rate(), before.Burst, nil)
+	nt.ReserveCarried(key+1<<44, now, after, 0, h, 1) // the first request under the new limit
+	window := old.horizon.Load()
+	if !h.Running() {
+		t.Fatal("handover ended at its first request")
+	}
+	if d, _ := nt.ReserveCarried(key, now+window, after, 0, h, 1); !d.OK || !h.Running() {
+		// the key refilled meanwhile (10 tokens in 100 ms): admitted, carried
+		t.Fatalf("within the window: %+v, running %v", d, h.Running())
+	}
+	nt.ReserveCarried(key+2<<44, now+window+1, after, 0, h, 1)
+	if h.Running() {
+		t.Error("the handover still consults the old table after its window")
+	}
+}
+
+// TestKeyHandoverChain: two changes less than a window apart; a key untouched since both
+// is carried through both limits (drained under the first: drained under the third).
+func TestKeyHandoverChain(t *testing.T) {
+	const key = 7 << 50
+	l0, l1, l2 := NewLimit(300, 300), NewLimit(300, 30), NewLimit(300, 3000)
+	t0 := NewTable(64)
+	now := 3 * s
+	for t0.Reserve(key, now, l0, 0); t0.Tokens(key, now, l0) > 0; t0.Reserve(key, now, l0, 0) {
+	}
+	t1, t2 := NewTable(64), NewTable(64)
+	h1 := NewKeyHandover(t0, l0.Rate(), l0.Burst, nil)
+	t1.ReserveCarried(key+1<<44, now, l1, 0, h1, 1) // another key: h1 starts
+	h2 := NewKeyHandover(t1, l1.Rate(), l1.Burst, h1)
+	if d, _ := t2.ReserveCarried(key, now, l2, 0, h2, 1); d.OK {
+		t.Fatal("a key drained before two raises got a token at once: a free burst")
+	}
+	if d, _ := t2.ReserveCarried(key, now+100*ms, l2, 0, h2, 1); !d.OK {
+		t.Fatal("the key got no token 100 ms later (30 due at 300/s)")
+	}
+}

@@ -111,6 +111,14 @@ func (t *Table) Bytes() int { return len(t.slots) * SlotBytes }
 // Reserve takes one token of key's bucket at time now under limit l, like
 // Bucket.Reserve. evicted reports that a live key lost its slot to make room for key.
 func (t *Table) Reserve(key uint64, now int64, l Limit, maxWait int64) (d Decision, evicted bool) {
+	return t.ReserveCarried(key, now, l, maxWait, nil, 1)
+}
+
+// ReserveCarried is Reserve for a table that took over from another one at a change of
+// limit: a key the table does not hold yet starts from the tokens it held in the old
+// table (h; nil: none), with n the number of instances the limits are shared among (1:
+// not shared).
+func (t *Table) ReserveCarried(key uint64, now int64, l Limit, maxWait int64, h *KeyHandover, n int64) (d Decision, evicted bool) {
 	tag := tagOf(key)
 	a, b := t.sets(key)
 	// Touch both sets' cache lines at once, so that their misses overlap rather than
@@ -136,6 +144,10 @@ func (t *Table) Reserve(key uint64, now int64, l Limit, maxWait int64) (d Decisi
 			var found bool
 			if s, v, live, found = claim(a, b, tag, now, horizon, longest); found {
 				tat = tatOf(v, now, longest)
+			} else if h != nil {
+				if c, ok := h.carry(key, now, l, n); ok {
+					tat = c
+				}
 			}
 		}
 		next, write, dec := conform(tat, now, l, maxWait)
@@ -177,6 +189,21 @@ func (t *Table) Tokens(key uint64, now int64, l Limit) int64 {
 		return l.Burst // wrapped: full
 	}
 	return tokens(now+r, now, l)
+}
+
+// peek returns the state of key at time now, if the table holds it (a live or an expired
+// bucket), without changing anything.
+func (t *Table) peek(key uint64, now int64) (tat int64, ok bool) {
+	tag := tagOf(key)
+	a, b := t.sets(key)
+	s, v := find(a, tag)
+	if s == nil {
+		s, v = find(b, tag)
+	}
+	if s == nil {
+		return 0, false
+	}
+	return tatOf(v, now, t.horizon.Load()), true
 }
 
 // Live counts the keys whose bucket is not full at time now (it reads every slot: for
