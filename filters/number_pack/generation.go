@@ -43,6 +43,38 @@ func (g *generation) lookup(n uint64) uint64 {
 	return m
 }
 
+// maxProbes is how many of a generation's packs a lookup starts early (probe).
+const maxProbes = 4
+
+// probes are the first words of a number's lines in a generation's first maxProbes sets
+// (packfile.Set.First).
+type probes [maxProbes]uint64
+
+// probe starts a lookup of n: it reads n's line in each of the first maxProbes sets, so
+// that the caller's other work overlaps the reads; lookupProbed ends it.
+func (g *generation) probe(n uint64, p *probes) {
+	for i, s := range g.sets[:min(len(g.sets), maxProbes)] {
+		p[i] = s.set.First(n)
+	}
+}
+
+// lookupProbed is lookup given probe(n, p).
+func (g *generation) lookupProbed(n uint64, p *probes) uint64 {
+	var m uint64
+	for i, s := range g.sets {
+		var in bool
+		if i < maxProbes {
+			in = s.set.ContainsFirst(n, p[i])
+		} else {
+			in = s.set.Contains(n)
+		}
+		if in {
+			m |= 1 << uint(i)
+		}
+	}
+	return m
+}
+
 // lookupKey returns the bitmask of the packs holding key: string packs by the key as
 // sent, number packs by its value when it is a user number (num).
 func (g *generation) lookupKey(key []byte, n uint64, num bool) uint64 {
@@ -83,6 +115,11 @@ type view struct {
 }
 
 func (v *view) lookup(n uint64) uint64 { return v.remapped(v.gen.lookup(n)) }
+
+// lookupProbed is lookup given v.gen.probe(n, p).
+func (v *view) lookupProbed(n uint64, p *probes) uint64 {
+	return v.remapped(v.gen.lookupProbed(n, p))
+}
 
 // lookupKey is lookup with string packs (see generation.lookupKey).
 func (v *view) lookupKey(key []byte, n uint64, num bool) uint64 {

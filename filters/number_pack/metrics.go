@@ -7,7 +7,7 @@ import (
 )
 
 var (
-	lookupsVec = metrics.NewCounterVec("number_pack_lookups_total",
+	lookupsVec = metrics.NewShardedCounterVec("number_pack_lookups_total",
 		"Membership decisions by route and result: member, not_member (in none of the route's packs), no_key (missing or non-numeric user number), unknown.",
 		"route", "result")
 	unknownVec = metrics.NewCounterVec("number_pack_unknown_total",
@@ -32,7 +32,9 @@ var (
 // filterMetrics are one route's collectors, resolved at Build so that the request path
 // only does atomic adds.
 type filterMetrics struct {
-	member, notMember, noKey, unknown prometheus.Counter
+	// Every decision counts one of these: sharded (by the user number), so that two
+	// cores deciding at once do not fight over one counter's cache line.
+	member, notMember, noKey, unknown *metrics.ShardedCounter
 
 	unknownNotLoaded, unknownError, unknownTimeout, unknownBusy prometheus.Counter
 

@@ -65,34 +65,52 @@ const (
 )
 
 // Decide implements filters.Filter.
+//
+// Its cost at 10M numbers with random users is the one cache line a lookup reads (a
+// cache miss of 100-300 ns on a loaded machine, more than everything else together), so
+// Decide starts that read as soon as it knows the number (generation.probe) and strips
+// the annotate header while the read is under way.
 func (f *Filter) Decide(r *filters.Request) filters.Result {
-	r.Ctx.Request.Header.DelBytes(f.header)
-	raw, st := f.key.Read(r) // read as a number: the same key as every other filter's
-	if st == filters.KeyBad {
-		f.m.noKey.Inc()
-		return filters.RejectWith(f.badKey)
+	headerKey := f.key.Source == filters.KeyHeader // the key may be the header itself: strip it first
+	if headerKey {
+		r.Ctx.Request.Header.DelBytes(f.header)
 	}
+	raw, st := f.key.Read(r) // read as a number: the same key as every other filter's
 	var key []byte
 	var n uint64
 	num := false
-	ok := st == filters.KeyFound
-	if ok {
-		key, n, num = canonical(raw)
-		ok = num || (f.strs && packfile.ValidKey(raw))
+	if st == filters.KeyFound {
+		key, n, num = f.number(raw)
 	}
+	var v *view
+	var p probes
+	if num && f.files != nil {
+		if v = f.files.current(); v != nil {
+			v.gen.probe(n, &p)
+		}
+	}
+	if !headerKey {
+		r.Ctx.Request.Header.DelBytes(f.header)
+	}
+	if st == filters.KeyBad {
+		f.m.noKey.Inc(uint64(r.Now))
+		return filters.RejectWith(f.badKey)
+	}
+	ok := st == filters.KeyFound && (num || (f.strs && packfile.ValidKey(raw)))
 	if !ok {
-		f.m.noKey.Inc()
+		f.m.noKey.Inc(uint64(r.Now))
 		return f.notMember()
 	}
+	spread := n + uint64(r.Now) // picks the counters' shard: differs between requests
 	var mask uint64
 	var cause int
 	if f.strs {
 		mask, cause = f.membershipKey(raw, key, n, num, r.Now)
 	} else {
-		mask, cause = f.membership(key, n, r.Now)
+		mask, cause = f.membership(v, &p, key, n, r.Now)
 	}
 	if cause != known {
-		f.m.unknown.Inc()
+		f.m.unknown.Inc(spread)
 		switch cause {
 		case causeNotLoaded:
 			f.m.unknownNotLoaded.Inc()
@@ -110,14 +128,31 @@ func (f *Filter) Decide(r *filters.Request) filters.Result {
 		return filters.Result{Action: filters.Reject, Reason: f.unknown, RetryAfter: 2*time.Second + time.Duration(uint64(r.Now)%uint64(time.Second))}
 	}
 	if mask == 0 {
-		f.m.notMember.Inc()
+		f.m.notMember.Inc(spread)
 		return f.notMember()
 	}
-	f.m.member.Inc()
+	f.m.member.Inc(spread)
 	if f.annotate {
 		f.values.set(&r.Ctx.Request.Header, f.header, mask)
 	}
 	return filters.Pass
+}
+
+// number returns the user number in a key read and its canonical form (see canonical);
+// ok is false when the key is not a user number.
+func (f *Filter) number(raw []byte) (key []byte, n uint64, ok bool) {
+	if f.key.Format != filters.KeyNumber {
+		return canonical(raw)
+	}
+	// Read as a number, the key is canonical already: 1 to 20 digits, no leading zero,
+	// at most MaxUint64. Only its value is left to compute.
+	for _, c := range raw {
+		n = n*10 + uint64(c-'0')
+	}
+	if n == reservedNumber {
+		return nil, 0, false
+	}
+	return raw, n, true
 }
 
 func (f *Filter) notMember() filters.Result {
@@ -130,10 +165,11 @@ func (f *Filter) notMember() filters.Result {
 // membership returns the bitmask of the route's packs that hold the user number n (key
 // is its canonical decimal form), or the reason it cannot be known. A number found in a loaded pack is a member
 // even while another pack of the route is still loading; "in none" needs all of them.
-func (f *Filter) membership(key []byte, n uint64, now int64) (uint64, int) {
+// v is the serving view when the lookup was probed (p), nil when none was serving.
+func (f *Filter) membership(v *view, p *probes, key []byte, n uint64, now int64) (uint64, int) {
 	if f.files != nil {
-		if v := f.files.current(); v != nil {
-			if m := v.lookup(n); m != 0 || v.known == f.full {
+		if v != nil {
+			if m := v.lookupProbed(n, p); m != 0 || v.known == f.full {
 				return m, known
 			}
 		}

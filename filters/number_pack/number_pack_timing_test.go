@@ -226,7 +226,7 @@ func lookups(b *testing.B, name string, member, other func(i int)) {
 	})
 	b.Run(name+"/lookup_member_parallel", func(b *testing.B) {
 		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
+		cputime.Parallel(b, func(pb *testing.PB) {
 			i := rand.IntN(keyPool)
 			for pb.Next() {
 				member(i)
@@ -261,7 +261,7 @@ func BenchmarkDecide(b *testing.B) {
 			})
 			b.Run(mode+"/"+set.name+"_parallel", func(b *testing.B) {
 				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
+				cputime.Parallel(b, func(pb *testing.PB) {
 					r := filtertest.NewRequest(b, filtertest.Req{URI: "/grant?uin=1"})
 					args := r.Ctx.QueryArgs()
 					i := rand.IntN(keyPool)

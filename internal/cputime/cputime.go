@@ -43,3 +43,16 @@ func Loop(b *testing.B, body func(i int)) {
 		b.ReportMetric(float64(Thread()-start)/float64(i), "cpu-ns/op")
 	}
 }
+
+// Parallel runs b.RunParallel and reports, beside the wall-clock ns/op, the process's
+// CPU time per op ("cpu-ns/op": all threads, so on two cores an op that keeps both busy
+// costs about twice its wall-clock ns/op; contention between the cores shows as more CPU
+// per op). The process's other threads (the GC, a loader) count too: run it quiet.
+func Parallel(b *testing.B, body func(pb *testing.PB)) {
+	start := Process()
+	b.RunParallel(body)
+	b.StopTimer()
+	if b.N > 0 {
+		b.ReportMetric(float64(Process()-start)/float64(b.N), "cpu-ns/op")
+	}
+}

@@ -66,11 +66,11 @@ var (
 )
 
 type trackedVec struct {
-	v      *prometheus.MetricVec
+	v      interface{ DeletePartialMatch(prometheus.Labels) int }
 	labels []string
 }
 
-func track(v *prometheus.MetricVec, labels []string) {
+func track(v interface{ DeletePartialMatch(prometheus.Labels) int }, labels []string) {
 	vecsMu.Lock()
 	vecs = append(vecs, trackedVec{v, labels})
 	vecsMu.Unlock()

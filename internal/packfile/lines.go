@@ -117,24 +117,50 @@ func buildPlain(nums []uint64) *Set {
 	return s
 }
 
-// inLine is Contains in the line layout. It compares four slots at a time (SWAR on
-// uint64 words of the line): at most 8 steps, no branch per slot.
-func (s *Set) inLine(x uint64) bool {
+// First starts a lookup of x early: it reads the first word of the cache line a lookup
+// of x reads (0 where the set has no line for x). The read of a line that is not in the
+// CPU cache takes 100-300 ns on a loaded machine; a caller that has other work to do
+// (a request's headers) calls First, does that work while the read is under way, and
+// ends with ContainsFirst, which finds the line in the cache. It does not allocate.
+func (s *Set) First(x uint64) uint64 {
+	if s == nil || s.lines == nil || x < s.min || x > s.max {
+		return 0
+	}
+	hi, _ := bits.Mul64(x-s.min, s.mult)
+	return *(*uint64)(unsafe.Pointer(&s.lines[hi*s.slots]))
+}
+
+// ContainsFirst is Contains(x) given first = First(x).
+func (s *Set) ContainsFirst(x, first uint64) bool {
+	if s == nil || s.lines == nil || x < s.min || x > s.max {
+		return s.Contains(x)
+	}
+	return s.inLine(x, first)
+}
+
+// inLine is Contains in the line layout, given the line's first word (First). It
+// compares four slots at a time (SWAR on uint64 words of the line): at most 8 steps, no
+// branch per slot.
+func (s *Set) inLine(x, first uint64) bool {
 	d := x - s.min
 	hi, _ := bits.Mul64(d, s.mult)
 	line := s.lines[hi*s.slots : (hi+1)*s.slots]
-	c := uint64(line[0] & countMask)
+	c := first & countMask
 	words := unsafe.Slice((*uint64)(unsafe.Pointer(&line[0])), s.slots/4)
 	pattern := uint64(uint16(d)) * 0x0001000100010001
 	const low15, high = 0x7fff7fff7fff7fff, 0x8000800080008000
 	n := (c + 4) / 4 // words holding slots 0..c
-	for i, w := range words[:n] {
+	for i := uint64(0); i < n; i++ {
+		w := first
+		if i > 0 {
+			w = words[i]
+		}
 		v := w ^ pattern // a lane is 0 where the slot equals the low bits
 		zero := ^(((v & low15) + low15) | v) & high
 		if i == 0 {
 			zero &^= 0x8000 // slot 0 is the count
 		}
-		if i == int(n)-1 {
+		if i == n-1 {
 			if last := (c + 1) % 4; last != 0 { // lanes past slot c are empty slots
 				zero &= 1<<(16*last) - 1
 			}
@@ -143,5 +169,5 @@ func (s *Set) inLine(x uint64) bool {
 			return true
 		}
 	}
-	return line[0]&overflowBit != 0 && s.over.Contains(x)
+	return first&overflowBit != 0 && s.over.Contains(x)
 }

@@ -69,7 +69,7 @@ func (s *Set) Contains(x uint64) bool {
 		return false
 	}
 	if s.lines != nil {
-		return s.inLine(x)
+		return s.inLine(x, s.First(x))
 	}
 	d := x - s.min
 	b := d >> s.shift

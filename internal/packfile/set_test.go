@@ -88,7 +88,7 @@ func TestSet(t *testing.T) {
 				stride = 7
 			}
 			for i := 0; i < len(want); i += stride {
-				if n := want[i]; !s.Contains(n) {
+				if n := want[i]; !s.Contains(n) || !s.ContainsFirst(n, s.First(n)) {
 					t.Fatalf("member %d not found", n)
 				}
 			}
@@ -108,6 +108,9 @@ func TestSet(t *testing.T) {
 			for _, n := range probes {
 				if s.Contains(n) != in(n) {
 					t.Fatalf("Contains(%d) = %v, want %v", n, !in(n), in(n))
+				}
+				if s.ContainsFirst(n, s.First(n)) != in(n) { // the lookup started early
+					t.Fatalf("ContainsFirst(%d) = %v, want %v", n, !in(n), in(n))
 				}
 			}
 			if tc.desc == "10-digit numbers" && float64(s.Bytes())/float64(len(want)) > maxLineBytes {
