@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/allegro/bigcache/v3"
-	"github.com/cespare/xxhash/v2"
 
 	"github.com/floodgate/floodgate/internal/bytesconv"
 	"github.com/floodgate/floodgate/internal/packfile"
@@ -62,9 +61,9 @@ func (g *cacheGeneration) lookup(key []byte) uint64 {
 // errEvicted marks a load whose cache lost entries while it was filled.
 var errEvicted = errors.New("the cache lost entries while loading")
 
-// loadWorkers is how many goroutines fill a cache: half the CPUs, so that a reload
+// cacheLoadWorkers is how many goroutines fill a cache: half the CPUs, so that a reload
 // during the event leaves the other half to the traffic.
-var loadWorkers = func() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+var cacheLoadWorkers = func() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // Shard counts: about 8Ki numbers per shard, between 16 and 1024 shards.
 func decimalLen(n uint64) int {
@@ -189,9 +188,9 @@ func buildCacheGeneration(packs []packSpec, stop <-chan struct{}, undersize floa
 		return nil, err
 	}
 
-	// Fill: loadWorkers goroutines, each a contiguous range of shards (no two touch the
+	// Fill: cacheLoadWorkers goroutines, each a contiguous range of shards (no two touch the
 	// same shard, so they never wait on each other's locks).
-	workers := min(loadWorkers(), shards)
+	workers := min(cacheLoadWorkers(), shards)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -242,7 +241,7 @@ func readPack(path string, stop <-chan struct{}) ([]uint64, fileVersion, error) 
 		return nil, fileVersion{}, err
 	}
 	defer f.Close()
-	h := xxhash.New()
+	h := packfile.NewHasher()
 	ns := make([]uint64, 0, f.Info().Size()/10+16) // a 9-10 digit number and '\n' per line
 	k := 0
 	_, err = f.Numbers(h, func(n uint64) error {

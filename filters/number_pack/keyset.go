@@ -88,7 +88,7 @@ func readKeySet(path string, stop <-chan struct{}) (*keySet, fileVersion, error)
 		return nil, fileVersion{}, err
 	}
 	defer f.Close()
-	h := xxhash.New()
+	h := packfile.NewHasher()
 	keys := map[string]struct{}{}
 	k := 0
 	_, err = f.Keys(h, func(key []byte) error {

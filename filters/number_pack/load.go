@@ -3,11 +3,10 @@ package numberpack
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"runtime"
+	"slices"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 
 	"github.com/floodgate/floodgate/internal/packfile"
 )
@@ -15,7 +14,7 @@ import (
 // fileVersion is what a pack file was when it was read.
 type fileVersion struct {
 	info os.FileInfo
-	hash uint64 // xxhash64 of the file's bytes
+	hash uint64 // the file's content hash (packfile.Hasher)
 }
 
 var errStopped = errors.New("number_pack: loader stopped")
@@ -44,20 +43,6 @@ func loadGeneration(packs []packSpec, stop <-chan struct{}) (*generation, error)
 	return g, nil
 }
 
-// hashFile returns the xxhash64 of the file's bytes.
-func hashFile(path string) (uint64, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer fh.Close()
-	h := xxhash.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		return 0, err
-	}
-	return h.Sum64(), nil
-}
-
 func stopped(stop <-chan struct{}) bool {
 	select {
 	case <-stop:
@@ -78,65 +63,30 @@ type packSpec struct {
 // retries it).
 func errChanged(path string) error { return fmt.Errorf("%s %w", path, packfile.ErrChanged) }
 
-// readPackSet reads a pack file into a Set in three passes over the file (range and
-// count, per-bucket counts, the numbers; two for the line layout, which needs no
-// counts), so that nothing but the Set's own arrays is held: 100M numbers load in about
-// 3.2 bytes each instead of the 8 a []uint64 of them would take before sorting. Each
-// pass hashes the bytes; a file whose bytes differ between passes, or whose size, mtime
-// or inode changed while it was read, is an error (the next check retries).
+// readPackSet reads a pack file into a Set (packfile.ReadSet: two passes over the file,
+// in parallel chunks on loadWorkers goroutines unless the file is gzip-compressed;
+// nothing but the Set's own arrays is held). A file whose bytes differ between the
+// passes, or whose size, mtime or inode changed while it was read, is an error (the next
+// check retries).
 func readPackSet(path string, stop <-chan struct{}) (*packfile.Set, fileVersion, error) {
 	f, err := packfile.Open(path)
 	if err != nil {
 		return nil, fileVersion{}, err
 	}
 	defer f.Close()
-	b := packfile.NewSetBuilder()
-	var hash uint64
-	for pass := 1; pass <= 3; pass++ {
-		if pass == 2 && !b.NeedsCounts() { // the line layout: no per-bucket counts
-			continue
+	set, hash, err := packfile.ReadSet(f, loadWorkers(), func(nums []uint64) error {
+		if slices.Contains(nums, reservedNumber) {
+			return fmt.Errorf("%s: number %d is reserved (not a user number)", path, uint64(reservedNumber))
 		}
-		h := xxhash.New()
-		k := 0
-		_, err = f.Numbers(h, func(n uint64) error {
-			if k++; k&0xffff == 0 && stopped(stop) {
-				return errStopped
-			}
-			switch pass {
-			case 1:
-				if n == reservedNumber {
-					return fmt.Errorf("%s: number %d is reserved (not a user number)", path, n)
-				}
-				b.Scan(n)
-				return nil
-			case 2:
-				return b.CountNumber(n)
-			default:
-				return b.Add(n)
-			}
-		})
-		if errors.Is(err, packfile.ErrSetChanged) {
-			return nil, fileVersion{}, errChanged(path)
+		return nil
+	}, func() error {
+		if stopped(stop) {
+			return errStopped
 		}
-		if err != nil {
-			return nil, fileVersion{}, err
-		}
-		switch pass {
-		case 1:
-			hash = h.Sum64()
-			if err := b.Size(); err != nil {
-				return nil, fileVersion{}, fmt.Errorf("%s: %w", path, err)
-			}
-		case 2:
-			b.Place()
-		}
-		if h.Sum64() != hash {
-			return nil, fileVersion{}, errChanged(path)
-		}
-	}
-	set, err := b.Finish()
+		return nil
+	})
 	if err != nil {
-		return nil, fileVersion{}, errChanged(path)
+		return nil, fileVersion{}, err
 	}
 	after, err := f.Unchanged()
 	if err != nil {
@@ -144,3 +94,8 @@ func readPackSet(path string, stop <-chan struct{}) (*packfile.Set, fileVersion,
 	}
 	return set, fileVersion{info: after, hash: hash}, nil
 }
+
+// loadWorkers is how many goroutines read a pack file: every CPU. A load at start-up
+// has the machine to itself; a reload during traffic shares it with the requests, which
+// the Go scheduler interleaves with the load (a 10M-number pack is ~1 CPU-second).
+var loadWorkers = func() int { return runtime.GOMAXPROCS(0) }

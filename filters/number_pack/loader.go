@@ -112,7 +112,7 @@ func (l *loader) check() {
 			continue
 		}
 		if l.complete {
-			if h, err := hashFile(p.path); err == nil && h == l.hashes[i] {
+			if h, err := packfile.HashFile(p.path); err == nil && h == l.hashes[i] {
 				l.seen[i] = st // touched, same content
 				continue
 			}

@@ -61,7 +61,24 @@ func lineShape(span uint64, count int) (nb, slots, mult uint64, ok bool) {
 // addLine puts n into its line (pass 3 of a direct build): a number already there is a
 // duplicate; a full line spills it to the overflow set.
 func (b *SetBuilder) addLine(n uint64) {
-	s := b.s
+	switch b.s.putLine(n) {
+	case lineAdded:
+		b.inserted++
+	case lineFull:
+		b.spill = append(b.spill, n)
+	}
+}
+
+// What putLine did with a number.
+const (
+	lineAdded = iota
+	lineDuplicate
+	lineFull // the line is full: the number goes to the overflow set
+)
+
+// putLine writes n into its line, unless it is there already or the line is full (it
+// then sets the line's overflow bit). n must be within [min, max].
+func (s *Set) putLine(n uint64) int {
 	d := n - s.min
 	hi, _ := bits.Mul64(d, s.mult)
 	line := s.lines[hi*s.slots : (hi+1)*s.slots]
@@ -69,17 +86,16 @@ func (b *SetBuilder) addLine(n uint64) {
 	low := uint16(d)
 	for _, v := range line[1 : 1+c] {
 		if v == low {
-			return
+			return lineDuplicate
 		}
 	}
 	if uint64(c) == s.slots-1 {
 		line[0] |= overflowBit
-		b.spill = append(b.spill, n)
-		return
+		return lineFull
 	}
 	line[c+1] = low
 	line[0]++
-	b.inserted++
+	return lineAdded
 }
 
 // finishLines ends a direct build: every number of pass 1 came again, the spilled ones
