@@ -69,7 +69,7 @@ func TestLongVerdictIsCut(t *testing.T) {
 func TestShardBoundsVerdicts(t *testing.T) {
 	s := newShard(1, 1_000_000)
 	for i := 0; i < 100; i++ {
-		s.record(0, 1, 10, false, 429, []byte(fmt.Sprintf("f%d/limited", i)), nil)
+		s.record(0, 1, 10, false, 429, []byte(fmt.Sprintf("f%d/limited", i)), nil, 0, 0)
 	}
 	if n := len(s.routes[0].cells); n != maxVerdictsPerRoute+1 {
 		t.Fatalf("%d cells, want %d + overflow", n, maxVerdictsPerRoute)

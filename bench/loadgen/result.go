@@ -54,6 +54,9 @@ type RouteResult struct {
 	Path   string
 	Weight float64
 	Sent   int64
+	// RequestBytes and ResponseBytes are the mean size of an answered request and of its
+	// answer on the client->gateway link, headers included (0: nothing answered).
+	RequestBytes, ResponseBytes float64
 	// Verdicts in report order: by class, then most frequent first.
 	Verdicts []*VerdictResult
 }
@@ -114,7 +117,11 @@ func (g *generator) result(elapsed time.Duration, sent int64, reason string) *Re
 		}
 		rr := &RouteResult{Name: rt.Name, Method: m, Path: rt.Path, Weight: w, Sent: g.routeSent[i].Load()}
 		byV := map[string]*VerdictResult{}
+		var sized, reqBytes, respBytes int64
 		for _, s := range g.shards {
+			sized += s.routes[i].sized
+			reqBytes += s.routes[i].reqBytes
+			respBytes += s.routes[i].respBytes
 			for _, c := range s.routes[i].cells {
 				v := byV[c.verdict]
 				if v == nil {
@@ -129,6 +136,9 @@ func (g *generator) result(elapsed time.Duration, sent int64, reason string) *Re
 				}
 				v.Latency.Merge(c.hist)
 			}
+		}
+		if sized > 0 {
+			rr.RequestBytes, rr.ResponseBytes = float64(reqBytes)/float64(sized), float64(respBytes)/float64(sized)
 		}
 		sortVerdicts(rr.Verdicts)
 		for _, v := range rr.Verdicts {

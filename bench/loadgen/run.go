@@ -628,15 +628,23 @@ func (w *worker) loop(jobs <-chan job) {
 		w.build(int(j.route), j.seq)
 		err := g.hc.DoTimeout(w.req, w.resp, g.opts.Timeout)
 		end := g.clk.now()
-		status := 0
+		status, reqBytes, respBytes := 0, 0, 0
 		w.vbuf = w.vbuf[:0]
 		if err == nil {
 			status = w.resp.StatusCode()
 			w.vbuf = append(w.vbuf, w.resp.Header.Peek(VerdictHeader)...)
+			reqBytes, respBytes = wireSize(w.req, w.resp)
 		}
 		lag := started - j.at
-		w.sh.record(int(j.route), lag.Microseconds(), (end - j.at).Microseconds(), lag > late, status, w.vbuf, err)
+		w.sh.record(int(j.route), lag.Microseconds(), (end - j.at).Microseconds(), lag > late, status, w.vbuf, err, reqBytes, respBytes)
 	}
+}
+
+// wireSize is a request's and its answer's size in HTTP/1.1 bytes: head (request or
+// status line and headers, as sent and received) and body. It allocates nothing once the
+// header buffers are warm.
+func wireSize(req *fasthttp.Request, resp *fasthttp.Response) (int, int) {
+	return len(req.Header.Header()) + len(req.Body()), len(resp.Header.Header()) + len(resp.Body())
 }
 
 // build fills the worker's request for a route: method, URI with the user, tag and id

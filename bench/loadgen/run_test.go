@@ -302,17 +302,53 @@ func TestHotPathAllocations(t *testing.T) {
 	hdr := []byte("token_bucket/limited")
 	for i := 0; i < 10; i++ {
 		w.build(0, int64(i))
-		w.sh.record(0, 10, 100, false, 429, hdr, nil)
-		w.sh.record(0, 10, 100, false, 200, nil, nil)
+		wireSize(w.req, w.resp)
+		w.sh.record(0, 10, 100, false, 429, hdr, nil, 100, 50)
+		w.sh.record(0, 10, 100, false, 200, nil, nil, 100, 50)
 	}
 	seq := int64(10)
 	allocs := testing.AllocsPerRun(1000, func() {
 		seq++
 		w.build(0, seq)
-		w.sh.record(0, 10, 100, false, 429, hdr, nil)
-		w.sh.record(0, 10, 100, false, 200, nil, nil)
+		wireSize(w.req, w.resp)
+		w.sh.record(0, 10, 100, false, 429, hdr, nil, 100, 50)
+		w.sh.record(0, 10, 100, false, 200, nil, nil, 100, 50)
 	})
 	if allocs > 0 {
 		t.Fatalf("%v allocations per request", allocs)
+	}
+}
+
+// Each route's mean request and answer size on the wire (head and body) is measured, for
+// the planner's bandwidth rows (plan -drill).
+func TestWireSizes(t *testing.T) {
+	addr := serve(t, func(c *fasthttp.RequestCtx) {
+		switch string(c.Path()) {
+		case "/a":
+			c.SetBody(make([]byte, 1000))
+		case "/b":
+			c.SetBody(make([]byte, 9000))
+		}
+	})
+	small, large := strings.Repeat("x", 300), strings.Repeat("y", 700)
+	p := adhoc(addr, 200, time.Second,
+		profile.Route{Name: "small", Method: "POST", Path: "/a", Body: small},
+		profile.Route{Name: "large", Method: "POST", Path: "/b", Body: large})
+	res, err := Run(context.Background(), p, Options{Conns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, l := res.Route("small"), res.Route("large")
+	// Same heads but for the bodies' lengths (same number of digits): the differences are
+	// the bodies' exactly.
+	if d := l.RequestBytes - s.RequestBytes; d != 400 {
+		t.Errorf("request sizes %.1f and %.1f differ by %.1f, want the bodies' 400", s.RequestBytes, l.RequestBytes, d)
+	}
+	if d := l.ResponseBytes - s.ResponseBytes; d != 8000 {
+		t.Errorf("answer sizes %.1f and %.1f differ by %.1f, want the bodies' 8000", s.ResponseBytes, l.ResponseBytes, d)
+	}
+	// A head is a few dozen bytes: "POST /a HTTP/1.1", Host, Content-Length, ...
+	if s.RequestBytes < 300+40 || s.RequestBytes > 300+400 || s.ResponseBytes < 1000+40 || s.ResponseBytes > 1000+400 {
+		t.Errorf("sizes %.1f / %.1f: want the body plus a head of 40-400 bytes", s.RequestBytes, s.ResponseBytes)
 	}
 }

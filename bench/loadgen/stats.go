@@ -30,6 +30,10 @@ type shard struct {
 }
 
 type shardRoute struct {
+	// bytes on the client->gateway link of the answered requests (headers included):
+	// what the planner's bandwidth rows need (plan -drill)
+	sized, reqBytes, respBytes int64
+
 	cells   map[string]*cell
 	nShed   int
 	ivCount [NumClasses]int64
@@ -66,10 +70,15 @@ func (s *shard) clamp(us int64) int64 {
 
 // record adds one answer. lagUS and latUS are microseconds; verdictHdr is the response's
 // verdict header (may be empty), read before the response is reused.
-func (s *shard) record(route int, lagUS, latUS int64, late bool, status int, verdictHdr []byte, err error) {
+func (s *shard) record(route int, lagUS, latUS int64, late bool, status int, verdictHdr []byte, err error, reqBytes, respBytes int) {
 	static, class := classifyStatic(status, err, verdictHdr)
 	s.mu.Lock()
 	rs := &s.routes[route]
+	if err == nil {
+		rs.sized++
+		rs.reqBytes += int64(reqBytes)
+		rs.respBytes += int64(respBytes)
+	}
 	var c *cell
 	if class == ClassShed {
 		c = rs.cells[string(verdictHdr)] // no allocation for the lookup

@@ -57,13 +57,18 @@ type Summary struct {
 
 // RouteSummary is one route of a Summary.
 type RouteSummary struct {
-	Name     string           `json:"name"`
-	Method   string           `json:"method"`
-	Path     string           `json:"path"`
-	Weight   float64          `json:"weight"`
-	Sent     int64            `json:"sent"`
-	Totals   map[string]int64 `json:"totals"`
-	Verdicts []VerdictSummary `json:"verdicts"`
+	Name   string  `json:"name"`
+	Method string  `json:"method"`
+	Path   string  `json:"path"`
+	Weight float64 `json:"weight"`
+	Sent   int64   `json:"sent"`
+	// RequestBytes and ResponseBytes are the mean size of an answered request and of its
+	// answer on the client->gateway link, headers included: what `floodgate plan -drill`
+	// reads for the funnel's request_bytes and response_bytes.
+	RequestBytes  float64          `json:"request_bytes"`
+	ResponseBytes float64          `json:"response_bytes"`
+	Totals        map[string]int64 `json:"totals"`
+	Verdicts      []VerdictSummary `json:"verdicts"`
 }
 
 // VerdictSummary is one (route, verdict) row.
@@ -129,6 +134,7 @@ func NewSummary(r *loadgen.Result) *Summary {
 	secs := activeSeconds(r)
 	for _, rr := range r.Routes {
 		rs := RouteSummary{Name: rr.Name, Method: rr.Method, Path: rr.Path, Weight: rr.Weight, Sent: rr.Sent,
+			RequestBytes: round2(rr.RequestBytes), ResponseBytes: round2(rr.ResponseBytes),
 			Totals: map[string]int64{}, Verdicts: []VerdictSummary{}}
 		for c := loadgen.Class(0); c < loadgen.NumClasses; c++ {
 			rs.Totals[c.String()] = rr.ClassCount(c)

@@ -25,6 +25,10 @@ const planExamples = `  # the seed's funnel: limits per route and tier, backends
   # the night's NIC: bandwidth per link and storage per backend, and the plan as JSON
   floodgate plan -funnel configs/funnel-night-nic.yaml -json night-nic.json
 
+  # request and response sizes measured by a drill instead of estimated
+  floodgate bench -profile seed-night -rate 2000 -duration 20s -json night.json
+  floodgate plan -funnel configs/funnel-night-nic.yaml -drill night.json
+
   # what if the campaign brings twice the margin, with a smaller burst?
   floodgate plan -funnel configs/funnel-seed.yaml -safety 6 -burst-ratio 0.1`
 
@@ -38,6 +42,7 @@ func runPlan(args []string) error {
 	instances := fs.Int("instances", 0, "gateway instances sharing the load; limits are per instance, rounded up (default: the funnel's, else 1)")
 	burstRatio := fs.Float64("burst-ratio", -1, "token bucket burst as a share of the per-instance rate (default: the funnel's, else 0.2)")
 	strict := fs.Bool("strict", false, "exit 1 when a backend cannot support the plan (after printing it)")
+	drill := fs.String("drill", "", "a drill's JSON summary (floodgate bench -json): its routes' measured request and response sizes\nsize the funnel's routes of the same name that do not give request_bytes/response_bytes")
 	capLimits := fs.Bool("cap", true, "cut the limits of routes whose backend cannot carry them to its capacity, core routes first;\n-cap=false emits estimate x safety factor regardless")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,6 +64,18 @@ func runPlan(args []string) error {
 	f, err := planner.LoadFile(*funnel)
 	if err != nil {
 		return err
+	}
+	if *drill != "" {
+		sizes, err := planner.ReadDrill(*drill)
+		if err != nil {
+			return err
+		}
+		sized := f.ApplyDrill(sizes)
+		if len(sized) == 0 {
+			fmt.Fprintf(os.Stderr, "-drill %s: no route of the funnel took its sizes (none without request_bytes/response_bytes shares a name with the drill's)\n", *drill)
+		} else {
+			fmt.Fprintf(os.Stderr, "-drill %s: request and response sizes measured for %s\n", *drill, strings.Join(sized, ", "))
+		}
 	}
 	o := planner.Options{SafetyFactor: *safety, Instances: *instances, NoCap: !*capLimits}
 	if *burstRatio >= 0 {
