@@ -52,8 +52,11 @@ the file's (said so).`,
 	"set": {args: 2, synopsis: "set KEY VALUE", needsConfig: true, doc: `Validates the would-be content of the prefix with the gateways' configuration file
 (exactly what a gateway does with the read that follows), then writes KEY = VALUE
 if the key is still as read (check-and-set), with an audit record in the same
-transaction. Prints KEY: old -> new and the configuration changes. Use -- before a
-VALUE that starts with '-' and is not a number.`,
+transaction. Prints KEY: old -> new and the configuration changes against what the
+gateways serve (read from their admin APIs; against Consul's content, said so, when
+none can be read), with a warning for any gateway that holds an update, is stale or
+serves other content than Consul's. Use -- before a VALUE that starts with '-' and is
+not a number.`,
 		examples: `  floodgate ctl -config gw.yaml set routes/lottery/enabled false
   floodgate ctl -config gw.yaml set routes/lottery/token_bucket/rate 20000
   floodgate ctl -config gw.yaml -dry-run set routes/info/timeout 150ms`},
@@ -79,9 +82,12 @@ were active (file + current overrides + the plan): a plan that does not validate
 cannot be activated, so it is not stored either. Prints what activating it would change.`,
 		examples: `  printf 'routes/info/enabled: false\nroutes/report/enabled: false\n' > midnight.yaml
   floodgate ctl -config gw.yaml plan put midnight midnight.yaml`},
-	"plan diff": {args: 1, synopsis: "plan diff NAME", needsConfig: true, doc: `Prints what would change against the running configuration (file + current
-overrides + current active plan) if plan NAME were activated, one line per value:
-path: old -> new (source).`,
+	"plan diff": {args: 1, synopsis: "plan diff NAME", needsConfig: true, doc: `Prints what would change if plan NAME were activated, one line per value:
+path: old -> new (source) - against what the gateways serve (their admin APIs), one
+list per distinct served configuration, with a warning for any gateway that holds an
+update, is stale or serves other content than Consul's; against Consul's content
+(file + current overrides + current active plan), said so, when no gateway's admin
+API can be read.`,
 		examples: `  floodgate ctl -config gw.yaml plan diff midnight`},
 	"plan activate": {args: 1, synopsis: "plan activate NAME", needsConfig: true, doc: `Validates, then sets active_plan = NAME - only if neither active_plan nor the plan
 changed since they were read, so the plan that was validated is the one in force.`,
@@ -179,7 +185,7 @@ func (c *ctlCmd) run(args []string) error {
 	fs.BoolVar(&c.audit, "audit", false, "get: include the audit records")
 	fs.BoolVar(&c.jsonOut, "json", false, "status, get, async: print JSON")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "bound on each call to Consul")
-	fs.StringVar(&c.service, "service", consul.DefaultService, "status, confirm: the catalog service the gateways register under")
+	fs.StringVar(&c.service, "service", consul.DefaultService, "the catalog service the gateways register under: status reads them, writes, plan diff and confirm show their changes against what they serve")
 	fs.Usage = c.usage
 
 	pos, err := c.parse(args)
@@ -332,6 +338,7 @@ func (c *ctlCmd) client(verb string, needsConfig bool) (*consul.Ctl, error) {
 		return nil, exitError{code: 1, msg: fmt.Sprintf("-consul %s -consul-token-file %q: %v", c.addr, c.tokenFile, err)}
 	}
 	ctl.Client = cl
+	ctl.ReadFleet = func() ([]consul.Member, error) { return consul.DiscoverFleet(cl, c.service, 2*time.Second) }
 	return ctl, nil
 }
 
@@ -430,14 +437,22 @@ func (c *ctlCmd) write(res *consul.Result, err error) error {
 	default:
 		fmt.Fprintf(c.out, "%s: %s -> %s\n", w.Key, consul.ShowValue(w.Old, w.Existed), consul.ShowValue(w.New, true))
 	}
-	if res.BeforeErr != nil {
+	switch {
+	case res.BeforeErr != nil:
 		fmt.Fprintf(c.out, "note: the current content of %s does not validate (the gateways keep serving their last good configuration), so there is no diff against it:\n  %s\n",
 			consul.SlashPrefix(c.prefix), indent(res.BeforeErr.Error()))
-	} else if res.Before != nil {
-		old := res.Before.Config.Sources
-		printChanges(c.out, "configuration changes", res.Changes, old)
-		if name := strings.TrimPrefix(w.Key, "plans/"); w.Verb == "plan put" && res.After.Snapshot.ActivePlan != name {
-			printChanges(c.out, "if activated (floodgate ctl plan activate "+name+")", res.IfActivated, old)
+	case res.After != nil && res.After.Config != nil:
+		title, fp := "configuration changes", res.After.Snapshot.Fingerprint
+		var chs []config.Change
+		var old []config.Leaf
+		if res.Before != nil {
+			chs, old, fp = res.Changes, res.Before.Config.Sources, res.Before.Snapshot.Fingerprint
+		} else {
+			title = "changes the gateways will apply" // confirm: the content does not change, the gateways catch up
+		}
+		c.printFleetChanges(title, res.Fleet, res.FleetErr, res.After, fp, chs, old)
+		if name := strings.TrimPrefix(w.Key, "plans/"); res.Before != nil && w.Verb == "plan put" && res.After.Snapshot.ActivePlan != name {
+			printChanges(c.out, "if activated (floodgate ctl plan activate "+name+"), against Consul's content", res.IfActivated, old)
 		}
 	}
 	if res.After != nil && !w.Delete && w.Verb == "set" {
@@ -486,7 +501,7 @@ func printChanges(o io.Writer, title string, chs []config.Change, old []config.L
 }
 
 func (c *ctlCmd) planDiff(ctl *consul.Ctl, name string) error {
-	before, chs, err := ctl.DiffPlan(name)
+	before, after, chs, err := ctl.DiffPlan(name)
 	if err != nil {
 		return failed(err)
 	}
@@ -498,7 +513,8 @@ func (c *ctlCmd) planDiff(ctl *consul.Ctl, name string) error {
 	if before.Snapshot.ActivePlan != "" {
 		active = "active plan " + before.Snapshot.ActivePlan
 	}
-	printChanges(c.out, fmt.Sprintf("activating plan %q, against the running configuration (file + overrides + %s)", name, active), chs, before.Config.Sources)
+	fleet, ferr := ctl.ReadFleet()
+	c.printFleetChanges(fmt.Sprintf("activating plan %q (Consul's content: file + overrides + %s)", name, active), fleet, ferr, after, before.Snapshot.Fingerprint, chs, before.Config.Sources)
 	return nil
 }
 
@@ -542,56 +558,53 @@ func (c *ctlCmd) confirm(ctl *consul.Ctl) error {
 		fmt.Fprintf(c.out, "%s; nothing written\n", res.Noop)
 		return nil
 	}
-	c.gatewayDiffs(ctl, res)
 	return c.write(res, ctl.Commit(res))
 }
 
-// gatewayDiffs prints each registered gateway's state and, for those that do not serve
-// the current content, what confirming changes for them (from their admin /config and
-// /consul, when reachable: best effort).
-func (c *ctlCmd) gatewayDiffs(ctl *consul.Ctl, res *consul.Result) {
-	fleet, err := consul.DiscoverFleet(ctl.Client, c.service, 2*time.Second)
-	if err != nil {
-		fmt.Fprintf(c.out, "gateways: %v\n", err)
-		return
+// printFleetChanges prints what after changes against what the gateways serve (fleet,
+// read from their admin APIs just before the write), one list per distinct served
+// configuration - or, when no gateway's admin API could be read, the changes against
+// Consul's content (chs from old; none for confirm), saying so. Then it warns of every
+// gateway that holds an update, is stale, serves other content than Consul's
+// (fingerprint fp) or could not be read.
+func (c *ctlCmd) printFleetChanges(title string, fleet []consul.Member, fleetErr error, after *consul.Eval, fp string, chs []config.Change, old []config.Leaf) {
+	var served []consul.ServedChanges
+	if fleetErr == nil {
+		served = consul.ChangesAgainstFleet(fleet, after.Config)
 	}
-	if len(fleet) == 0 {
-		fmt.Fprintf(c.out, "gateways: none registered under service %q\n", c.service)
-		return
+	switch {
+	case len(served) == 0:
+		why := "no gateway's admin API could be read"
+		if fleetErr != nil {
+			why = "cannot read the gateways: " + fleetErr.Error()
+		} else if len(fleet) == 0 {
+			why = fmt.Sprintf("no gateway is registered under service %q", c.service)
+		}
+		if old != nil {
+			printChanges(c.out, title, chs, old)
+			fmt.Fprintf(c.out, "note: %s; the changes are against Consul's content, not against what the gateways serve\n", why)
+		} else {
+			fmt.Fprintf(c.out, "%s: not known (%s)\n", title, why)
+		}
+	case len(served) == 1:
+		printChanges(c.out, title+", against what "+servedBy(served[0])+" serve", served[0].Changes, served[0].Old)
+	default:
+		for _, sc := range served {
+			printChanges(c.out, title+" for "+servedBy(sc), sc.Changes, sc.Old)
+		}
 	}
-	fp := res.After.Snapshot.Fingerprint
-	for _, m := range fleet {
-		state := "serves fingerprint " + orNone(m.Fingerprint)
-		if m.Fingerprint == fp {
-			state += " (the current content already)"
-		}
-		if m.Held != "" {
-			state += "; holds: " + m.Held
-		}
-		fmt.Fprintf(c.out, "gateway %s (generation %s) %s\n", m.ID, orNone(m.Generation), state)
-		if m.Fingerprint == fp {
-			continue
-		}
-		if m.View == nil {
-			fmt.Fprintf(c.out, "  (no diff for it: cannot read its admin API: %s)\n", m.ViewError)
-			continue
-		}
-		old := fileSourcesAsOne(m.View.Sources)
-		printChanges(c.out, "  changes it will apply", config.Diff(old, fileSourcesAsOne(res.After.Config.Sources)), old)
+	for _, w := range consul.FleetWarnings(fleet, fp, served) {
+		fmt.Fprintf(c.out, "warning: %s\n", w)
 	}
 }
 
-// fileSourcesAsOne names every value from the file "file", so that a gateway started
-// with another path to the same file does not show every value as changed.
-func fileSourcesAsOne(ls []config.Leaf) []config.Leaf {
-	out := make([]config.Leaf, len(ls))
-	for i, l := range ls {
-		if !strings.HasPrefix(l.Source, "consul:") && !strings.HasPrefix(l.Source, "plan:") {
-			l.Source = "file"
-		}
-		out[i] = l
+// servedBy names the gateways of one served configuration: "gw-a (generation 4), gw-b (generation 9)".
+func servedBy(sc consul.ServedChanges) string {
+	names := make([]string, len(sc.IDs))
+	for i, id := range sc.IDs {
+		names[i] = fmt.Sprintf("%s (generation %s)", id, orNone(sc.Generations[i]))
 	}
-	return out
+	return strings.Join(names, ", ")
 }
 
 // status prints consul.FleetStatus: the registered gateways, what each serves (from its

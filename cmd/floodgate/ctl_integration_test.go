@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -369,7 +370,7 @@ func TestCtl(t *testing.T) {
 
 		out := e.mustCtl(t, "plan", "put", "midnight", good)
 		mustContain(t, "plan put", out, "plans/midnight: (not set) -> plan of 3 entries", "configuration changes: none",
-			"if activated (floodgate ctl plan activate midnight) (3):",
+			"if activated (floodgate ctl plan activate midnight), against Consul's content (3):",
 			"routes.info.enabled: true -> false (plan:midnight)")
 
 		_, stderr, code := e.ctl(t, "plan", "put", "bad", bad)
@@ -386,10 +387,11 @@ func TestCtl(t *testing.T) {
 			t.Errorf("plan with a list: exit %d, %s", code, stderr)
 		}
 
-		want := `activating plan "midnight", against the running configuration (file + overrides + no active plan) (3):
+		want := `activating plan "midnight" (Consul's content: file + overrides + no active plan) (3):
   routes.info.enabled: true -> false (plan:midnight)
   routes.lottery.timeout: (not set) -> 1s (plan:midnight)
   routes.report.enabled: (not set) -> false (plan:midnight)
+note: no gateway is registered under service "floodgate"; the changes are against Consul's content, not against what the gateways serve
 `
 		if got := e.mustCtl(t, "plan", "diff", "midnight"); got != want {
 			t.Errorf("plan diff:\n%s\nwant:\n%s", got, want)
@@ -492,8 +494,8 @@ func TestCtlWithGateway(t *testing.T) {
 	}
 	out := e.mustCtl(t, "confirm")
 	mustContain(t, "confirm", out, "current content of "+prefix+": 0 keys, no active plan, fingerprint ",
-		"gateway gw-ctl (generation ", "holds: the read is empty",
-		"changes it will apply (2):", "routes.lottery.fallback.status: 429 -> 503 (file)", "routes.report.timeout: 50ms -> 100ms (file)",
+		"changes the gateways will apply, against what gw-ctl (generation ", "warning: gw-ctl (generation ", "holds an update and serves an older configuration than Consul's content: the read is empty",
+		"routes.lottery.fallback.status: 429 -> 503 (file)", "routes.report.timeout: 50ms -> 100ms (file)",
 		"confirm: (not set) -> ", "audit: "+prefix+"audit/")
 	waitUntil(t, "the confirmed update applied", func() bool { return strings.HasPrefix(gwSource(t, g, "routes.lottery.fallback.status"), "503 ") })
 	if out := e.mustCtl(t, "confirm"); !strings.Contains(out, "is already confirmed; nothing written") {
@@ -608,5 +610,111 @@ func TestCtlCannotLockItselfOut(t *testing.T) {
 	out = e.mustCtl(t, "set", "routes/info/timeout", "250ms")
 	if strings.Contains(out, "still does not validate") {
 		t.Errorf("the last repair still warns:\n%s", out)
+	}
+}
+
+// TestCtlDiffAgainstGateways: ctl shows a write's changes (and a plan's) against what the
+// gateways serve - read from their admin APIs - not against Consul's content alone, one
+// list per distinct served configuration, and warns when a gateway holds an update or
+// composes with another file; ctl status follows a file reload (SIGHUP), in the catalog
+// meta as well as from the admin API. Two real gateways, a real Consul agent.
+func TestCtlDiffAgainstGateways(t *testing.T) {
+	itest.RequireIntegration(t)
+	c := itest.StartConsul(t)
+	query, _ := itest.Backend(t, "query")
+	prefix := "ctl-fleet/"
+	cfg := strings.ReplaceAll(ctlGatewayConfig, "{{QUERY}}", query)
+	start := func(id string) *itest.Gateway {
+		return itest.StartGateway(t, cfg, "-consul", c.Addr, "-consul-prefix", prefix,
+			"-snapshot", filepath.Join(t.TempDir(), "lkg.json"), "-instance-id", id)
+	}
+	ga, gb := start("gw-a"), start("gw-b")
+	e := newCtlEnv(t, c, gb.ConfigPath) // ctl validates against gw-b's file
+	e.prefix = prefix
+	status := func() (consul.FleetStatus, map[string]consul.Member) {
+		out, stderr, code := e.ctl(t, "-json", "status")
+		var st consul.FleetStatus
+		if err := json.Unmarshal([]byte(out), &st); err != nil || (code != 0 && code != 3) {
+			t.Fatalf("status -json: exit %d, %v\n%s%s", code, err, out, stderr)
+		}
+		byID := map[string]consul.Member{}
+		for _, m := range st.Instances {
+			byID[m.ID] = m
+		}
+		return st, byID
+	}
+	genOf := func(g *itest.Gateway) string { return strconv.FormatUint(gwGeneration(t, g), 10) }
+
+	e.mustCtl(t, "set", "active_plan", "")
+	e.mustCtl(t, "set", "routes/lottery/fallback/status", "429")
+	e.mustCtl(t, "set", "routes/report/timeout", "50ms")
+	e.mustCtl(t, "set", "routes/info/fallback/status", "429")
+	plan := filepath.Join(t.TempDir(), "closed.yaml")
+	os.WriteFile(plan, []byte("routes/lottery/enabled: false\n"), 0o644)
+	e.mustCtl(t, "plan", "put", "closed", plan)
+	waitUntil(t, "both gateways serve the overrides", func() bool {
+		st, by := status()
+		return st.InSync && len(by) == 2 && gwSource(t, ga, "routes.report.timeout") == "50ms from consul:"+prefix+"routes/report/timeout"
+	})
+
+	// a file reload on gw-a (routes.info.timeout 300ms -> 250ms): its new generation
+	// shows in status, from its admin API and in its catalog meta
+	before := genOf(ga)
+	ga.WriteConfig(t, strings.Replace(cfg, "timeout: 300ms", "timeout: 250ms", 1))
+	if err := ga.Proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "gw-a reloaded its file", func() bool { return strings.HasPrefix(gwSource(t, ga, "routes.info.timeout"), "250ms ") })
+	after := genOf(ga)
+	if after == before {
+		t.Fatalf("generation %s unchanged by the reload", after)
+	}
+	waitUntil(t, "status and the catalog meta showing gw-a's reloaded generation "+after, func() bool {
+		st, by := status()
+		a := by["gw-a"]
+		return st.InSync && a.Generation == after && a.Meta[consul.MetaGeneration] == after
+	})
+
+	// gw-a now composes with another file than -config: two served configurations, each
+	// with the one change the write makes; the file difference is said, not counted
+	out := e.mustCtl(t, "-dry-run", "set", "routes/lottery/fallback/status", "418")
+	mustContain(t, "dry-run set against two configurations", out,
+		"configuration changes for gw-a (generation "+after+") (1):\n  routes.lottery.fallback.status: 429 -> 418 (consul:"+prefix+"routes/lottery/fallback/status)\n",
+		"configuration changes for gw-b (generation "+genOf(gb)+") (1):\n  routes.lottery.fallback.status: 429 -> 418 (consul:"+prefix+"routes/lottery/fallback/status)\n",
+		"warning: the gateways serve 2 different configurations",
+		"warning: gw-a: its file differs from -config at 1 value(s) (e.g. routes.info.timeout: 250ms there, 300ms in -config)",
+		"dry run: valid; nothing written")
+	if strings.Contains(out, "holds an update") {
+		t.Errorf("a hold reported while none is held:\n%s", out)
+	}
+	ga.WriteConfig(t, cfg) // the same file again
+	ga.Proc.Signal(syscall.SIGHUP)
+	waitUntil(t, "gw-a reloaded the shared file", func() bool { return strings.HasPrefix(gwSource(t, ga, "routes.info.timeout"), "300ms ") })
+
+	// most keys removed at once: both gateways hold and keep serving 429 and 50ms. A
+	// write's diff against Consul's content would show one change; against what they
+	// serve it shows what they will really change, with a warning for each hold
+	e.consul.Delete(t, prefix+"routes/", true)
+	waitUntil(t, "both gateways hold the update", func() bool {
+		_, by := status()
+		return by["gw-a"].Held != "" && by["gw-b"].Held != ""
+	})
+	out = e.mustCtl(t, "-dry-run", "set", "routes/info/enabled", "false")
+	mustContain(t, "dry-run set while held", out,
+		"configuration changes, against what gw-a (generation ",
+		"routes.info.enabled: (not set) -> false (consul:"+prefix+"routes/info/enabled)",
+		"routes.lottery.fallback.status: 429 -> 503 (file)",
+		"routes.report.timeout: 50ms -> 100ms (file)",
+		"routes.info.fallback.status: 429 -> 200 (file)",
+		"warning: gw-a (generation ", "warning: gw-b (generation ",
+		"holds an update and serves an older configuration than Consul's content: the read would remove 3 of the 5 keys in force")
+	out = e.mustCtl(t, "plan", "diff", "closed")
+	mustContain(t, "plan diff while held", out,
+		`activating plan "closed" (Consul's content: file + overrides + no active plan), against what gw-a (generation `,
+		"routes.lottery.enabled: (not set) -> false (plan:closed)",
+		"routes.lottery.fallback.status: 429 -> 503 (file)",
+		"holds an update")
+	if strings.Contains(out, "against Consul's content, not against what the gateways serve") {
+		t.Errorf("plan diff fell back to Consul's content with two readable gateways:\n%s", out)
 	}
 }

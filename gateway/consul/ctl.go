@@ -46,6 +46,10 @@ type Ctl struct {
 	// BeforeWrite, if set, runs after the prefix was read and the write validated, just
 	// before the transaction (tests change a key behind ctl's back here).
 	BeforeWrite func()
+	// ReadFleet, if set, reads what the gateways serve (DiscoverFleet) just before a
+	// write (or instead of it, with DryRun), so that its changes can be shown against
+	// what they serve rather than against Consul's content alone (Result.Fleet).
+	ReadFleet func() ([]Member, error)
 }
 
 // State is one read of the prefix.
@@ -250,6 +254,11 @@ type Result struct {
 	// Written is true once the transaction succeeded; Index is its Consul index.
 	Written bool
 	Index   uint64
+	// Fleet is what the gateways served just before the write (Ctl.ReadFleet), when read:
+	// FleetRead is true, FleetErr says why it could not be.
+	Fleet     []Member
+	FleetErr  error
+	FleetRead bool
 
 	state *State // the read the write is conditional on (PrepareConfirm)
 }
@@ -459,28 +468,28 @@ func (c *Ctl) PutPlan(name string, doc []byte) (*Result, error) {
 	return res, c.commit(st, res)
 }
 
-// DiffPlan returns what would change against the running configuration (file + current
-// overrides + current active plan) if plan name were activated.
-func (c *Ctl) DiffPlan(name string) (before *Eval, changes []config.Change, err error) {
+// DiffPlan returns the current content (file + current overrides + current active plan)
+// and the content with plan name activated, evaluated, and what changes between them.
+func (c *Ctl) DiffPlan(name string) (before, after *Eval, changes []config.Change, err error) {
 	if err := CheckPlanName(name); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	st, err := c.Read()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if _, ok := st.Lookup("plans/" + name); !ok {
-		return nil, nil, &RefusedError{Msg: fmt.Sprintf("plan %q does not exist under %splans/ (see `floodgate ctl plan list`)", name, st.Prefix)}
+		return nil, nil, nil, &RefusedError{Msg: fmt.Sprintf("plan %q does not exist under %splans/ (see `floodgate ctl plan list`)", name, st.Prefix)}
 	}
 	before, err = c.Evaluate(st.KVs, "")
 	if err != nil {
-		return nil, nil, &RefusedError{Msg: fmt.Sprintf("the current content of %s does not validate, so there is no running configuration to compare with (the gateways keep serving their last good one)", st.Prefix), Err: err}
+		return nil, nil, nil, &RefusedError{Msg: fmt.Sprintf("the current content of %s does not validate, so there is no running configuration to compare with (the gateways keep serving their last good one)", st.Prefix), Err: err}
 	}
-	after, err := c.Evaluate(st.KVs, name)
+	after, err = c.Evaluate(st.KVs, name)
 	if err != nil {
-		return nil, nil, &RefusedError{Msg: fmt.Sprintf("plan %q does not validate as if it were active; it cannot be activated", name), Err: err}
+		return nil, nil, nil, &RefusedError{Msg: fmt.Sprintf("plan %q does not validate as if it were active; it cannot be activated", name), Err: err}
 	}
-	return before, config.Diff(before.Config.Sources, after.Config.Sources), nil
+	return before, after, config.Diff(before.Config.Sources, after.Config.Sources), nil
 }
 
 // ActivatePlan sets active_plan = name, conditional on both active_plan and the plan's
@@ -596,6 +605,10 @@ func (c *Ctl) commit(st *State, res *Result) error {
 	key := st.Prefix + w.Key
 	res.Audit = &AuditRecord{Time: now, Who: c.Who, Verb: w.Verb, Key: key, Old: w.Old, New: w.New}
 	res.AuditKey = fmt.Sprintf("%saudit/%d-%s", st.Prefix, now.UnixNano(), auditWho(c.Who))
+	if c.ReadFleet != nil && res.After != nil && res.After.Config != nil {
+		res.Fleet, res.FleetErr = c.ReadFleet()
+		res.FleetRead = true
+	}
 	if c.DryRun {
 		return nil
 	}

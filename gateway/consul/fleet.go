@@ -240,3 +240,115 @@ func NewFleetStatus(prefix, service string, kvs []KV, members []Member) FleetSta
 	s.InSync = len(s.Issues) == 0
 	return s
 }
+
+// livePath reports whether a configuration path can change live (through Consul): only
+// routes and pools can; server, admin, log and queue settings come from the file alone.
+func livePath(p string) bool { return strings.HasPrefix(p, "routes.") || strings.HasPrefix(p, "pools.") }
+
+// liveLeaves keeps the leaves Consul can change and names every value that comes from a
+// file "file", so that gateways started with other paths to their files (or ctl's
+// -config) do not show every value as changed.
+func liveLeaves(ls []config.Leaf) []config.Leaf {
+	out := make([]config.Leaf, 0, len(ls))
+	for _, l := range ls {
+		if !livePath(l.Path) {
+			continue
+		}
+		if !strings.HasPrefix(l.Source, "consul:") && !strings.HasPrefix(l.Source, "plan:") {
+			l.Source = "file"
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// ServedChanges is what an update changes for gateways that serve the same configuration
+// (the routes and pools their admin API reports).
+type ServedChanges struct {
+	IDs         []string
+	Generations []string
+	// Old is what they serve now, Changes what the update changes in it.
+	Old     []config.Leaf
+	Changes []config.Change
+	// FileDiffers are the values their file sets differently from the file the update was
+	// composed with (ctl's -config): not changes the update makes, and a sign that they
+	// will compose the update with another file than the one it was validated against.
+	FileDiffers []config.Change
+}
+
+// ChangesAgainstFleet returns, for the gateways whose admin API was read, what after
+// (the configuration composed with the new content) changes against what they serve,
+// one entry per distinct served configuration, in the order of the gateways' IDs.
+func ChangesAgainstFleet(members []Member, after *config.Config) []ServedChanges {
+	next := liveLeaves(after.Sources)
+	var out []ServedChanges
+	byServed := map[string]int{}
+	for _, m := range members {
+		if m.View == nil {
+			continue
+		}
+		old := liveLeaves(m.View.Sources)
+		var key strings.Builder
+		for _, l := range old {
+			key.WriteString(l.Path + "\x00" + l.Value + "\x00" + l.Source + "\x00")
+		}
+		i, ok := byServed[key.String()]
+		if !ok {
+			i = len(out)
+			byServed[key.String()] = i
+			sc := ServedChanges{Old: old}
+			was := map[string]string{}
+			for _, l := range old {
+				was[l.Path] = l.Source
+			}
+			for _, ch := range config.Diff(old, next) {
+				// a value from the file on both sides that differs: the gateway's file and
+				// -config disagree; the gateway keeps its own file's value
+				// (or a value only one of the two files sets)
+				src, served := was[ch.Path]
+				fromFile := ch.Source == "file" || ch.Source == "(removed)"
+				if fromFile && (!served || src == "file") {
+					sc.FileDiffers = append(sc.FileDiffers, ch)
+				} else {
+					sc.Changes = append(sc.Changes, ch)
+				}
+			}
+			out = append(out, sc)
+		}
+		out[i].IDs = append(out[i].IDs, m.ID)
+		out[i].Generations = append(out[i].Generations, m.Generation)
+	}
+	return out
+}
+
+// FleetWarnings says why what the gateways serve may differ from Consul's content
+// (fingerprint): a gateway that holds an update, is stale, serves other content, or whose
+// admin API could not be read; and gateways that serve different configurations.
+func FleetWarnings(members []Member, fingerprint string, served []ServedChanges) []string {
+	var out []string
+	for _, m := range members {
+		switch {
+		case m.Held != "":
+			out = append(out, fmt.Sprintf("%s (generation %s) holds an update and serves an older configuration than Consul's content: %s", m.ID, orDefault(m.Generation, "-"), m.Held))
+		case fingerprint != "" && m.Fingerprint != fingerprint:
+			out = append(out, fmt.Sprintf("%s (generation %s) serves other content than Consul's (fingerprint %s, not %s): not applied yet, rejected, or Consul unreachable", m.ID, orDefault(m.Generation, "-"), orDefault(m.Fingerprint, "-"), fingerprint))
+		}
+		if m.Stale != "" {
+			out = append(out, fmt.Sprintf("%s is stale: %s", m.ID, m.Stale))
+		}
+		if m.View == nil {
+			out = append(out, fmt.Sprintf("%s: its admin API was not read (%s): no diff against what it serves", m.ID, m.ViewError))
+		}
+	}
+	if len(served) > 1 {
+		out = append(out, fmt.Sprintf("the gateways serve %d different configurations: the changes are shown for each", len(served)))
+	}
+	for _, sc := range served {
+		if len(sc.FileDiffers) > 0 {
+			ch := sc.FileDiffers[0]
+			out = append(out, fmt.Sprintf("%s: its file differs from -config at %d value(s) (e.g. %s: %s there, %s in -config); it composes the update with its own file",
+				strings.Join(sc.IDs, ", "), len(sc.FileDiffers), ch.Path, showValue(ch.Old, ch.Old != ""), showValue(ch.New, ch.Source != "(removed)")))
+		}
+	}
+	return out
+}
