@@ -461,7 +461,9 @@ func TestCtlWithGateway(t *testing.T) {
 			t.Fatalf("status -json: exit %d with in_sync %v; want 0 in sync, 3 not", code, st.InSync)
 		}
 		gen := strconv.FormatUint(gwGeneration(t, g), 10)
-		return st.InSync && len(st.Instances) == 1 && st.Instances[0].Generation == gen && st.Instances[0].Meta["generation"] == gen
+		// the catalog meta is published just after each update: wait for it too
+		return st.InSync && len(st.Instances) == 1 && st.Instances[0].Generation == gen && st.Instances[0].Meta["generation"] == gen &&
+			st.Instances[0].Meta["fingerprint"] == st.Content.Fingerprint
 	})
 	in := st.Instances[0]
 	if in.ID != "gw-ctl" || in.Addr != g.Addr || in.Health != "passing" || in.ActivePlan != "closed" || in.Fingerprint != st.Content.Fingerprint ||

@@ -96,6 +96,12 @@ func StartSource(ctx context.Context, up *gateway.Updater, o SourceOptions) *Sou
 		}
 		s.changed()
 	}
+	wo.OnApplied = func(snap *Snapshot) {
+		if o.OnApplied != nil {
+			o.OnApplied(snap)
+		}
+		s.changed() // the fingerprint and plan in Status changed after the updater's hook ran
+	}
 	s.Watcher = NewWatcher(wo)
 	s.seed(up)
 	up.OnApplied(func(_ *config.Config, _ uint64) { s.changed() })

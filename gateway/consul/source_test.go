@@ -32,6 +32,28 @@ func (blockedLister) List(ctx context.Context, _ string, _ uint64, _ time.Durati
 	return nil, 0, ctx.Err()
 }
 
+// gatedLister answers its first read with kvs once gate is closed, then no more.
+type gatedLister struct {
+	gate chan struct{}
+	kvs  []KV
+	once sync.Once
+}
+
+func (l *gatedLister) List(ctx context.Context, _ string, _ uint64, _ time.Duration) ([]KV, uint64, error) {
+	first := false
+	l.once.Do(func() { first = true })
+	if first {
+		select {
+		case <-l.gate:
+			return l.kvs, 5, nil
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+	<-ctx.Done()
+	return nil, 0, ctx.Err()
+}
+
 func newUpdater(t *testing.T, yaml string) (*gateway.Gateway, *gateway.Updater) {
 	t.Helper()
 	doc, err := config.Parse("gw.yaml", []byte(yaml))
@@ -169,8 +191,9 @@ func TestSourceRegistersAndFollowsEveryUpdate(t *testing.T) {
 	defer cancel()
 	reg := &fakeRegistrar{failures: 2}
 	var held string
+	lister := &gatedLister{gate: make(chan struct{}), kvs: keys("lottery/enabled=false")}
 	src := StartSource(ctx, up, SourceOptions{
-		Options:   Options{Lister: blockedLister{}, OnHeld: func(r string) { held = r }},
+		Options:   Options{Lister: lister, OnHeld: func(r string) { held = r }},
 		Registrar: reg, Generation: gw.Generation, AdminAddr: "127.0.0.1:9901", RetryEvery: time.Millisecond,
 	})
 	meta := func() map[string]string {
@@ -200,6 +223,17 @@ func TestSourceRegistersAndFollowsEveryUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the meta to show the reloaded file's generation", func() bool { return meta()[MetaGeneration] == strconv.FormatUint(gen, 10) })
+
+	// a read from Consul: the meta shows its generation and its fingerprint together (the
+	// updater's hook runs before the watcher records what it applied: the watcher asks
+	// again once it has)
+	close(lister.gate)
+	want, err := Convert("floodgate/", lister.kvs)
+	must(t, err)
+	waitFor(t, "the meta to show the consul read", func() bool {
+		m := meta()
+		return m[MetaFingerprint] == want.Fingerprint && m[MetaGeneration] == strconv.FormatUint(gw.Generation(), 10) && m[MetaStale] == ""
+	})
 
 	// a hold from the watcher is published too
 	src.Watcher.setHeld("the read is empty")

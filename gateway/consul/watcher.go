@@ -99,6 +99,9 @@ type Options struct {
 	OnStale func(reason string)
 	// OnHeld is told the reason when a read is held for confirmation, "" when released.
 	OnHeld func(reason string)
+	// OnApplied is told after a read was applied and Status shows it (the updater's own
+	// OnApplied runs before the watcher knows the update took).
+	OnApplied func(s *Snapshot)
 }
 
 // Watcher is the Consul configuration source (a gateway.Source).
@@ -342,6 +345,9 @@ func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV) {
 	w.current = snap
 	w.appliedT = w.o.Clock.Now()
 	w.mu.Unlock()
+	if w.o.OnApplied != nil {
+		w.o.OnApplied(snap)
+	}
 	if w.o.SnapshotPath != "" {
 		if err := WriteSnapshot(w.o.SnapshotPath, w.o.Prefix, snap); err != nil {
 			w.o.Logger.Error("cannot write the last-known-good snapshot", zap.String("path", w.o.SnapshotPath), zap.Error(err))
