@@ -60,6 +60,11 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 			// level computes it: tier rank, user key read and hash)
 			allocCase{"adaptive, shedding by level, this request's level admitted", "/alevel?uin=10001&adtag=wx", 200})
 	})
+	// a route whose fallback answers some verdicts apart (fallback.verdicts)
+	t.Run("answers per verdict", func(t *testing.T) {
+		requestPathAllocs(t, allocConfig+`  vflood:  {path: /vflood, pool: q, filters: {token_bucket: {rate: 1, burst: 1}}, fallback: {verdicts: {route: {disabled: {body: off}}, token_bucket: {limited: {status: 503, body: wait}}}}}
+`, allocCase{"shed, answered per verdict", "/vflood?uin=10001", 503})
+	})
 	// a pool that pipelines (pipeline.go): the request serialised into a pooled work item,
 	// coalesced writes, the answer parsed into the client's response
 	t.Run("upstream pipelining on", func(t *testing.T) {

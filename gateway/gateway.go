@@ -263,7 +263,10 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 func (rt *route) answer(ctx *fasthttp.RequestCtx, st *state, reason *filters.Reason, retryAfter time.Duration) {
 	reason.Count()
 	fb := &rt.fallback
-	status := reason.Status
+	status, body := reason.Status, fb.body
+	if len(fb.verdicts) > 0 {
+		status, body = fb.forReason(reason)
+	}
 	if status == 0 {
 		status = fb.status
 	}
@@ -281,7 +284,7 @@ func (rt *route) answer(ctx *fasthttp.RequestCtx, st *state, reason *filters.Rea
 		var buf [20]byte
 		resp.Header.SetBytesKV(retryAfterName, strconv.AppendInt(buf[:0], secs, 10))
 	}
-	resp.SetBodyRaw(fb.body)
+	resp.SetBodyRaw(body)
 }
 
 // clientIP returns the peer address, or - when the peer is a trusted proxy - the nearest

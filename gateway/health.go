@@ -88,6 +88,9 @@ func (p *pool) setHealth(cfg config.HealthCheck) {
 	host := p.cfg.HostHeader
 	hs := &healthSettings{on: cfg.Enabled, path: cfg.Path, host: host, interval: cfg.Interval.D(),
 		timeout: cfg.Timeout.D(), threshold: int32(max(cfg.HealthyThreshold, 1))}
+	if hs.timeout <= 0 { // validation fills it in; a Pool made by hand may not have it
+		hs.timeout = min(hs.interval, 500*time.Millisecond)
+	}
 	p.health.Store(hs)
 }
 

@@ -121,6 +121,33 @@ type fallback struct {
 	contentType []byte
 	body        []byte
 	headers     []kv
+	// verdicts are the answers of their own (fallback.verdicts), exact reasons first.
+	verdicts []verdictFallback
+}
+
+// verdictFallback is the answer to the verdicts of filter (reason "" for all of them).
+type verdictFallback struct {
+	filter, reason string
+	status         int
+	body           []byte // nil: the fallback's
+}
+
+// forReason returns the status and body of the answer to reason (status 0: the fallback's).
+func (fb *fallback) forReason(reason *filters.Reason) (int, []byte) {
+	status, body := reason.Status, fb.body
+	for i := range fb.verdicts {
+		v := &fb.verdicts[i]
+		if v.filter == reason.Filter && (v.reason == "" || v.reason == reason.Name) {
+			if v.status != 0 {
+				status = v.status
+			}
+			if v.body != nil {
+				body = v.body
+			}
+			break
+		}
+	}
+	return status, body
 }
 
 type kv struct{ k, v []byte }
@@ -369,6 +396,29 @@ func makeFallback(f config.Fallback) fallback {
 	for _, k := range keys {
 		fb.headers = append(fb.headers, kv{k: []byte(k), v: []byte(f.Headers[k])})
 	}
+	for _, filter := range slices.Sorted(maps.Keys(f.Verdicts)) {
+		for _, reason := range slices.Sorted(maps.Keys(f.Verdicts[filter])) {
+			vf := f.Verdicts[filter][reason]
+			v := verdictFallback{filter: filter, reason: reason, status: vf.Status}
+			if reason == "*" {
+				v.reason = ""
+			}
+			if vf.Body != "" {
+				v.body = []byte(vf.Body)
+			}
+			fb.verdicts = append(fb.verdicts, v)
+		}
+	}
+	// exact reasons before a filter's "*"
+	slices.SortStableFunc(fb.verdicts, func(a, b verdictFallback) int {
+		switch {
+		case a.reason != "" && b.reason == "":
+			return -1
+		case a.reason == "" && b.reason != "":
+			return 1
+		}
+		return 0
+	})
 	return fb
 }
 

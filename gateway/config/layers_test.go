@@ -57,6 +57,18 @@ func TestLayers(t *testing.T) {
 			source: [2]string{"pools.q.adaptive.enabled", "true from consul:fg/pools/q/adaptive/enabled"}},
 		{desc: "a bad adaptive value names the consul key", overrides: []config.Override{ov("pools/q/adaptive/max_limit", "2", "consul:fg/pools/q/adaptive/max_limit")},
 			wantErr: `consul:fg/pools/q/adaptive/max_limit: pools.q.adaptive.max_limit: must be at least min_limit (4), got 2`},
+		{desc: "a verdict's own answer and a pool's health check set by keys", overrides: []config.Override{
+			ov("routes/lottery/fallback/verdicts/upstream/*/body", "down", "consul:k1"),
+			ov("routes/lottery/fallback/verdicts/acl/method_not_allowed/status", "403", "consul:k2"),
+			ov("pools/q/health_check/interval", "250ms", "consul:k3")},
+			check: func(t *testing.T, c *config.Config) {
+				v := c.Routes["lottery"].Fallback.Verdicts
+				expect(t, v["upstream"]["*"].Body == "down" && v["acl"]["method_not_allowed"].Status == 403, "verdict answers set")
+				expect(t, c.Pools["q"].HealthCheck.Interval.D().Milliseconds() == 250 && c.Pools["q"].HealthCheck.Enabled, "health check interval 250ms, still enabled")
+			},
+			source: [2]string{"routes.lottery.fallback.verdicts.upstream.*.body", "down from consul:k1"}},
+		{desc: "a verdict answer for a filter the route does not have names the key", overrides: []config.Override{ov("routes/lottery/fallback/verdicts/token_bukcet/limited/body", "x", "consul:k")},
+			wantErr: `consul:k: routes.lottery.fallback.verdicts.token_bukcet: no filter "token_bukcet" on this route`},
 		{desc: "file values keep file:line", source: [2]string{"routes.lottery.path", "/lottery from base.yaml:6"}},
 		{desc: "bad value names the consul key", overrides: []config.Override{ov("routes/lottery/enabled", "nah", "consul:fg/routes/lottery/enabled")},
 			wantErr: `consul:fg/routes/lottery/enabled: routes.lottery.enabled: want a boolean (true or false), got "nah"`},

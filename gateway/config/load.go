@@ -326,6 +326,7 @@ func (v *validator) validateRoute(name string, r *Route) {
 	if strings.ContainsAny(fb.ContentType, "\r\n") {
 		v.errorf(append(path, "fallback", "content_type"), "must not contain line breaks")
 	}
+	v.validateVerdictFallbacks(path, r)
 	if r.Async != nil {
 		v.validateAsync(name, r)
 	}
@@ -546,6 +547,38 @@ func (v *validator) defined(section string) []string {
 	return names
 }
 
+// validateVerdictFallbacks checks routes.<name>.fallback.verdicts: each filter part names
+// a filter of the route or a part of the gateway (a typo would never match), each reason
+// is a reason name or "*".
+func (v *validator) validateVerdictFallbacks(path []string, r *Route) {
+	vs := r.Fallback.Verdicts
+	n := 0
+	for _, f := range slices.Sorted(maps.Keys(vs)) {
+		fp := append(slices.Clone(path), "fallback", "verdicts", f)
+		if _, ok := r.RawFilters[f]; !ok && !slices.Contains(GatewayVerdicts, f) {
+			v.errorf(fp, "no filter %q on this route: want one of its filters (%s) or of the gateway's own verdicts (%s)",
+				f, strings.Join(slices.Sorted(maps.Keys(r.RawFilters)), ", "), strings.Join(GatewayVerdicts, ", "))
+			continue
+		}
+		for _, reason := range slices.Sorted(maps.Keys(vs[f])) {
+			n++
+			rp := append(slices.Clone(fp), reason)
+			if reason != "*" && !filters.ValidName(reason) {
+				v.errorf(rp, "want a reason name (the part after / in the verdict, e.g. not_eligible) or *: %q", reason)
+			}
+			if st := vs[f][reason].Status; st != 0 && !filters.ValidStatus(st, 200) {
+				v.errorf(append(rp, "status"), "want an HTTP status 200-599 (or 0: the verdict's own), got %d", st)
+			}
+		}
+	}
+	if n > MaxVerdictFallbacks {
+		v.errorf(append(slices.Clone(path), "fallback", "verdicts"), "%d answers: at most %d", n, MaxVerdictFallbacks)
+	}
+}
+
+// MaxVerdictFallbacks bounds a route's fallback.verdicts entries.
+const MaxVerdictFallbacks = 64
+
 // Bounds of a route's fallback headers.
 const (
 	MaxFallbackHeaders     = 32
@@ -563,8 +596,11 @@ func (v *validator) validateHealthCheck(name string, p *Pool) {
 	if h.Interval.D() < MinHealthInterval || h.Interval.D() > maxHealthInterval {
 		v.errorf(append(path, "interval"), "must be between %v and %v (got %v)", MinHealthInterval, maxHealthInterval, h.Interval)
 	}
-	if h.Timeout <= 0 || h.Timeout > h.Interval {
-		v.errorf(append(path, "timeout"), "must be > 0 and at most the interval (%v), got %v", h.Interval, h.Timeout)
+	if h.Timeout == 0 {
+		h.Timeout = filters.Duration(min(h.Interval.D(), defaultHealthTimeout))
+	}
+	if h.Timeout < 0 || h.Timeout > h.Interval {
+		v.errorf(append(path, "timeout"), "must be at most the interval (%v), got %v (0: the interval, at most %v)", h.Interval, h.Timeout, defaultHealthTimeout)
 	}
 	if h.HealthyThreshold < 1 || h.HealthyThreshold > maxHealthyThreshold {
 		v.errorf(append(path, "healthy_threshold"), "must be between 1 and %d (got %d)", maxHealthyThreshold, h.HealthyThreshold)

@@ -172,7 +172,8 @@ type HealthCheck struct {
 	// Timeout); empty probes with a TCP connect (passes when the connection opens).
 	Path     string           `yaml:"path" json:"path,omitempty"`
 	Interval filters.Duration `yaml:"interval" json:"interval"`
-	Timeout  filters.Duration `yaml:"timeout" json:"timeout"`
+	// Timeout bounds one probe; 0 (default) is the interval, at most 500ms.
+	Timeout filters.Duration `yaml:"timeout" json:"timeout"`
 	// HealthyThreshold is how many probes in a row must pass.
 	HealthyThreshold int `yaml:"healthy_threshold" json:"healthy_threshold"`
 }
@@ -183,6 +184,8 @@ const (
 	maxHealthInterval   = 5 * time.Minute
 	maxHealthyThreshold = 100
 	maxHealthPath       = 1024
+	// defaultHealthTimeout is a probe's timeout when none is set (at most the interval).
+	defaultHealthTimeout = 500 * time.Millisecond
 )
 
 // Route maps requests (host + longest path prefix) to a pool, through a filter chain.
@@ -228,7 +231,25 @@ type Fallback struct {
 	ContentType string            `yaml:"content_type" json:"content_type"`
 	Body        string            `yaml:"body" json:"body"`
 	Headers     map[string]string `yaml:"headers" json:"headers,omitempty"`
+	// Verdicts gives some verdicts an answer of their own, so that each can say what is
+	// true of it: Verdicts[filter][reason], e.g. number_pack: {not_eligible: {...}}, with
+	// reason "*" for every verdict of that filter or gateway part (upstream: {"*": ...}).
+	// Unset fields are the fallback's.
+	Verdicts map[string]map[string]VerdictFallback `yaml:"verdicts" json:"verdicts,omitempty"`
 }
+
+// VerdictFallback is the answer to one verdict (or to every verdict of a filter).
+type VerdictFallback struct {
+	// Status 0 keeps the verdict's own status (a filter's, e.g. 403), else the fallback's.
+	Status int `yaml:"status" json:"status,omitempty"`
+	// Body, if set, replaces the fallback's body.
+	Body string `yaml:"body" json:"body,omitempty"`
+}
+
+// GatewayVerdicts are the parts of the gateway whose verdicts a fallback can answer
+// apart (besides the route's filters): route/disabled, upstream/*, overload/shed,
+// async/*.
+var GatewayVerdicts = []string{"async", "overload", "route", "upstream"}
 
 // Queue is the durable queue of async routes: a NATS JetStream stream (an embedded
 // `floodgate queue` server or an existing NATS cluster) and, for when the queue is down,
@@ -371,7 +392,7 @@ func (p *Pool) setDefaults() {
 		IdleTimeout:     filters.Duration(30 * time.Second),
 		MaxResponseBody: 8 << 20,
 		Eject:           Eject{Failures: 5, Duration: filters.Duration(10 * time.Second)},
-		HealthCheck:     HealthCheck{Enabled: true, Interval: filters.Duration(time.Second), Timeout: filters.Duration(500 * time.Millisecond), HealthyThreshold: 1},
+		HealthCheck:     HealthCheck{Enabled: true, Interval: filters.Duration(time.Second), HealthyThreshold: 1},
 		Adaptive:        Adaptive{MinLimit: 4, PinnedLevel: -1, UserKey: filters.KeySpec{Source: filters.KeyIP}, UserWindow: filters.Duration(10 * time.Second)},
 		Pipeline:        Pipeline{Conns: 4, Stall: filters.Duration(5 * time.Millisecond)},
 	}
