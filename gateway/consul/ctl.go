@@ -158,14 +158,11 @@ func (c *Ctl) RelKey(key string) string {
 func (c *Ctl) Read() (*State, error) {
 	ctx, cancel := c.context()
 	defer cancel()
-	pairs, meta, err := c.Client.KV().List(c.prefix(), (&api.QueryOptions{}).WithContext(ctx))
+	kvs, index, err := KVLister{KV: c.Client.KV()}.List(ctx, c.prefix(), 0, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s from consul: %w", c.prefix(), c.explain(ctx, err))
 	}
-	st := &State{Prefix: c.prefix(), Index: meta.LastIndex}
-	for _, p := range pairs {
-		st.KVs = append(st.KVs, KV{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex})
-	}
+	st := &State{Prefix: c.prefix(), Index: index, KVs: kvs}
 	sort.Slice(st.KVs, func(i, j int) bool { return st.KVs[i].Key < st.KVs[j].Key })
 	return st, nil
 }

@@ -243,7 +243,9 @@ func NewFleetStatus(prefix, service string, kvs []KV, members []Member) FleetSta
 
 // livePath reports whether a configuration path can change live (through Consul): only
 // routes and pools can; server, admin, log and queue settings come from the file alone.
-func livePath(p string) bool { return strings.HasPrefix(p, "routes.") || strings.HasPrefix(p, "pools.") }
+func livePath(p string) bool {
+	return strings.HasPrefix(p, "routes.") || strings.HasPrefix(p, "pools.")
+}
 
 // liveLeaves keeps the leaves Consul can change and names every value that comes from a
 // file "file", so that gateways started with other paths to their files (or ctl's

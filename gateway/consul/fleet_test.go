@@ -97,7 +97,9 @@ func TestNewMember(t *testing.T) {
 }
 
 func TestChangesAgainstFleet(t *testing.T) {
-	leaf := func(path, value, source string) config.Leaf { return config.Leaf{Path: path, Value: value, Source: source} }
+	leaf := func(path, value, source string) config.Leaf {
+		return config.Leaf{Path: path, Value: value, Source: source}
+	}
 	// what the update composes (ctl's -config + the new content): lottery's fallback from
 	// the new key, info's timeout from the file
 	after := &config.Config{Sources: []config.Leaf{
@@ -189,7 +191,7 @@ func TestFleetWarnings(t *testing.T) {
 			want:    []string{"a: its admin API was not read (connection refused): no diff against what it serves"}},
 		{desc: "two configurations, one with another file",
 			members: []Member{m("a", Status{Fingerprint: "cur"}, true), m("b", Status{Fingerprint: "cur"}, true)},
-			served: []ServedChanges{{IDs: []string{"a"}}, {IDs: []string{"b"}, FileDiffers: []config.Change{{Path: "routes.info.timeout", Old: "250ms", New: "300ms", Source: "file"}}}},
+			served:  []ServedChanges{{IDs: []string{"a"}}, {IDs: []string{"b"}, FileDiffers: []config.Change{{Path: "routes.info.timeout", Old: "250ms", New: "300ms", Source: "file"}}}},
 			want: []string{"the gateways serve 2 different configurations",
 				"b: its file differs from -config at 1 value(s) (e.g. routes.info.timeout: 250ms there, 300ms in -config)"}},
 	} {
