@@ -162,12 +162,15 @@ type InstanceStatus struct {
 	Meta   map[string]string `json:"meta"`
 }
 
-// ListInstances returns every registered instance of service with its health.
+// ListInstances returns every registered instance of service with its health. A call
+// that Consul does not answer within 10 s fails (a hung agent must not hang ctl).
 func ListInstances(c *api.Client, service string) ([]InstanceStatus, error) {
 	if service == "" {
 		service = DefaultService
 	}
-	entries, _, err := c.Health().Service(service, "", false, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	entries, _, err := c.Health().Service(service, "", false, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, err
 	}
