@@ -3,10 +3,14 @@ package numberpack
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/filters/filtertest"
 )
 
@@ -291,5 +295,78 @@ func TestPacksSharedBetweenRoutes(t *testing.T) {
 	b.Close()
 	if n := registeredPath(path); n != 0 {
 		t.Fatalf("%d registry entries after both routes closed, want 0", n)
+	}
+}
+
+// TestReloadUnderTrafficNoFlips: while two goroutines decide without pause, the pack file
+// is replaced six times, alternating between two versions that share most numbers. A
+// number in both versions is never refused, a number in neither never admitted, and
+// every view a request reads is one whole version (all of v1's own numbers or all of
+// v2's, never a mix).
+func TestReloadUnderTrafficNoFlips(t *testing.T) {
+	const n = 20_000
+	dir := t.TempDir()
+	common := spreadNumbers(n, 0)
+	own1, own2 := spreadNumbers(n/10, 10*n), spreadNumbers(n/10, 20*n)
+	neither := spreadNumbers(n/10, 30*n)
+	v1, v2 := append(slices.Clone(common), own1...), append(slices.Clone(common), own2...)
+	path := writePack(t, dir, "p.txt", v1, false)
+	f := build(t, "mode: require\nreload_every: 100ms\npacks: {p: {file: "+yamlQuote(path)+"}}", nil)
+	defer f.Close()
+	waitLoaded(t, f)
+
+	var stop atomic.Bool
+	var decisions, refused, admitted, mixed atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := filtertest.NewRequest(t, filtertest.Req{URI: "/?uin=1"})
+			args := r.Ctx.QueryArgs()
+			var buf [24]byte
+			for i := w; !stop.Load(); i++ {
+				args.SetBytesV("uin", strconv.AppendUint(buf[:0], common[i%len(common)], 10))
+				if f.Decide(r).Action == filters.Reject {
+					refused.Add(1)
+				}
+				args.SetBytesV("uin", strconv.AppendUint(buf[:0], neither[i%len(neither)], 10))
+				if f.Decide(r).Action != filters.Reject {
+					admitted.Add(1)
+				}
+				v := f.files.current()
+				in1, in2 := 0, 0
+				for j := 0; j < 20; j++ {
+					if v.lookup(own1[(i+j)%len(own1)]) != 0 {
+						in1++
+					}
+					if v.lookup(own2[(i+j)%len(own2)]) != 0 {
+						in2++
+					}
+				}
+				if !(in1 == 20 && in2 == 0) && !(in1 == 0 && in2 == 20) {
+					mixed.Add(1)
+				}
+				decisions.Add(2)
+			}
+		}()
+	}
+	for round := range 6 {
+		before := f.files.current().gen
+		next := v2
+		if round%2 == 1 {
+			next = v1
+		}
+		writePack(t, dir, "p.txt", next, false)
+		waitFor(t, "reload "+strconv.Itoa(round+1), func() bool { return f.files.current().gen != before })
+	}
+	stop.Store(true)
+	wg.Wait()
+	if refused.Load() != 0 || admitted.Load() != 0 || mixed.Load() != 0 {
+		t.Fatalf("over %d decisions and 6 reloads: %d members of both versions refused, %d numbers of neither admitted, %d views mixing versions",
+			decisions.Load(), refused.Load(), admitted.Load(), mixed.Load())
+	}
+	if decisions.Load() == 0 {
+		t.Fatal("no decision ran during the reloads")
 	}
 }
