@@ -143,6 +143,7 @@ func BenchmarkPack(b *testing.B) {
 				b.ReportMetric((cputime.Process() - cpu0).Seconds(), "cpu-s/load")
 				b.ReportMetric(float64(heapInUse()-heap0)/float64(g.total), "heapB/number")
 				b.ReportMetric(float64(rss(b)-rss0)/float64(g.total), "rssB/number")
+				reportHugePages(b, g)
 			}
 			b.StopTimer()
 			for _, x := range spreadNumbers(n, 0) { // no decision flips
@@ -214,6 +215,21 @@ func BenchmarkPack(b *testing.B) {
 	}
 }
 
+// reportHugePages reports how much of the generation's sets the kernel backs with huge
+// pages (AnonHugePages of their mappings): "hugeMiB" of "mappedMiB".
+func reportHugePages(b *testing.B, g *generation) {
+	var huge, mapped int64
+	for _, s := range g.sets {
+		h, m, err := s.set.HugePages()
+		if err != nil {
+			b.Logf("huge pages: %v", err)
+		}
+		huge, mapped = huge+h, mapped+m
+	}
+	b.ReportMetric(float64(huge)/(1<<20), "hugeMiB")
+	b.ReportMetric(float64(mapped)/(1<<20), "mappedMiB")
+}
+
 // lookups runs a store's member, non-member and parallel member lookups.
 func lookups(b *testing.B, name string, member, other func(i int)) {
 	b.Run(name+"/lookup_member", func(b *testing.B) {
@@ -245,7 +261,7 @@ func BenchmarkDecide(b *testing.B) {
 	members, others := keys(n, keyPool)
 	for _, mode := range []string{"require", "annotate"} {
 		f := build(b, "mode: "+mode+"\npacks: {big: {file: "+yamlQuote(path)+"}}", nil)
-		waitLoaded(b, f)
+		g := waitLoaded(b, f)
 		for _, set := range []struct {
 			name string
 			keys [][]byte
@@ -258,6 +274,7 @@ func BenchmarkDecide(b *testing.B) {
 					args.SetBytesV("uin", set.keys[i&(keyPool-1)])
 					f.Decide(r)
 				})
+				reportHugePages(b, g)
 			})
 			b.Run(mode+"/"+set.name+"_parallel", func(b *testing.B) {
 				b.ReportAllocs()
@@ -319,6 +336,7 @@ func BenchmarkPackLoad100M(b *testing.B) {
 		b.ReportMetric(float64(resident)/float64(g.total), "rssB/number")
 		b.ReportMetric(float64(resident)/(1<<20), "rssMiB")
 		b.ReportMetric(float64(g.sets[0].set.Bytes())/float64(g.total), "setB/number")
+		reportHugePages(b, g)
 		if g.total != n {
 			b.Fatalf("%d numbers loaded, want %d", g.total, n)
 		}

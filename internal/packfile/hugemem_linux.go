@@ -3,7 +3,10 @@
 package packfile
 
 import (
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -44,4 +47,43 @@ func (m *mapping) unmap() {
 		_ = syscall.Munmap(m.mem)
 		m.mem = nil
 	}
+}
+
+// HugePages returns how many bytes of the set's own mappings (arrays of 4 MiB and more)
+// the kernel backs with transparent huge pages - AnonHugePages of those mappings in
+// /proc/self/smaps - and their size: whether MADV_HUGEPAGE took effect.
+func (s *Set) HugePages() (huge, mapped int64, err error) {
+	starts := map[uint64]bool{}
+	for set := s; set != nil; set = set.over {
+		for _, m := range set.maps {
+			if m.mem != nil {
+				starts[uint64(uintptr(unsafe.Pointer(&m.mem[0])))] = true
+				mapped += int64(len(m.mem))
+			}
+		}
+	}
+	if len(starts) == 0 {
+		return 0, 0, nil
+	}
+	data, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return 0, mapped, err
+	}
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, _, _ := strings.Cut(f[0], "-")
+			start, perr := strconv.ParseUint(lo, 16, 64)
+			in = perr == nil && starts[start]
+			continue
+		}
+		if in && strings.HasPrefix(line, "AnonHugePages:") {
+			f := strings.Fields(line)
+			if len(f) == 3 {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				huge += kb << 10
+			}
+		}
+	}
+	return huge, mapped, nil
 }
