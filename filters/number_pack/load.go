@@ -21,7 +21,8 @@ var errStopped = errors.New("number_pack: loader stopped")
 
 // loadGeneration takes every pack file's set from the registry (loading the files that
 // no route holds at their current version) and builds a new generation beside whatever
-// is serving. A load checks stop between files and every 64Ki numbers.
+// is serving. A load checks stop between files and between chunks of a file (8 MiB of
+// text, or 64Ki numbers of a gzip stream).
 func loadGeneration(packs []packSpec, stop <-chan struct{}) (*generation, error) {
 	start := time.Now()
 	g := &generation{}

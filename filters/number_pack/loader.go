@@ -174,7 +174,7 @@ func (l *loader) report(err error) {
 	}
 }
 
-// close stops the loader (a load in progress is abandoned within 64Ki numbers), waits
+// close stops the loader (a load in progress is abandoned within a chunk), waits
 // for it, and drops its hold on the serving generation. Safe to call more than once.
 func (l *loader) close() { l.shutdown(true) }
 
