@@ -35,8 +35,8 @@ pools:
   qtcp:  {addrs: ["%s"], max_conns: 32, eject: {failures: 3, duration: %s}, health_check: {%s interval: %v, timeout: %v}}
   qhttp: {addrs: ["%s"], max_conns: 32, eject: {failures: 3, duration: %s}, health_check: {%s path: /healthz, interval: %v, timeout: %v}}
 routes:
-  lottery: {path: /lottery, pool: qtcp, core: true, timeout: 1s}
-  info:    {path: /info, pool: qhttp, core: true, timeout: 1s}
+  lottery: {path: /lottery, pool: qtcp, core: true, timeout: 10s}
+  info:    {path: /info, pool: qhttp, core: true, timeout: 10s}
 `, qa, eject, hc, interval, interval, qb, eject, hc, interval, interval)
 		g := itest.StartGateway(t, cfg)
 		routes := []struct {
@@ -44,7 +44,7 @@ routes:
 			proc             **itest.Proc
 		}{{"lottery", "/lottery", qa, &procA}, {"info", "/info", qb, &procB}}
 
-		// Steady traffic on both routes from start to end (10 workers each), each answer
+		// Steady traffic on both routes from start to end (4 workers each), each answer
 		// recorded with the times the request was sent and answered.
 		type answer struct {
 			sent, at time.Time
@@ -55,7 +55,7 @@ routes:
 		answers := map[string][]answer{}
 		stop := make(chan struct{})
 		var workers sync.WaitGroup
-		for w := 0; w < 20; w++ {
+		for w := 0; w < 8; w++ {
 			r := routes[w%2]
 			workers.Add(1)
 			go func() {
