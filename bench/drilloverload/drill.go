@@ -17,7 +17,8 @@
 // answers, from the intended send time; noncore_admitted: the share of the non-core
 // routes' requests during the slow phase that reached the backend; recovery_s: seconds
 // from the latency switching back until the first second from which every second has
-// non-core and core admitted >= 90% of what was sent in that second.
+// non-core and core admitted >= 90% of what was sent in that second ("inf": not within the
+// recovered phase).
 package main
 
 import (
@@ -68,10 +69,15 @@ type modeResult struct {
 func (m modeResult) line() string {
 	rec := fmt.Sprintf("%.1f", m.recoveryS)
 	if m.recoveryS < 0 {
-		rec = "none"
+		rec = "inf" // not recovered within the recovered phase (a float to any parser)
 	}
 	return fmt.Sprintf("overload: %s core_success=%.1f%% core_p99_ms=%.0f noncore_admitted=%.1f%% recovery_s=%s",
 		m.mode, 100*m.coreSuccess, m.coreP99ms, 100*m.noncoreAdmitted, rec)
+}
+
+// ratioLine is the drill's last line.
+func ratioLine(static, adaptive modeResult) string {
+	return fmt.Sprintf("ratio core-success adaptive/static = %.2f", adaptive.coreSuccess/static.coreSuccess)
 }
 
 const gatewayConfig = `
@@ -477,7 +483,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "drill-overload: static mode admitted no core request; no ratio")
 		os.Exit(1)
 	}
-	fmt.Printf("ratio core-success adaptive/static = %.2f\n", rs[1].coreSuccess/rs[0].coreSuccess)
+	fmt.Println(ratioLine(rs[0], rs[1]))
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		os.Exit(1)
 	}
