@@ -201,12 +201,17 @@ func overloadTickers() int {
 // force has a pool with adaptive protection on; it stops when the last such pool is
 // switched off or removed, and on Close, and leaves no goroutine behind (goleak-style:
 // goroutines counted before and after, each wait ends as soon as the count is right).
+//
+// Counts are absolute: every gateway of this package's tests is closed when its test
+// ends (newRigOpts), so none is left over from earlier tests - the first wait checks
+// that too (a ticker that has been stopped may take a moment to exit).
 func TestOverloadTickerLifecycle(t *testing.T) {
-	before := overloadTickers()
+	const before = 0
 	want := func(n int, what string) {
 		t.Helper()
 		waitFor(t, fmt.Sprintf("%s: %d window tickers", what, before+n), func() bool { return overloadTickers() == before+n })
 	}
+	want(0, "no ticker left by earlier tests")
 	off := strings.ReplaceAll(overloadConfig(-1, ""), "adaptive: {enabled: true", "adaptive: {enabled: false")
 	removed := `
 server: {listen: 127.0.0.1:0}
