@@ -43,6 +43,7 @@
 # The output ends with the ratio lines of the operator contract (PRODUCT.md), for the
 # unpinned placement:   ratio <a>/<b> = <x.xx>
 # The pinned ones are printed just before them as:   pinned: ratio <a>/<b> = <x.xx>
+# and the latency ratios (lower is better):   ratio p99 gateway/nginx = <x.xx>, ratio p99.9 ...
 # The shedding ratios are rejects per CPU-second:  ratio shed-gateway/shed-nginx = <x.xx>
 #
 # Settings (environment): BENCH_RUNS (3), BENCH_DURATION (5s), BENCH_WARMUP (1s),
@@ -319,7 +320,8 @@ wrk_run() {
 		/^Requests\/sec:/ { rps = $2 }
 		/Non-2xx or 3xx responses:/ { err += $NF }
 		/Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
-		END { if (rps == "") { printf "0 0 0 -1" } else printf "%.0f %.3f %.3f %d", rps, p50, p99, err }'
+		/^tail p99.9 / { p999 = $3 / 1000 }
+		END { if (rps == "") { printf "0 0 0 -1 0" } else printf "%.0f %.3f %.3f %d %.3f", rps, p50, p99, err, p999 }'
 	# wrk's own CPU: this subshell's waited-for children
 	awk '{ sub(/^.*\) /, ""); printf " %d\n", $14 + $15 }' "/proc/$BASHPID/stat"
 }
@@ -344,11 +346,11 @@ for run in $(seq "$RUNS"); do
 		b0="$(busy_ticks)" o0="$(our_ticks)" t0="$(date +%s%N)"
 		res="$(wrk_run "$pl" "$c" "$DURATION")"
 		b1="$(busy_ticks)" o1="$(our_ticks)" t1="$(date +%s%N)"
-		# res: rps p50 p99 errors wrk_ticks -> rps p50 p99 errors other_cores
+		# res: rps p50 p99 errors p99.9 wrk_ticks -> rps p50 p99 errors other_cores p99.9
 		res="$(echo "$res" | awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v hz="$(getconf CLK_TCK)" -v ns="$((t1 - t0))" \
-			'{ other = (b - o - $5) / hz / (ns / 1e9); if (other < 0) other = 0; printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, other }')"
+			'{ other = (b - o - $6) / hz / (ns / 1e9); if (other < 0) other = 0; printf "%s %s %s %s %.2f %s\n", $1, $2, $3, $4, other, $5 }')"
 		R[$k/$run]="$res"
-		log "[$n/$total] run $run $(printf '%-26s' "$k") req/s=$(echo "$res" | awk '{ printf "%s p50=%sms p99=%sms errors=%s other=%s cores", $1, $2, $3, $4, $5 }')"
+		log "[$n/$total] run $run $(printf '%-26s' "$k") req/s=$(echo "$res" | awk '{ printf "%s p50=%sms p99=%sms p99.9=%sms errors=%s other=%s cores", $1, $2, $3, $6, $4, $5 }')"
 	done
 done
 
@@ -456,13 +458,14 @@ fi
 
 # --- report ----------------------------------------------------------------------------
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-declare -A RPS P50 P99 MIN MAX ERR OTHER
+declare -A RPS P50 P99 P999 MIN MAX ERR OTHER
 for k in "${ACTIVE[@]}"; do
 	vals=""
 	for run in $(seq "$RUNS"); do vals+="${R[$k/$run]}"$'\n'; done
 	RPS[$k]="$(printf '%s' "$vals" | awk '{ print $1 }' | median)"
 	P50[$k]="$(printf '%s' "$vals" | awk '{ print $2 }' | median)"
 	P99[$k]="$(printf '%s' "$vals" | awk '{ print $3 }' | median)"
+	P999[$k]="$(printf '%s' "$vals" | awk '{ print $6 }' | median)"
 	MIN[$k]="$(printf '%s' "$vals" | awk '{ print $1 }' | sort -g | head -1)"
 	MAX[$k]="$(printf '%s' "$vals" | awk '{ print $1 }' | sort -g | tail -1)"
 	ERR[$k]="$(printf '%s' "$vals" | awk '{ s += $4 } END { print s + 0 }')"
@@ -489,16 +492,23 @@ ratio_lines() { # ratio_lines PLACEMENT PREFIX
 		[ -n "$va" ] && [ -n "$vb" ] || continue
 		awk -v p="$prefix" -v n="$pair" -v a="$va" -v b="$vb" 'BEGIN { if (b > 0) printf "%sratio %s = %.2f\n", p, n, a / b }'
 	done
+	# latency (lower is better): the gateway's p99 and p99.9 over nginx's (1 worker)
+	for pair in gateway/nginx-1w; do
+		a="${pair%/*}" b="${pair#*/}"
+		[ -n "${P99[$pl/$a]:-}" ] && [ -n "${P99[$pl/$b]:-}" ] || continue
+		awk -v p="$prefix" -v a="${P99[$pl/$a]}" -v b="${P99[$pl/$b]}" -v c="${P999[$pl/$a]}" -v d="${P999[$pl/$b]}" \
+			'BEGIN { if (b > 0) printf "%sratio p99 gateway/nginx = %.2f\n", p, a / b; if (d > 0) printf "%sratio p99.9 gateway/nginx = %.2f\n", p, c / d }'
+	done
 }
 
 TABLE=""
 if [ "${#ACTIVE[@]}" -gt 0 ]; then
 TABLE="$(
-	printf '| placement | configuration | req/s (median) | min - max | p50 ms | p99 ms | non-2xx/errors | other load (cores) |\n'
-	printf '|---|---|---:|---:|---:|---:|---:|---:|\n'
+	printf '| placement | configuration | req/s (median) | min - max | p50 ms | p99 ms | p99.9 ms | non-2xx/errors | other load (cores) |\n'
+	printf '|---|---|---:|---:|---:|---:|---:|---:|---:|\n'
 	for k in "${ACTIVE[@]}"; do
-		printf '| %s | %s | %.0f | %.0f - %.0f | %.2f | %.2f | %s | %.2f |\n' "${k%%/*}" "${k#*/}" \
-			"${RPS[$k]}" "${MIN[$k]}" "${MAX[$k]}" "${P50[$k]}" "${P99[$k]}" "${ERR[$k]}" "${OTHER[$k]}"
+		printf '| %s | %s | %.0f | %.0f - %.0f | %.2f | %.2f | %.2f | %s | %.2f |\n' "${k%%/*}" "${k#*/}" \
+			"${RPS[$k]}" "${MIN[$k]}" "${MAX[$k]}" "${P50[$k]}" "${P99[$k]}" "${P999[$k]}" "${ERR[$k]}" "${OTHER[$k]}"
 	done
 )"
 fi

@@ -19,3 +19,8 @@ function request()
   i = i % N + 1
   return reqs[i]
 end
+
+-- the tail beyond wrk's --latency table (compare.sh reads this line): microseconds
+function done(summary, latency, requests)
+  io.write(string.format("tail p99.9 %d p99.99 %d max %d\n", latency:percentile(99.9), latency:percentile(99.99), latency.max))
+end
