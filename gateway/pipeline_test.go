@@ -185,7 +185,7 @@ pools:
 routes:
   slow:   {path: /slow, pool: two, timeout: 60s}
   fast:   {path: /fast, pool: two, timeout: 60s}
-  slow1:  {path: /slow1, pool: one, timeout: 3s}
+  slow1:  {path: /slow1, pool: one, timeout: 5s}
   fast1:  {path: /fast1, pool: one, timeout: 60s}
   short1: {path: /fast1short, pool: one, timeout: 300ms}
 `, b.addr)
@@ -240,7 +240,7 @@ routes:
 			t.Fatalf("/slow1 ended (%+v) before the POST", r)
 		default:
 		}
-		// the short route's timeout (300ms) ends it while /slow1 (3s) still waits
+		// the short route's timeout (300ms) ends it while /slow1 (5s) still waits
 		r := <-short
 		if r.status != 503 || r.verdict != "upstream/timeout" {
 			t.Errorf("request behind a slow answer, route timeout 300ms: status %d, verdict %q, err %v; want 503 upstream/timeout", r.status, r.verdict, r.err)
@@ -262,4 +262,39 @@ routes:
 			t.Errorf("the backend handled %d POSTs, want 1", n)
 		}
 	})
+}
+
+// TestPipelineReloadClosesOldConnections: a reload that turns pipelining off replaces the
+// pool; the old pool's pipelined connections close once idle, and requests keep working.
+func TestPipelineReloadClosesOldConnections(t *testing.T) {
+	const cfg = `
+server: {listen: 127.0.0.1:0}
+pools:
+  q: {addrs: [q1:1], max_conns: 8, pipeline: {enabled: true, conns: 2}}
+routes:
+  lottery: {path: /lottery, pool: q}
+`
+	r := newRig(t, cfg)
+	r.upstream("q1:1", echoUpstream)
+	if resp := r.do("GET", "/lottery", nil); resp.StatusCode() != 200 {
+		t.Fatalf("pipelined: status %d", resp.StatusCode())
+	}
+	old := r.gw.state.Load().pools["q"].servers[0].pc
+	if old == nil || old.ConnsCount() != 1 {
+		t.Fatalf("want one pipelined connection before the reload")
+	}
+	if err := r.apply(strings.Replace(cfg, "enabled: true", "enabled: false", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if pc := r.gw.state.Load().pools["q"].servers[0].pc; pc != nil {
+		t.Fatal("the reloaded pool still pipelines")
+	}
+	if resp := r.do("GET", "/lottery", nil); resp.StatusCode() != 200 {
+		t.Fatalf("after the reload: status %d", resp.StatusCode())
+	}
+	for deadline := time.Now().Add(30 * time.Second); old.ConnsCount() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old pool's pipelined connection is still open 30 s after the reload")
+		}
+	}
 }
