@@ -146,6 +146,7 @@ func (p *pool) failed(u *upstream, now int64, kind upstreamFailure) {
 			u.lastCause.Store(&failureNames[kind])
 			u.ejectFails.Store(f)
 			u.ejected.Add(1)
+			u.probe.passes.Store(0) // a new ejection: its own passes in a row
 		}
 	}
 }
