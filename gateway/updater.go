@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -159,7 +160,7 @@ func (u *Updater) Apply(up Update) (uint64, error) {
 		return 0, err
 	}
 	old := u.gw.Config()
-	if old != nil && reflect.DeepEqual(old.Sources, cfg.Sources) {
+	if old != nil && slices.Equal(old.Sources, cfg.Sources) {
 		u.doc, u.overrides, u.plan = doc, ov, plan
 		setActivePlan(plan.Name)
 		configUpdates.WithLabelValues("unchanged").Inc()

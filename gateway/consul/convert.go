@@ -20,6 +20,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,14 +83,20 @@ func Convert(prefix string, kvs []KV) (*Snapshot, error) {
 	return s, nil
 }
 
+var nul = []byte{0}
+
 // convert is Convert returning what did convert beside the problems (for ctl, which
 // tells the problems a write adds from those it leaves).
 func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
 	s := &Snapshot{Plans: map[string][]config.Override{}}
 	var errs config.Errors
 	h := sha256.New()
-	sorted := append([]KV(nil), kvs...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Key < sorted[j].Key })
+	sorted := kvs
+	byKey := func(a, b KV) int { return strings.Compare(a.Key, b.Key) }
+	if !slices.IsSortedFunc(kvs, byKey) { // Consul lists keys in order: no copy, no sort
+		sorted = slices.Clone(kvs)
+		slices.SortFunc(sorted, byKey)
+	}
 	for _, kv := range sorted {
 		rel := strings.TrimPrefix(kv.Key, prefix)
 		origin := "consul:" + kv.Key
@@ -128,7 +135,10 @@ func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
 			continue
 		}
 		s.Keys++
-		fmt.Fprintf(h, "%s\x00%s\x00", kv.Key, kv.Value)
+		h.Write([]byte(kv.Key)) // the same bytes as the fingerprint always had: key NUL value NUL
+		h.Write(nul)
+		h.Write(kv.Value)
+		h.Write(nul)
 	}
 	if s.ActivePlan != "" {
 		if _, ok := s.Plans[s.ActivePlan]; !ok {

@@ -28,7 +28,7 @@ type snapshotFile struct {
 func WriteSnapshot(path, prefix string, s *Snapshot) error {
 	f := snapshotFile{Version: 1, Saved: time.Now().UTC(), Prefix: prefix, Fingerprint: s.Fingerprint, Keys: s.Keys,
 		Overrides: s.Overrides, ActivePlan: s.ActivePlan, Plan: s.Plan()}
-	b, err := json.MarshalIndent(f, "", "  ")
+	b, err := json.Marshal(f) // not indented: written after every update, 50,000 keys and more
 	if err != nil {
 		return err
 	}
