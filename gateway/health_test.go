@@ -30,6 +30,7 @@ type healthRig struct {
 	dials atomic.Int32
 	// block, when set, makes dials wait for it to close
 	block chan struct{}
+	base  map[string]float64 // the counters when the rig was made
 }
 
 const sec = int64(time.Second)
@@ -60,6 +61,10 @@ func newHealthRigPipe(t *testing.T, name string, hc config.HealthCheck, pipeline
 	}
 	h.p = newPool(name, cfg, dial, zap.NewNop(), nil)
 	h.u = h.p.servers[0]
+	h.base = map[string]float64{}
+	for _, r := range []string{"passed", "failed", "skipped"} {
+		h.base[r] = h.total(r)
+	}
 	t.Cleanup(h.p.close)
 	return h
 }
@@ -96,7 +101,13 @@ func (h *healthRig) eject(now int64) {
 
 func inline(f func()) { f() }
 
+// counter is upstream_health_checks_total{result} of the rig's server since the rig was
+// made (the series is process-wide: -count=N runs the test again in one process).
 func (h *healthRig) counter(result string) float64 {
+	return h.total(result) - h.base[result]
+}
+
+func (h *healthRig) total(result string) float64 {
 	var m dto.Metric
 	if err := upstreamProbes.WithLabelValues(h.p.name, h.u.addr, result).Write(&m); err != nil {
 		h.t.Fatal(err)
