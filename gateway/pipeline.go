@@ -17,8 +17,8 @@ package gateway
 //     lose their connection to another request's failure;
 //   - timeouts: every request waits at most its route's timeout. Answers come back in
 //     order, so a slow answer holds the ones behind it (head-of-line blocking): a connection
-//     whose oldest request has had no answer for pipeline.stall gets no new requests (the
-//     next one is opened), and when the slow request's own timeout ends it the connection is
+//     whose oldest unanswered request has waited longer than pipeline.stall gets no new
+//     requests (the next one is opened), and when the slow request's own timeout ends it the connection is
 //     closed; the requests queued behind it are sent again once on another connection
 //     while their time lasts (as the HostClient retries them once on a failed connection);
 //   - ejection: connection failures and timeouts are reported like the HostClient's and
@@ -99,6 +99,7 @@ type pipeWork struct {
 	bw    *bufio.Writer
 	resp  *fasthttp.Response
 	head  bool
+	sent  int64 // when it was queued on its connection (pipeNow)
 	state atomic.Int32
 	err   error
 	done  chan struct{}
@@ -210,6 +211,7 @@ func (c *pipeClient) DoTimeout(req *fasthttp.Request, resp *fasthttp.Response, t
 			break
 		}
 		w.state.Store(stQueued)
+		w.sent = now
 		pc.chW <- w // never blocks: pick reserved a place (pending <= depth = cap)
 		var timedOut bool
 		select {
@@ -314,7 +316,7 @@ func (c *pipeClient) pick(now int64) (*pipeConn, error) {
 		if p >= c.depth {
 			continue
 		}
-		if p > 0 && now-pc.progress.Load() > c.stall {
+		if p > 0 && now-pc.headSent.Load() > c.stall {
 			if stalled == nil || p < stalled.pending.Load() {
 				stalled = pc
 			}
@@ -357,6 +359,7 @@ func (c *pipeClient) open(i int) (*pipeConn, error) {
 		stop: make(chan struct{}),
 	}
 	pc.progress.Store(pipeNow())
+	pc.headSent.Store(pc.progress.Load())
 	s.conn.Store(pc)
 	go pc.writeLoop()
 	return pc, nil
@@ -370,9 +373,13 @@ type pipeConn struct {
 	chR  chan *pipeWork // written, to read the answer of (in order)
 	// pending counts the requests on this connection: queued, written, being read.
 	pending atomic.Int32
+	// headSent is when the oldest request still unanswered on the connection was queued
+	// (pipeNow): a connection with requests pending whose oldest one has waited longer
+	// than stall is stalled - behind a slow answer, or with a queue the server takes longer
+	// than stall to work through (it answers a connection's requests one after another).
+	headSent atomic.Int64
 	// progress is when the connection last answered (the last answer of a read) or, idle
-	// until then, got a request (pipeNow); a connection with requests pending and no
-	// progress for stall is stalled.
+	// until then, got a request: for the idle timeout.
 	progress atomic.Int64
 	dead     atomic.Bool
 	stop     chan struct{}
@@ -389,6 +396,7 @@ func (pc *pipeConn) reserve(now int64) bool {
 	}
 	if p == 1 {
 		pc.progress.Store(now) // it was idle: the wait for an answer starts now
+		pc.headSent.Store(now)
 	}
 	return true
 }
@@ -505,10 +513,11 @@ func (pc *pipeConn) readLoop() {
 		case <-pc.stop:
 			return
 		}
+		pc.headSent.Store(w.sent) // w is the oldest unanswered request now
 		if br.Buffered() == 0 && pc.c.readTimeout > 0 {
-			// about to wait on the wire: bound the wait from when it began (the last
-			// answer, or the first request after an idle spell) - no clock read here
-			pc.conn.SetReadDeadline(pipeEpoch.Add(time.Duration(pc.progress.Load()) + pc.c.readTimeout))
+			// about to wait on the wire: w's answer is due read_timeout after it was
+			// queued - no clock read here
+			pc.conn.SetReadDeadline(pipeEpoch.Add(time.Duration(w.sent) + pc.c.readTimeout))
 		}
 		resp := &pc.scratch
 		claimed := w.state.CompareAndSwap(stQueued, stReading)

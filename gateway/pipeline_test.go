@@ -25,7 +25,8 @@ func eachUpstreamMode(t *testing.T, f func(t *testing.T, cfg string)) {
 }
 
 // pipeBackend is a real upstream on 127.0.0.1: /fast* answers its query's n at once,
-// /slow* holds its answer until the test ends, and it counts connections and POSTs.
+// /busy* after 1ms, /slow* holds its answer until the test ends; it counts connections
+// and POSTs.
 type pipeBackend struct {
 	addr    string
 	conns   atomic.Int32
@@ -64,6 +65,9 @@ func startPipeBackend(t *testing.T) *pipeBackend {
 			b.posts.Add(1)
 		}
 		path := string(ctx.Path())
+		if strings.HasPrefix(path, "/busy") {
+			time.Sleep(time.Millisecond) // a server that takes a while per request
+		}
 		if strings.HasPrefix(path, "/slow") {
 			b.slowIn <- path
 			<-b.release
@@ -296,5 +300,42 @@ routes:
 		if time.Now().After(deadline) {
 			t.Fatalf("the old pool's pipelined connection is still open 30 s after the reload")
 		}
+	}
+}
+
+// TestPipelineSpreadsAQueueTheServerIsSlowToWorkThrough: the server answers a connection's
+// requests one after another (1 ms each here), so a deep queue on one connection is a
+// wait for the requests at its end. Once the oldest request on a connection has waited
+// longer than stall, new requests go to the next connection.
+func TestPipelineSpreadsAQueueTheServerIsSlowToWorkThrough(t *testing.T) {
+	b := startPipeBackend(t)
+	c := startTCPGateway(t, `
+server: {listen: 127.0.0.1:0}
+pools:
+  p: {addrs: ["{{UP}}"], max_conns: 64, pipeline: {enabled: true, conns: 4, stall: 5ms}}
+routes:
+  busy: {path: /busy, pool: p, timeout: 60s}
+`, b.addr)
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				n := fmt.Sprint(i*100 + j)
+				if r := pipeGet(c, "GET", "http://gw.test/busy?n="+n); r.err != nil || r.status != 200 || r.body != n {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n != 0 {
+		t.Fatalf("%d requests did not get their own answer", n)
+	}
+	// 32 requests at 1 ms each on one connection: the oldest waits far past 5 ms
+	if n := b.conns.Load(); n < 2 || n > 4 {
+		t.Errorf("the upstream saw %d connections; want the queue spread over 2-4", n)
 	}
 }

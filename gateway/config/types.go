@@ -129,8 +129,8 @@ type Pipeline struct {
 	// Conns is the most connections per server. The first one takes every request while it
 	// answers; the next one is opened when it is stalled (see Stall).
 	Conns int `yaml:"conns" json:"conns"`
-	// Stall: a connection that has requests in flight and no answer for this long gets no
-	// new requests (head-of-line blocking: answers come back in order).
+	// Stall: a connection whose oldest unanswered request has waited this long gets no new
+	// requests (head-of-line blocking: answers come back in order).
 	Stall filters.Duration `yaml:"stall" json:"stall"`
 }
 
