@@ -31,6 +31,17 @@ func TestNoAllocs(t *testing.T) {
 			filtertest.AssertNoAllocs(t, f, filtertest.NewRequest(t, c.req))
 		})
 	}
+	t.Run("after a live rate change (tokens carried), global", func(t *testing.T) {
+		env := filters.NewEnv()
+		env.SetInstances(3)
+		prev, _ := filtertest.BuildWith(t, Name, sketch+"global: true", nil, filters.Route{Name: "test"}, env)
+		f, _ := filtertest.BuildWith(t, Name, strings.Replace(sketch, "rate: 2000", "rate: 1000", 1)+"global: true", prev, filters.Route{Name: "test"}, env)
+		req := filtertest.NewRequest(t, filtertest.Req{URI: "/lottery?adtag=wx"})
+		filtertest.AssertNoAllocsFunc(t, func() {
+			req.Now += int64(time.Microsecond)
+			f.Decide(req)
+		})
+	})
 	t.Run("tags changing, global, clock moving", func(t *testing.T) {
 		env := filters.NewEnv()
 		env.SetInstances(3)

@@ -42,6 +42,11 @@ type tier struct {
 	limit  ratelimit.Limit
 	shed   bool
 	bucket *ratelimit.Bucket
+	// handover, when the tier's rate or burst changed at a reload, carries the previous
+	// filter's bucket's tokens into bucket at the first request (nil: no change).
+	handover  *ratelimit.Handover
+	prevRate  float64
+	prevBurst int64
 
 	admitted, rejected, shedCount prometheus.Counter
 }
@@ -67,13 +72,17 @@ func (f *PromoThrottle) Decide(r *filters.Request) filters.Result {
 		}
 		return res
 	}
-	lim := t.limit
+	lim, n := t.limit, int64(1)
 	if f.global {
-		if n := f.env.Instances(); n > 1 {
+		if n = f.env.Instances(); n > 1 {
 			lim = ratelimit.Share(t.rate, t.burst, n)
 		}
 	}
-	if d := t.bucket.Reserve(r.Now, lim, 0); !d.OK {
+	b := t.bucket
+	if t.handover != nil {
+		b, lim = t.handover.Pick(r.Now, ratelimit.Share(t.prevRate, t.prevBurst, max(n, 1)), lim)
+	}
+	if d := b.Reserve(r.Now, lim, 0); !d.OK {
 		t.rejected.Inc()
 		return filters.Result{
 			Action:     filters.Reject,
@@ -144,6 +153,32 @@ func (f *PromoThrottle) Tier(r *filters.Request) string {
 }
 
 // tier returns f's tier called name, or nil (also when f is nil).
+// takeOver takes the bucket of old (the tier of the same name in the previous filter;
+// nil: none, the bucket starts full). When the rate or burst changed, the tokens are
+// carried over the change (ratelimit.Handover): a burst cut is not a blackout and a
+// raise is not a free burst.
+func (t *tier) takeOver(old *tier) {
+	if old == nil {
+		t.bucket = new(ratelimit.Bucket)
+		return
+	}
+	from, rate, burst := old.bucket, old.rate, old.burst
+	if old.handover != nil {
+		if src := old.handover.Source(); src != nil {
+			// old never served a request: its own predecessor's bucket and limit
+			from, rate, burst = src, old.prevRate, old.prevBurst
+		} else {
+			from = old.handover.Bucket()
+		}
+	}
+	t.bucket = from
+	if rate != t.rate || burst != t.burst {
+		t.handover = ratelimit.NewHandover(from)
+		t.bucket = t.handover.Bucket()
+		t.prevRate, t.prevBurst = rate, burst
+	}
+}
+
 func (f *PromoThrottle) tier(name string) *tier {
 	if f == nil {
 		return nil

@@ -424,3 +424,48 @@ func TestUnknownTierAndBadKey(t *testing.T) {
 		t.Errorf("a match differing only in case: %v", err)
 	}
 }
+
+// TestLiveTierChange: a tier's rate or burst changed live (ctl set
+// routes/lottery/promo_throttle/tiers/wechat/burst 30) carries the tier's tokens over the
+// change (ratelimit.Handover, as token_bucket does): no blackout after a burst cut, no
+// free burst after a raise, the new rate from the change on. The tier is offered 700/s.
+func TestLiveTierChange(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	run := func(f filters.Filter, from, to, every int64) (admitted int) {
+		for now := from; now < to; now += every {
+			req := filtertest.NewRequest(t, filtertest.Req{URI: "/lottery?adtag=wx", Now: now})
+			if f.Decide(req).Action == filters.Continue {
+				admitted++
+			}
+		}
+		return admitted
+	}
+	cfg := func(rate, burst int) string {
+		return fmt.Sprintf("source: query:adtag\ndefault_tier: organic\ntiers:\n  organic: {priority: 100, rate: 1000}\n  wechat: {priority: 50, rate: %d, burst: %d, match: [wx]}\n", rate, burst)
+	}
+	for _, tc := range []struct {
+		desc                                     string
+		before, after                            string
+		firstMin, firstMax, secondMin, secondMax int
+	}{
+		{"burst cut 300 -> 30", cfg(300, 300), cfg(300, 30), 28, 32, 295, 305},
+		{"burst raised 30 -> 300", cfg(300, 30), cfg(300, 300), 28, 32, 295, 305},
+		{"rate cut 300 -> 100, burst 30", cfg(300, 30), cfg(100, 30), 9, 11, 98, 102},
+		{"rate raised 100 -> 300, burst 30", cfg(100, 30), cfg(300, 30), 28, 32, 295, 305},
+	} {
+		old := filtertest.Build(t, Name, tc.before, nil)
+		start := int64(time.Second)
+		run(old, start, start+3000*ms, 1428571)
+		change := start + 3000*ms
+		nf := filtertest.Build(t, Name, tc.after, old)
+		first := run(nf, change, change+100*ms, 1428571)
+		second := run(nf, change+100*ms, change+1100*ms, 1428571)
+		if first < tc.firstMin || first > tc.firstMax {
+			t.Errorf("%s: admitted %d in the first 100 ms after the change, want %d..%d", tc.desc, first, tc.firstMin, tc.firstMax)
+		}
+		if second < tc.secondMin || second > tc.secondMax {
+			t.Errorf("%s: admitted %d in the second after, want %d..%d", tc.desc, second, tc.secondMin, tc.secondMax)
+		}
+		t.Logf("%-35s first 100 ms: %d, next second: %d", tc.desc, first, second)
+	}
+}

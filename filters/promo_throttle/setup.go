@@ -193,9 +193,9 @@ func (c *Config) Defaults() {
 // Build implements filters.Config.
 //
 // Each tier's bucket is taken over from prev (a promo_throttle of the same route) when
-// prev has a tier of the same name, so a reload - a new pressure, a new rate - is not a
-// free burst; the new limits apply to the bucket's state (see ratelimit.Bucket). New
-// tiers start with a full bucket.
+// prev has a tier of the same name, so a reload - a new pressure, a new rate - is neither
+// a free burst nor a blackout: a changed rate or burst carries the bucket's tokens over
+// (tier.takeOver, ratelimit.Handover). New tiers start with a full bucket.
 func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.Filter, error) {
 	p, _ := prev.(*PromoThrottle)
 	f := &PromoThrottle{
@@ -227,11 +227,7 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 		t.admitted = requests.WithLabelValues(route, name, "admitted")
 		t.rejected = requests.WithLabelValues(route, name, "limited")
 		t.shedCount = requests.WithLabelValues(route, name, "shed")
-		if old := p.tier(name); old != nil {
-			t.bucket = old.bucket
-		} else {
-			t.bucket = new(ratelimit.Bucket)
-		}
+		t.takeOver(p.tier(name))
 		if name == c.DefaultTier {
 			f.def = i
 		}
