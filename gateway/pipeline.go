@@ -300,33 +300,41 @@ func (c *pipeClient) acquire(deadline int64) bool {
 }
 
 // pick reserves a place on a connection: the first open one that is neither full nor
-// stalled; else it opens the first free slot; else the least loaded stalled one.
+// stalled; else it opens the first free slot; else the least loaded stalled one. A slot
+// another request opened meanwhile may fill up before this one gets a place on it: then
+// it looks again (at most once per slot).
 func (c *pipeClient) pick(now int64) (*pipeConn, error) {
-	free := -1
-	var stalled *pipeConn
-	for i := range c.slots {
-		pc := c.slots[i].conn.Load()
-		if pc == nil || pc.dead.Load() {
-			if free < 0 {
-				free = i
+	for range len(c.slots) + 1 {
+		free := -1
+		var stalled *pipeConn
+		for i := range c.slots {
+			pc := c.slots[i].conn.Load()
+			if pc == nil || pc.dead.Load() {
+				if free < 0 {
+					free = i
+				}
+				continue
 			}
-			continue
-		}
-		p := pc.pending.Load()
-		if p >= c.depth {
-			continue
-		}
-		if p > 0 && now-pc.headSent.Load() > c.stall {
-			if stalled == nil || p < stalled.pending.Load() {
-				stalled = pc
+			p := pc.pending.Load()
+			if p >= c.depth {
+				continue
 			}
-			continue
+			if p > 0 && now-pc.headSent.Load() > c.stall {
+				if stalled == nil || p < stalled.pending.Load() {
+					stalled = pc
+				}
+				continue
+			}
+			if pc.reserve(now) {
+				return pc, nil
+			}
 		}
-		if pc.reserve(now) {
-			return pc, nil
+		if free < 0 {
+			if stalled != nil && stalled.reserve(now) {
+				return stalled, nil
+			}
+			return nil, nil
 		}
-	}
-	if free >= 0 {
 		pc, err := c.open(free)
 		if err != nil {
 			return nil, err
@@ -334,9 +342,6 @@ func (c *pipeClient) pick(now int64) (*pipeConn, error) {
 		if pc.reserve(now) {
 			return pc, nil
 		}
-	}
-	if stalled != nil && stalled.reserve(now) {
-		return stalled, nil
 	}
 	return nil, nil
 }

@@ -325,7 +325,9 @@ routes:
 			for j := 0; j < 10; j++ {
 				n := fmt.Sprint(i*100 + j)
 				if r := pipeGet(c, "GET", "http://gw.test/busy?n="+n); r.err != nil || r.status != 200 || r.body != n {
-					bad.Add(1)
+					if bad.Add(1) <= 3 {
+						t.Errorf("request n=%s: status %d, body %q, verdict %q, err %v", n, r.status, r.body, r.verdict, r.err)
+					}
 				}
 			}
 		}()
