@@ -66,6 +66,7 @@ func newRigOpts(t testing.TB, opts Options, yamlSrc string) *testRig {
 	r := &testRig{t: t, net: newMemNet()}
 	opts.Dial = r.net.dial
 	r.gw = New(opts)
+	t.Cleanup(r.gw.Close) // the background loops (health checks, overload ticker) end with the test
 	t.Cleanup(r.gw.Close)
 	r.up = NewUpdater(r.gw, nil)
 	doc, err := config.Parse("test.yaml", []byte(yamlSrc))
