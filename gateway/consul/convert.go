@@ -83,11 +83,50 @@ func Convert(prefix string, kvs []KV) (*Snapshot, error) {
 	return s, nil
 }
 
-var nul = []byte{0}
+// Converter is Convert for the reads of one watcher: a key whose value is the one it had
+// at the previous read keeps the override converted then (the very strings, so that the
+// composer's comparison of an unchanged route's overrides finds them equal at once); only
+// changed keys are converted again. Not safe for concurrent use.
+type Converter struct {
+	prefix string
+	gen    uint64
+	seen   map[string]*converted
+	live   int // entries of seen the current read listed
+}
+
+type converted struct {
+	gen   uint64 // the read that last listed the key
+	value string
+	ov    config.Override
+}
+
+// Convert is the package's Convert with the memory of the previous read.
+func (c *Converter) Convert(prefix string, kvs []KV) (*Snapshot, error) {
+	if c.seen == nil || c.prefix != prefix {
+		c.prefix, c.seen = prefix, map[string]*converted{}
+	}
+	c.gen, c.live = c.gen+1, 0
+	s, errs := convertWith(c, prefix, kvs)
+	if len(c.seen) > c.live { // keys deleted since: forget them
+		for k, e := range c.seen {
+			if e.gen != c.gen {
+				delete(c.seen, k)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
 
 // convert is Convert returning what did convert beside the problems (for ctl, which
 // tells the problems a write adds from those it leaves).
 func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
+	return convertWith(nil, prefix, kvs)
+}
+
+func convertWith(c *Converter, prefix string, kvs []KV) (*Snapshot, config.Errors) {
 	s := &Snapshot{Plans: map[string][]config.Override{}}
 	var errs config.Errors
 	h := sha256.New()
@@ -97,7 +136,22 @@ func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
 		sorted = slices.Clone(kvs)
 		slices.SortFunc(sorted, byKey)
 	}
+	var buf []byte
+	sum := func(kv KV) { // the same bytes as the fingerprint always had: key NUL value NUL
+		buf = append(append(append(append(buf[:0], kv.Key...), 0), kv.Value...), 0)
+		h.Write(buf)
+	}
 	for _, kv := range sorted {
+		if c != nil {
+			if e := c.seen[kv.Key]; e != nil && e.value == string(kv.Value) {
+				e.gen = c.gen
+				c.live++
+				s.Overrides = append(s.Overrides, e.ov)
+				s.Keys++
+				sum(kv)
+				continue
+			}
+		}
 		rel := strings.TrimPrefix(kv.Key, prefix)
 		origin := "consul:" + kv.Key
 		val := strings.TrimSpace(string(kv.Value))
@@ -129,16 +183,18 @@ func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
 				errs = append(errs, &config.Error{Where: origin, Msg: err.Error()})
 				continue
 			}
-			s.Overrides = append(s.Overrides, config.Override{Path: rel, Value: val, Origin: origin})
+			ov := config.Override{Path: rel, Value: val, Origin: origin}
+			s.Overrides = append(s.Overrides, ov)
+			if c != nil {
+				c.seen[kv.Key] = &converted{gen: c.gen, value: string(kv.Value), ov: ov}
+				c.live++
+			}
 		default:
 			errs = append(errs, &config.Error{Where: origin, Msg: fmt.Sprintf("unknown key %q under the prefix (known: routes/, pools/, plans/, active_plan, confirm, audit/)", rel)})
 			continue
 		}
 		s.Keys++
-		h.Write([]byte(kv.Key)) // the same bytes as the fingerprint always had: key NUL value NUL
-		h.Write(nul)
-		h.Write(kv.Value)
-		h.Write(nul)
+		sum(kv)
 	}
 	if s.ActivePlan != "" {
 		if _, ok := s.Plans[s.ActivePlan]; !ok {

@@ -2,9 +2,11 @@ package consul
 
 import (
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/floodgate/floodgate/gateway/config"
 )
@@ -217,5 +219,49 @@ func TestSlashPrefix(t *testing.T) {
 		if got := SlashPrefix(tc.in); got != tc.want {
 			t.Errorf("%s: SlashPrefix(%q) = %q, want %q", tc.desc, tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestConverterMatchesConvert: a Converter fed a sequence of reads (values changed, keys
+// added and deleted, a bad key, a plan) gives exactly Convert's snapshot or errors at
+// every read, and a key whose value did not change keeps the strings of its override
+// (what lets the composer find an unchanged route at once).
+func TestConverterMatchesConvert(t *testing.T) {
+	reads := [][]KV{
+		kvs("fg/routes/a/enabled", "true", "fg/routes/b/token_bucket/rate", "100", "fg/active_plan", ""),
+		kvs("fg/routes/a/enabled", "false", "fg/routes/b/token_bucket/rate", "100", "fg/active_plan", ""),
+		kvs("fg/routes/a/enabled", "false", "fg/routes/b/token_bucket/rate", "100", "fg/routes/c/timeout", " 2s ", "fg/active_plan", ""),
+		kvs("fg/routes/a/enabled", "false", "fg/routes/c/timeout", " 2s ", "fg/bogus", "1"),
+		kvs("fg/routes/a/enabled", "false", "fg/routes/c/timeout", "3s", "fg/plans/p", "routes/a/enabled: true", "fg/active_plan", "p"),
+		kvs("fg/routes/b/token_bucket/rate", "100", "fg/routes/a/enabled", "false"), // not in key order
+		kvs(),
+	}
+	var c Converter
+	var prev *Snapshot
+	for i, read := range reads {
+		want, werr := Convert("fg/", read)
+		got, gerr := c.Convert("fg/", read)
+		if (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error() {
+			t.Fatalf("read %d: Convert err %v, Converter err %v", i, werr, gerr)
+		}
+		if werr != nil {
+			continue
+		}
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("read %d:\nConvert:   %+v\nConverter: %+v", i, want, got)
+		}
+		if prev != nil {
+			for _, o := range got.Overrides {
+				for _, p := range prev.Overrides {
+					if o == p && unsafe.StringData(o.Origin) != unsafe.StringData(p.Origin) {
+						t.Errorf("read %d: %s unchanged but converted again", i, o.Path)
+					}
+				}
+			}
+		}
+		prev = got
+	}
+	if len(c.seen) != 0 {
+		t.Errorf("the converter remembers %d keys after an empty read", len(c.seen))
 	}
 }

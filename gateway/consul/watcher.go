@@ -107,6 +107,9 @@ type Options struct {
 // Watcher is the Consul configuration source (a gateway.Source).
 type Watcher struct {
 	o Options
+	// conv converts again only the keys whose value changed since the last read (Run's
+	// goroutine only)
+	conv Converter
 
 	mu      sync.Mutex
 	current *Snapshot // what the gateway serves (applied, or loaded from the snapshot)
@@ -295,7 +298,7 @@ func (w *Watcher) run(ctx context.Context, u updater) {
 
 // consider converts one read and applies it - unless it is unchanged, invalid or held.
 func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV) {
-	snap, err := Convert(w.o.Prefix, kvs)
+	snap, err := w.conv.Convert(w.o.Prefix, kvs)
 	if err != nil {
 		consulReads.WithLabelValues("changed").Inc()
 		u.Reject("consul", "invalid keys", err)
