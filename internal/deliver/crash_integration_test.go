@@ -230,10 +230,13 @@ func TestClusterNodeKilled(t *testing.T) {
 	// still be stored; that is accepted too, and must be delivered as well).
 	scan := func() map[string]bool {
 		// the cluster may still be electing after the kill: "no responders" and a scan
-		// that timed out are retried (at most a minute), any other error is not
-		for deadline := time.Now().Add(itest.MinWait); ; time.Sleep(time.Second) {
+		// that timed out are retried, any other error is not. One attempt gets 20 s and
+		// all of them 3 minutes: a scan started against a node that then lost its
+		// leadership waits out its own timeout, and must leave room for the next one (one
+		// 60 s attempt used the whole minute once on a loaded machine)
+		for deadline := time.Now().Add(3 * itest.MinWait); ; time.Sleep(time.Second) {
 			accepted := map[string]bool{}
-			sctx, scancel := context.WithTimeout(context.Background(), 60*time.Second)
+			sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 			err := e.client.Scan(sctx, queue.Subject("grant"), time.Time{}, func(m queue.Message) error {
 				accepted[idOf(t, m.Data)] = true
 				return nil

@@ -13,6 +13,8 @@ import (
 // is exported like a counter vector, and Forget deletes its series.
 func TestShardedCounterVec(t *testing.T) {
 	v := NewShardedCounterVec("test_sharded_total", "A test counter.", "route", "result")
+	// the registry is the process's: let the name go, so that -count=N declares it again
+	t.Cleanup(func() { untrackForTest(v); Registry.Unregister(v) })
 	a := v.WithLabelValues("r1", "member")
 	if v.WithLabelValues("r1", "member") != a {
 		t.Fatal("the same label values gave two series")

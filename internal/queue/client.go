@@ -384,10 +384,17 @@ func (c *Client) Scan(ctx context.Context, filter string, since time.Time, fn fu
 			return err
 		}
 		if got == 0 {
-			return nil // nothing more matches the filter
+			// Nothing came in 2 s: either nothing more matches (the filter, the start
+			// time), or the stream cannot answer now (a leader election after a node was
+			// lost). Only the server's count of what this consumer still has to deliver
+			// tells them apart; returning here on a stalled stream would give a partial
+			// scan as if it were whole.
+			if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+				return nil
+			}
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("queue: scan of %s stopped before its end (the stream did not answer): %w", filter, err)
 		}
 	}
 }
