@@ -13,12 +13,12 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/floodgate/floodgate/filters"
+	"github.com/floodgate/floodgate/internal/yamlpath"
 	"github.com/floodgate/floodgate/internal/yamlsafe"
 )
 
@@ -185,20 +185,7 @@ func read(name string, src []byte, step func(filters.Definition, *yaml.Node, []s
 func deepest(root *yaml.Node, path []string) *yaml.Node {
 	n := root
 	for _, s := range path {
-		var next *yaml.Node
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == s {
-					next = n.Content[i+1]
-					break
-				}
-			}
-		case yaml.SequenceNode:
-			if i, err := strconv.Atoi(s); err == nil && i >= 0 && i < len(n.Content) {
-				next = n.Content[i]
-			}
-		}
+		next := yamlpath.Child(n, s)
 		if next == nil {
 			return n
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/filters/decode"
+	"github.com/floodgate/floodgate/internal/yamlpath"
 	"github.com/floodgate/floodgate/internal/yamlsafe"
 )
 
@@ -78,21 +79,7 @@ func (v *validator) at(path ...string) *yaml.Node {
 		if n == nil {
 			return nil
 		}
-		var next *yaml.Node
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == s {
-					next = n.Content[i+1]
-					break
-				}
-			}
-		case yaml.SequenceNode:
-			if i, err := strconv.Atoi(s); err == nil && i >= 0 && i < len(n.Content) {
-				next = n.Content[i]
-			}
-		}
-		n = next
+		n = yamlpath.Child(n, s)
 	}
 	return n
 }
