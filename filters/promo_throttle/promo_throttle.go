@@ -41,12 +41,9 @@ type tier struct {
 	burst  int64
 	limit  ratelimit.Limit
 	shed   bool
-	bucket *ratelimit.Bucket
-	// handover, when the tier's rate or burst changed at a reload, carries the previous
-	// filter's bucket's tokens into bucket at the first request (nil: no change).
-	handover  *ratelimit.Handover
-	prevRate  float64
-	prevBurst int64
+	// bucket is the tier's bucket, carried over reloads (and over a change of its rate or
+	// burst: ratelimit.Carried)
+	bucket ratelimit.Carried
 
 	admitted, rejected, shedCount prometheus.Counter
 }
@@ -78,10 +75,7 @@ func (f *PromoThrottle) Decide(r *filters.Request) filters.Result {
 			lim = ratelimit.Share(t.rate, t.burst, n)
 		}
 	}
-	b := t.bucket
-	if t.handover != nil {
-		b, lim = t.handover.Pick(r.Now, ratelimit.Share(t.prevRate, t.prevBurst, max(n, 1)), lim)
-	}
+	b, lim := t.bucket.Pick(r.Now, lim, n)
 	if d := b.Reserve(r.Now, lim, 0); !d.OK {
 		t.rejected.Inc()
 		return filters.Result{
@@ -159,24 +153,10 @@ func (f *PromoThrottle) Tier(r *filters.Request) string {
 // raise is not a free burst.
 func (t *tier) takeOver(old *tier) {
 	if old == nil {
-		t.bucket = new(ratelimit.Bucket)
+		t.bucket = ratelimit.Follow(nil, 0, 0, t.rate, t.burst)
 		return
 	}
-	from, rate, burst := old.bucket, old.rate, old.burst
-	if old.handover != nil {
-		if src := old.handover.Source(); src != nil {
-			// old never served a request: its own predecessor's bucket and limit
-			from, rate, burst = src, old.prevRate, old.prevBurst
-		} else {
-			from = old.handover.Bucket()
-		}
-	}
-	t.bucket = from
-	if rate != t.rate || burst != t.burst {
-		t.handover = ratelimit.NewHandover(from)
-		t.bucket = t.handover.Bucket()
-		t.prevRate, t.prevBurst = rate, burst
-	}
+	t.bucket = ratelimit.Follow(&old.bucket, old.rate, old.burst, t.rate, t.burst)
 }
 
 func (f *PromoThrottle) tier(name string) *tier {

@@ -161,30 +161,16 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 	f.missingKey = missingKey.WithLabelValues(route)
 
 	if p, ok := prev.(*TokenBucket); ok && p.key.String() == f.key.String() && p.maxKeys == f.maxKeys {
-		f.bucket, f.table, f.carried = p.bucket, p.table, true
-		from, rate, burst := p.bucket, p.rate, p.burst
-		if p.handover != nil {
-			if src := p.handover.Source(); src != nil {
-				// p never served a request: its own predecessor's bucket and limit
-				from, rate, burst = src, p.prevRate, p.prevBurst
-			} else {
-				from = p.handover.Bucket()
-			}
-			f.bucket = from
-		}
+		f.table, f.carried = p.table, true
+		// the route's bucket (or the one of requests without a key): taken over, its
+		// tokens carried over a change of rate or burst
+		f.bucket = ratelimit.Follow(&p.bucket, p.rate, p.burst, f.rate, f.burst)
 		if keyed {
 			f.carryKeys(p)
 		}
-		if rate != f.rate || burst != f.burst {
-			// the route's bucket (or the one of requests without a key): carry its tokens
-			// over the change (ratelimit.Handover)
-			f.handover = ratelimit.NewHandover(from)
-			f.bucket = f.handover.Bucket()
-			f.prevRate, f.prevBurst = rate, burst
-		}
 		return f, nil
 	}
-	f.bucket = new(ratelimit.Bucket)
+	f.bucket = ratelimit.Follow(nil, 0, 0, f.rate, f.burst)
 	if keyed {
 		f.table = ratelimit.NewTable(f.maxKeys)
 	}

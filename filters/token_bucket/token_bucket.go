@@ -34,13 +34,9 @@ type TokenBucket struct {
 	maxWait int64 // ns
 	jitter  int64 // ns
 
-	// bucket is the route's bucket (no key), or the one shared by requests without a key.
-	bucket *ratelimit.Bucket
-	// handover, when the rate or burst changed at a reload, carries the previous
-	// filter's bucket's tokens into bucket at the first request (nil: no change).
-	handover  *ratelimit.Handover
-	prevRate  float64
-	prevBurst int64
+	// bucket is the route's bucket (no key), or the one shared by requests without a key,
+	// carried over reloads (and over a change of rate or burst: ratelimit.Carried).
+	bucket ratelimit.Carried
 	// table holds a bucket per key (nil without a key).
 	table *ratelimit.Table
 	// keyHandover, when the rate or burst changed at a reload, carries each key's tokens
@@ -107,10 +103,11 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 // routeBucket takes a token of the route's bucket (or of the one shared by requests
 // without a key), carried over a change of limit by the handover.
 func (f *TokenBucket) routeBucket(now int64, lim ratelimit.Limit) ratelimit.Decision {
-	b := f.bucket
-	if f.handover != nil {
-		b, lim = f.handover.Pick(now, f.prevLimit(), lim)
+	n := int64(1)
+	if f.global {
+		n = f.env.Instances()
 	}
+	b, lim := f.bucket.Pick(now, lim, n)
 	return b.Reserve(now, lim, f.maxWait)
 }
 
@@ -139,12 +136,3 @@ func (f *TokenBucket) Carried() bool { return f.carried }
 
 var _ filters.Filter = (*TokenBucket)(nil)
 
-// prevLimit is the limit of the filter this one replaced, for this many instances.
-func (f *TokenBucket) prevLimit() ratelimit.Limit {
-	if f.global {
-		if n := f.env.Instances(); n > 1 {
-			return ratelimit.Share(f.prevRate, f.prevBurst, n)
-		}
-	}
-	return ratelimit.NewLimit(f.prevRate, f.prevBurst)
-}
