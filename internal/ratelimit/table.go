@@ -175,20 +175,11 @@ func tatOf(v uint64, now, longest int64) int64 {
 // Tokens returns how many whole tokens key holds at time now under l (a full bucket if
 // the table does not hold key).
 func (t *Table) Tokens(key uint64, now int64, l Limit) int64 {
-	tag := tagOf(key)
-	a, b := t.sets(key)
-	s, v := find(a, tag)
-	if s == nil {
-		s, v = find(b, tag)
-	}
-	if s == nil {
+	tat, ok := t.peek(key, now)
+	if !ok {
 		return l.Burst
 	}
-	r := rel(v, now)
-	if r > t.horizon.Load() {
-		return l.Burst // wrapped: full
-	}
-	return tokens(now+r, now, l)
+	return tokens(tat, now, l) // an expired bucket's state is now: full
 }
 
 // peek returns the state of key at time now, if the table holds it (a live or an expired
