@@ -54,9 +54,9 @@ type Gateway struct {
 	recent   *recentGrants
 	instance string
 	// ovlTicker runs the adaptive protection's window ticker (overload.go).
-	ovlTicker overloadTicker
+	ovlTicker bgLoop
 	// health runs the health checks of ejected servers (health.go).
-	health healthLoop
+	health bgLoop
 }
 
 // Options configures New.

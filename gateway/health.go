@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -236,15 +235,6 @@ func dialWithin(dial fasthttp.DialFunc, addr string, d time.Duration) (net.Conn,
 	}
 }
 
-// healthLoop is the lifecycle of the health check loop: it runs while the configuration in
-// force has a pool that ejects servers with health checks on, and not after Close.
-type healthLoop struct {
-	mu     sync.Mutex
-	stop   chan struct{} // nil: not running
-	done   chan struct{}
-	closed bool
-}
-
 // syncHealth starts or stops the health check loop for the configuration st (just
 // swapped in).
 func (g *Gateway) syncHealth(st *state) {
@@ -252,35 +242,7 @@ func (g *Gateway) syncHealth(st *state) {
 	for _, p := range st.pools {
 		want = want || (p.cfg.Eject.Failures > 0 && p.health.Load().on)
 	}
-	l := &g.health
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case want && l.stop == nil && !l.closed:
-		l.stop, l.done = make(chan struct{}), make(chan struct{})
-		go g.runHealth(l.stop, l.done)
-	case !want && l.stop != nil:
-		l.halt()
-	}
-}
-
-// halt stops the loop and waits for it (l.mu held). Probes already started end by their
-// timeout.
-func (l *healthLoop) halt() {
-	close(l.stop)
-	<-l.done
-	l.stop, l.done = nil, nil
-}
-
-// closeHealth stops the loop for good (Gateway.Close).
-func (g *Gateway) closeHealth() {
-	l := &g.health
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	if l.stop != nil {
-		l.halt()
-	}
+	g.health.set(want, g.runHealth)
 }
 
 // runHealth looks for due probes every config.MinHealthInterval, for the pools in force,

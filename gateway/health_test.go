@@ -435,11 +435,7 @@ routes: {lq_route: {path: /lq, pool: lq}}
 `
 	off := strings.Replace(on, "duration: 1h}", "duration: 1h}, health_check: {enabled: false}", 1)
 	r := newRig(t, off)
-	running := func() bool {
-		r.gw.health.mu.Lock()
-		defer r.gw.health.mu.Unlock()
-		return r.gw.health.stop != nil
-	}
+	running := r.gw.health.running
 	if running() {
 		t.Fatal("probe loop running with health checks off")
 	}

@@ -5,7 +5,6 @@ import (
 	"math"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,15 +128,6 @@ func coreFloors(cfg *config.Config) map[string]adaptive.Level {
 	return out
 }
 
-// overloadTicker is the lifecycle of the window ticker: it runs while the configuration in
-// force has a pool with adaptive protection on (or in shadow), and not after Close.
-type overloadTicker struct {
-	mu     sync.Mutex
-	stop   chan struct{} // nil: not running
-	done   chan struct{}
-	closed bool
-}
-
 // syncOverload starts or stops the window ticker for the configuration st (just swapped
 // in) and publishes every pool's gauges once (the ticker keeps them current while it runs).
 func (g *Gateway) syncOverload(st *state) {
@@ -145,40 +135,19 @@ func (g *Gateway) syncOverload(st *state) {
 	for _, p := range st.pools {
 		want = want || p.ctl.Settings().Enabled
 	}
-	t := &g.ovlTicker
-	t.mu.Lock()
-	switch {
-	case want && t.stop == nil && !t.closed:
-		t.stop, t.done = make(chan struct{}), make(chan struct{})
-		go g.runOverload(t.stop, t.done)
-	case !want && t.stop != nil:
-		t.halt()
-	}
-	t.mu.Unlock()
+	g.ovlTicker.set(want, g.runOverload)
 	for _, p := range st.pools {
 		p.publish()
 	}
 }
 
-// halt stops the ticker and waits for it (t.mu held).
-func (t *overloadTicker) halt() {
-	close(t.stop)
-	<-t.done
-	t.stop, t.done = nil, nil
-}
-
 // Close stops the gateway's background work: the adaptive protection's window ticker
-// (limits and levels stay where they are) and the health checks of ejected servers. The gateway still answers requests; Close is
-// for the end of the process or of a test, after Shutdown.
+// (limits and levels stay where they are) and the health checks of ejected servers. The
+// gateway still answers requests; Close is for the end of the process or of a test, after
+// Shutdown.
 func (g *Gateway) Close() {
-	g.closeHealth()
-	t := &g.ovlTicker
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.closed = true
-	if t.stop != nil {
-		t.halt()
-	}
+	g.health.close()
+	g.ovlTicker.close()
 }
 
 // runOverload closes every enabled pool's window each OverloadWindow and publishes the
