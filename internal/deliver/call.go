@@ -3,6 +3,7 @@ package deliver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,9 @@ type Outcome struct {
 	Duplicate bool
 	Err       error
 	Addr      string
+	// Unreachable is set when the call never reached a backend (no address, or the
+	// connection could not be made): the backend is down, not this grant's fault.
+	Unreachable bool
 }
 
 func (o Outcome) String() string {
@@ -122,7 +126,7 @@ func (c *Caller) client(addr string) *fasthttp.HostClient {
 // recorded query, the kept headers and the body, plus t.IDHeader: rec.ID.
 func (c *Caller) Call(t Target, rec *grant.Record) Outcome {
 	if len(t.Addrs) == 0 {
-		return Outcome{Class: Retry, Err: errors.New("the route's pool has no address")}
+		return Outcome{Class: Retry, Err: errors.New("the route's pool has no address"), Unreachable: true}
 	}
 	addr := t.Addrs[int(c.next.Add(1)-1)%len(t.Addrs)]
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -162,7 +166,7 @@ func (c *Caller) Call(t Target, rec *grant.Record) Outcome {
 	}
 	err := c.client(addr).DoTimeout(req, resp, t.Timeout)
 	if err != nil {
-		return Outcome{Class: Retry, Err: err, Addr: addr}
+		return Outcome{Class: Retry, Err: err, Addr: addr, Unreachable: dialFailed(err)}
 	}
 	st := resp.StatusCode()
 	o := Outcome{Status: st, Addr: addr}
@@ -180,4 +184,15 @@ func (c *Caller) Call(t Target, rec *grant.Record) Outcome {
 		o.Class = Retry
 	}
 	return o
+}
+
+// dialFailed reports whether err says the connection could not be made (refused, no
+// route, a dial timeout): the request was never sent. An error after the connection was
+// made (a reset, a read timeout) is not: the backend may have acted on the grant.
+func dialFailed(err error) bool {
+	if errors.Is(err, fasthttp.ErrDialTimeout) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -8,8 +8,14 @@
 //     ack (the server confirms the ack). A deliverer killed between the call and the ack
 //     leaves the grant unacknowledged: the queue hands it out again after ack_wait and the
 //     backend, which records each grant id once, answers "duplicate".
-//   - A 5xx, a timeout or a connection error is retried after backoff[attempt-1] (the
-//     last wait repeats) by a negative acknowledgement with delay; after max_attempts
+//   - A backend that cannot be reached (no connection could be made: the request was
+//     never sent) is not the grant's fault: the grant is held, its ack wait extended, and
+//     sent again every second without counting an attempt, so an outage of any length
+//     parks nothing and the grants flow within a second of the backend's return; while
+//     every concurrency slot holds a grant, no more are fetched.
+//   - A 5xx, a timeout or an error after the connection was made is retried after
+//     backoff[attempt-1] (the last wait repeats) by a negative acknowledgement with
+//     delay; after max_attempts
 //     the grant is parked: terminated in the queue (it stays in the stream, which is the
 //     log reconciliation reads), counted and logged with its id. A 409 (the id recorded
 //     with other content) is parked as a conflict, another 4xx as rejected.
@@ -57,6 +63,10 @@ var (
 		"Age of the oldest grant of the route not yet acknowledged (0: none).", "route")
 	rateGauge = metrics.NewGaugeVec("delivery_rate_limit",
 		"Grants per second this deliverer sends for the route: async.deliver.rate divided by the live deliverers (0 while paused).", "route")
+	unreachableCalls = metrics.NewCounterVec("delivery_unreachable_total",
+		"Delivery calls that could not reach a backend (no connection could be made: nothing was sent); the grant is held and called again.", "route")
+	heldGauge = metrics.NewGaugeVec("delivery_held",
+		"Grants of the route held by this deliverer because its backend cannot be reached (called again every second, without counting an attempt).", "route")
 	liveGauge = metrics.NewGauge("deliverers_live",
 		"Deliverers with a fresh heartbeat (this one included); the routes' rates are split by this number.")
 )
@@ -285,19 +295,21 @@ func (d *Deliverer) watchBacklog(ctx context.Context) {
 
 // RouteStatus is one route's delivery state, for /status and `floodgate ctl async`.
 type RouteStatus struct {
-	Route       string        `json:"route"`
-	Paused      bool          `json:"paused"`
-	Rate        float64       `json:"rate"`
-	RateShare   float64       `json:"rate_share"`
-	Concurrency int           `json:"concurrency"`
-	InFlight    int64         `json:"in_flight"`
-	Delivered   uint64        `json:"delivered"`
-	Duplicates  uint64        `json:"duplicates"`
-	Retries     uint64        `json:"retries"`
-	Parked      uint64        `json:"parked"`
-	Backlog     queue.Backlog `json:"backlog"`
-	Consumer    string        `json:"consumer"`
-	Error       string        `json:"error,omitempty"`
+	Route       string  `json:"route"`
+	Paused      bool    `json:"paused"`
+	Rate        float64 `json:"rate"`
+	RateShare   float64 `json:"rate_share"`
+	Concurrency int     `json:"concurrency"`
+	InFlight    int64   `json:"in_flight"`
+	Delivered   uint64  `json:"delivered"`
+	Duplicates  uint64  `json:"duplicates"`
+	Retries     uint64  `json:"retries"`
+	Parked      uint64  `json:"parked"`
+	// Held is how many grants wait for the route's backend to be reachable again.
+	Held     int64         `json:"held"`
+	Backlog  queue.Backlog `json:"backlog"`
+	Consumer string        `json:"consumer"`
+	Error    string        `json:"error,omitempty"`
 }
 
 // Status is the deliverer's state.
@@ -316,7 +328,7 @@ func (d *Deliverer) Status() Status {
 	for name, w := range d.workers {
 		rs := RouteStatus{Route: name, Consumer: queue.ConsumerName(name), InFlight: w.inflight.Load(),
 			Delivered: w.delivered.Load(), Duplicates: w.duplicates.Load(), Retries: w.retries.Load(), Parked: w.parked.Load(),
-			Backlog: d.backlog[name]}
+			Held: w.held.Load(), Backlog: d.backlog[name]}
 		if cfg != nil && cfg.Routes[name] != nil && cfg.Routes[name].Async != nil {
 			dc := cfg.Routes[name].Async.Deliver
 			rs.Paused, rs.Rate, rs.Concurrency = dc.Paused, dc.Rate, dc.Concurrency
@@ -342,6 +354,7 @@ type worker struct {
 	lastErr  atomic.Value
 
 	delivered, duplicates, retries, parked atomic.Uint64
+	held                                   atomic.Int64 // grants held for an unreachable backend
 
 	cons      jetstream.Consumer
 	consCfg   queue.ConsumerConfig
@@ -534,12 +547,12 @@ func (w *worker) dispatch(ctx context.Context, msg jetstream.Msg) {
 			default:
 			}
 		}()
-		w.handle(msg)
+		w.handle(ctx, msg)
 	}()
 }
 
 // handle makes one delivery call for msg and settles it with the queue.
-func (w *worker) handle(msg jetstream.Msg) {
+func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 	a := w.async()
 	if a == nil {
 		msg.Nak()
@@ -565,6 +578,12 @@ func (w *worker) handle(msg jetstream.Msg) {
 	}
 	failpoint.Hit("deliver.before_call")
 	out := w.d.caller.Call(t, rec)
+	if out.Unreachable {
+		if out, ok = w.holdUnreachable(ctx, msg, rec, out); !ok {
+			msg.Nak() // stopping, or the route is gone: the queue hands it out again
+			return
+		}
+	}
 	attempt := int(md.NumDelivered)
 	switch out.Class {
 	case Delivered:
@@ -609,6 +628,53 @@ func (w *worker) handle(msg jetstream.Msg) {
 		deliveries.WithLabelValues(w.route, "rejected").Inc()
 		w.park(msg, "rejected", rec.ID, out.String())
 	}
+}
+
+// UnreachableHold is how often a grant held for an unreachable backend is sent again.
+const UnreachableHold = time.Second
+
+// holdUnreachable keeps a grant whose backend could not be reached (the call was never
+// sent) and calls again every UnreachableHold, its ack wait extended, until a call reaches
+// a backend; it returns that call's outcome. A backend that is down is not the grant's
+// fault: waiting does not count an attempt (the grant is not handed back, so the queue
+// does not count a delivery), an outage of any length parks nothing, and the grants come
+// through within UnreachableHold of the backend's return instead of after their backoff.
+// While every slot holds a grant the worker fetches no more. ok is false when ctx ends or
+// the route is no longer async: the caller hands the grant back.
+func (w *worker) holdUnreachable(ctx context.Context, msg jetstream.Msg, rec *grant.Record, out Outcome) (_ Outcome, ok bool) {
+	if w.held.Add(1) == 1 {
+		w.d.log.Warn("delivery backend unreachable: holding the route's grants and calling again every second",
+			zap.String("route", w.route), zap.Stringer("outcome", out))
+	}
+	heldGauge.WithLabelValues(w.route).Inc()
+	defer func() {
+		heldGauge.WithLabelValues(w.route).Dec()
+		if w.held.Add(-1) == 0 && ok {
+			w.d.log.Info("delivery backend reachable again", zap.String("route", w.route))
+		}
+	}()
+	lastProgress := time.Now()
+	for out.Unreachable {
+		unreachableCalls.WithLabelValues(w.route).Inc()
+		w.setErr(out.Err)
+		if !sleepCtx(ctx, UnreachableHold) {
+			return out, false
+		}
+		a := w.async()
+		if a == nil {
+			return out, false
+		}
+		if time.Since(lastProgress) > time.Duration(a.Deliver.AckWait)/3 {
+			msg.InProgress()
+			lastProgress = time.Now()
+		}
+		t, found := TargetOf(w.d.o.Config(), w.route)
+		if !found {
+			return out, false
+		}
+		out = w.d.caller.Call(t, rec)
+	}
+	return out, true
 }
 
 // park terminates a grant in the queue: it is not redelivered, it stays in the stream,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -173,14 +174,13 @@ func TestPauseByConsul(t *testing.T) {
 	itest.WaitFor(t, "all 300 delivered", 60*time.Second, func() bool { return len(e.ledger()) == 300 })
 }
 
-// TestRetriesThenParks: with the backend down every grant is tried max_attempts times
-// (a retry after each backoff) and then parked; a 409 is parked as a conflict and a 400
-// as rejected, at the first attempt.
+// TestRetriesThenParks: with a backend that answers 500 to every grant, every grant is
+// tried max_attempts times (a retry after each backoff) and then parked; a 409 is parked
+// as a conflict and a 400 as rejected, at the first attempt.
 func TestRetriesThenParks(t *testing.T) {
 	t.Parallel()
 	itest.RequireIntegration(t)
-	down := itest.FreeAddr(t) // nothing listens there
-	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3, backoff: "300ms, 600ms", backend: down})
+	e := newEnv(t, envOpts{rate: 500, conc: 4, attempts: 3, backoff: "300ms, 600ms", backendArgs: []string{"-error-rate", "1"}})
 	ids := e.publish(5)
 	start := time.Now()
 	d := e.startDeliverer("a")
@@ -214,6 +214,54 @@ func TestRetriesThenParks(t *testing.T) {
 		_, r := d.status(t)
 		return r.Backlog.Pending == 0 && r.Backlog.AckPending == 0
 	})
+}
+
+// TestHoldsWhileTheBackendIsUnreachable: a backend that cannot be reached is not the
+// grants' fault: they are held and called again every second, far beyond max_attempts
+// calls, with no attempt counted, no retry and nothing parked; when the backend comes up
+// at its address, every grant is delivered once.
+func TestHoldsWhileTheBackendIsUnreachable(t *testing.T) {
+	t.Parallel()
+	itest.RequireIntegration(t)
+	down := itest.FreeAddr(t) // nothing listens there yet
+	e := newEnv(t, envOpts{rate: 500, conc: 8, attempts: 3, backoff: "100ms, 200ms", backend: down})
+	ids := e.publish(5)
+	d := e.startDeliverer("a")
+	// 5 grants called 4 times each: more than max_attempts (3), which would have parked
+	// them had the calls counted
+	itest.WaitFor(t, "each of the 5 grants called more often than max_attempts", itest.MinWait, func() bool {
+		return d.metric(t, "floodgate_delivery_unreachable_total", map[string]string{"route": "grant"}) >= 20
+	})
+	_, r := d.status(t)
+	if r.Held != 5 || r.Parked != 0 || r.Retries != 0 || r.Delivered != 0 {
+		t.Fatalf("backend unreachable: held %d parked %d retries %d delivered %d, want 5 held and nothing else", r.Held, r.Parked, r.Retries, r.Delivered)
+	}
+	if v := d.metric(t, "floodgate_delivery_held", map[string]string{"route": "grant"}); v != 5 {
+		t.Errorf("floodgate_delivery_held = %v, want 5", v)
+	}
+	// the backend comes up where the route points
+	ledger := filepath.Join(t.TempDir(), "ledger.jsonl")
+	itest.BackendAt(t, "delivery", down, "-ledger", ledger)
+	up := time.Now()
+	itest.WaitFor(t, "the 5 held grants delivered", itest.MinWait, func() bool { return len(e.ledger()) == 5 })
+	t.Logf("backend up: the held grants were delivered within %v", time.Since(up).Round(time.Millisecond))
+	got := map[string]int{}
+	for _, g := range e.ledger() {
+		got[g.ID]++
+	}
+	for _, id := range ids {
+		if got[id] != 1 {
+			t.Errorf("grant %s is in the ledger %d times, want once", id, got[id])
+		}
+	}
+	itest.WaitFor(t, "nothing held, nothing pending", itest.MinWait, func() bool {
+		_, r := d.status(t)
+		return r.Held == 0 && r.Delivered == 5 && r.Backlog.Pending == 0 && r.Backlog.AckPending == 0
+	})
+	_, r = d.status(t)
+	if r.Parked != 0 || r.Retries != 0 {
+		t.Errorf("after the backend came up: parked %d retries %d, want 0 and 0", r.Parked, r.Retries)
+	}
 }
 
 func TestConflictAndRejectedAreParked(t *testing.T) {

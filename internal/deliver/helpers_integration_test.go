@@ -67,8 +67,10 @@ type envOpts struct {
 	attempts int
 	backoff  string
 	backend  string // "" = start a real delivery backend
-	queueURL string // "" = start a queue node
-	replicas int
+	// backendArgs are extra flags for the delivery backend started (e.g. -error-rate 1)
+	backendArgs []string
+	queueURL    string // "" = start a queue node
+	replicas    int
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -82,7 +84,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	if o.backend == "" {
 		e.ledgerPath = filepath.Join(t.TempDir(), "ledger.jsonl")
-		e.backend, _ = itest.Backend(t, "delivery", "-ledger", e.ledgerPath)
+		e.backend, _ = itest.Backend(t, "delivery", append([]string{"-ledger", e.ledgerPath}, o.backendArgs...)...)
 	} else {
 		e.backend = o.backend
 	}
@@ -186,6 +188,7 @@ type routeStatus struct {
 	Duplicates uint64  `json:"duplicates"`
 	Retries    uint64  `json:"retries"`
 	Parked     uint64  `json:"parked"`
+	Held       int64   `json:"held"`
 	Backlog    struct {
 		Pending    uint64 `json:"pending"`
 		AckPending int    `json:"ack_pending"`
