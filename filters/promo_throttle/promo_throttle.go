@@ -36,11 +36,11 @@ type PromoThrottle struct {
 }
 
 type tier struct {
-	name   string
-	rate   float64
-	burst  int64
-	limit  ratelimit.Limit
-	shed   bool
+	name  string
+	rate  float64
+	burst int64
+	limit ratelimit.Limit
+	shed  bool
 	// bucket is the tier's bucket, carried over reloads (and over a change of its rate or
 	// burst: ratelimit.Carried)
 	bucket ratelimit.Carried

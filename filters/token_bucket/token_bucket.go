@@ -135,4 +135,3 @@ func (f *TokenBucket) Table() *ratelimit.Table { return f.table }
 func (f *TokenBucket) Carried() bool { return f.carried }
 
 var _ filters.Filter = (*TokenBucket)(nil)
-
