@@ -64,7 +64,7 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 	var d ratelimit.Decision
 	var seed uint64
 	if f.table == nil {
-		d = f.routeBucket(r.Now, lim)
+		d = f.routeBucket(r.Now, lim, n)
 	} else if h, st := f.key.Hash(r); st == filters.KeyBad {
 		return filters.RejectWith(f.badKey)
 	} else if st == filters.KeyFound {
@@ -82,7 +82,7 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 		case missingReject:
 			return filters.RejectWith(f.noKey)
 		}
-		d = f.routeBucket(r.Now, lim)
+		d = f.routeBucket(r.Now, lim, n)
 	}
 	if d.OK {
 		if d.Delay > 0 {
@@ -101,12 +101,9 @@ func (f *TokenBucket) Decide(r *filters.Request) filters.Result {
 }
 
 // routeBucket takes a token of the route's bucket (or of the one shared by requests
-// without a key), carried over a change of limit by the handover.
-func (f *TokenBucket) routeBucket(now int64, lim ratelimit.Limit) ratelimit.Decision {
-	n := int64(1)
-	if f.global {
-		n = f.env.Instances()
-	}
+// without a key), carried over a change of limit by the handover; n is the instance count
+// lim is shared among (Decide read it once).
+func (f *TokenBucket) routeBucket(now int64, lim ratelimit.Limit, n int64) ratelimit.Decision {
 	b, lim := f.bucket.Pick(now, lim, n)
 	return b.Reserve(now, lim, f.maxWait)
 }
