@@ -358,10 +358,10 @@ done
 SHED_BURST=$(( SHED_LIMIT / 10 > 1 ? SHED_LIMIT / 10 : 1 ))
 SHED_OFFERED=$(( SHED_LIMIT * SHED_FACTOR ))
 declare -A SHED_PID SR
-proc_ticks() { # CPU ticks (utime+stime) of a process and its children
+proc_ticks() { # "total kernel": CPU ticks (utime+stime, and stime alone) of a process and its children
 	local p="$1"
 	for q in "$p" $(pgrep -P "$p" 2>/dev/null || true); do cat "/proc/$q/stat" 2>/dev/null || true; done |
-		awk '{ sub(/^.*\) /, ""); s += $12 + $13 } END { print s + 0 }'
+		awk '{ sub(/^.*\) /, ""); s += $12 + $13; k += $13 } END { print s + 0, k + 0 }'
 }
 children_ticks() { awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$$/stat"; }
 start_shed() { # start_shed BACKEND_PORT: the shed-* proxies, unpinned
@@ -399,7 +399,7 @@ start_shed() { # start_shed BACKEND_PORT: the shed-* proxies, unpinned
 	done
 }
 
-# shed_run CONFIG DURATION JSON -> prints the proxy's CPU ticks over the run
+# shed_run CONFIG DURATION JSON -> prints the proxy's CPU ticks over the run: "total kernel"
 shed_run() {
 	local c="$1" d="$2" out="$3" t0 t1
 	t0="$(proc_ticks "${SHED_PID[$c]}")"
@@ -407,14 +407,15 @@ shed_run() {
 		-target "127.0.0.1:${TARGET[shed/$c]}" -quiet -json "$out" >/dev/null 2>"$WORK/bench-$c.err" ||
 		{ tail -5 "$WORK/bench-$c.err" >&2; die "floodgate bench against $c failed"; }
 	t1="$(proc_ticks "${SHED_PID[$c]}")"
-	echo $((t1 - t0))
+	echo "$t0 $t1" | awk '{ print $3 - $1, $4 - $2 }'
 }
 
-# shed_figures JSON TICKS OTHER -> "admitted/s rejects/s cpu_cores rejects_per_cpu_s adm_p99_ms rej_p99_ms errors late_pct other"
+# shed_figures JSON "TICKS KTICKS" OTHER -> "admitted/s rejects/s cpu_cores rejects_per_cpu_s adm_p99_ms rej_p99_ms errors late_pct other us_per_answer kernel_us_per_answer"
 # admitted/s and rejects/s over the steady seconds of the timeline (the first and the last
 # second left out); rejects per CPU-second: every reject of the run over the proxy's CPU.
 shed_figures() {
-	jq -r --argjson ticks "$2" --argjson hz "$(getconf CLK_TCK)" --argjson other "$3" '
+	local ticks="${2%% *}" kticks="${2##* }"
+	jq -r --argjson ticks "$ticks" --argjson kticks "$kticks" --argjson hz "$(getconf CLK_TCK)" --argjson other "$3" '
 		.timeline as $t | ($t | length) as $n
 		| (if $n > 2 then $t[1:$n - 1] else $t end) as $s
 		| (if $n > 2 then $t[$n - 2].t - $t[0].t else .elapsed_s end) as $w
@@ -424,7 +425,8 @@ shed_figures() {
 		| ($rv | map(.count) | add // 0) as $rej
 		| (($rv | max_by(.count) // {latency_us: {p99: 0}}).latency_us.p99) as $rp99
 		| ($ticks / $hz) as $cpu
-		| "\($adm) \($rejs) \($cpu / .elapsed_s) \(if $cpu > 0 then $rej / $cpu else 0 end) \(.admitted_us.p99 / 1000) \($rp99 / 1000) \((.totals.error // 0) + (.totals.client // 0)) \(.late_pct) \($other)"
+		| ([.routes[].verdicts[].count] | add // 0) as $answers
+		| "\($adm) \($rejs) \($cpu / .elapsed_s) \(if $cpu > 0 then $rej / $cpu else 0 end) \(.admitted_us.p99 / 1000) \($rp99 / 1000) \((.totals.error // 0) + (.totals.client // 0)) \(.late_pct) \($other) \(if $answers > 0 then 1e6 * $cpu / $answers else 0 end) \(if $answers > 0 then 1e6 * $kticks / $hz / $answers else 0 end)"
 	' "$1"
 }
 
@@ -528,7 +530,7 @@ SHED_TABLE="" SHED_RATIOS="" SHED_NOTES=""
 if [ -n "$SHED_CONFIGS" ]; then
 	declare -A SM
 	for c in $SHED_CONFIGS; do
-		for col in 1 2 3 4 5 6 7 8 9; do
+		for col in 1 2 3 4 5 6 7 8 9 10 11; do
 			SM[$c/$col]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk -v k="$col" '{ print $k }' | median)"
 		done
 		SM[$c/min]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk '{ print $4 }' | sort -g | head -1)"
@@ -537,12 +539,12 @@ if [ -n "$SHED_CONFIGS" ]; then
 		SM[$c/admmax]="$(for run in $(seq "$RUNS"); do echo "${SR[$c/$run]}"; done | awk '{ print $1 }' | sort -g | tail -1)"
 	done
 	SHED_TABLE="$(
-		printf '| configuration | admitted/s (median; min - max) | vs limit | rejects/s | proxy CPU (cores) | rejects per CPU-second (median; min - max) | p99 admitted ms | p99 rejected ms | errors | generator late | other load (cores) |\n'
-		printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+		printf '| configuration | admitted/s (median; min - max) | vs limit | rejects/s | proxy CPU (cores) | rejects per CPU-second (median; min - max) | CPU us per answer (of it kernel) | p99 admitted ms | p99 rejected ms | errors | generator late | other load (cores) |\n'
+		printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 		for c in $SHED_CONFIGS; do
-			printf '| %s | %.1f (%.1f - %.1f) | %+.2f%% | %.0f | %.3f | %.0f (%.0f - %.0f) | %.2f | %.2f | %.0f | %.2f%% | %.2f |\n' "$c" \
+			printf '| %s | %.1f (%.1f - %.1f) | %+.2f%% | %.0f | %.3f | %.0f (%.0f - %.0f) | %.1f (%.1f) | %.2f | %.2f | %.0f | %.2f%% | %.2f |\n' "$c" \
 				"${SM[$c/1]}" "${SM[$c/admmin]}" "${SM[$c/admmax]}" "$(awk -v a="${SM[$c/1]}" -v l="$SHED_LIMIT" 'BEGIN { print 100 * (a - l) / l }')" \
-				"${SM[$c/2]}" "${SM[$c/3]}" "${SM[$c/4]}" "${SM[$c/min]}" "${SM[$c/max]}" "${SM[$c/5]}" "${SM[$c/6]}" "${SM[$c/7]}" "${SM[$c/8]}" "${SM[$c/9]}"
+				"${SM[$c/2]}" "${SM[$c/3]}" "${SM[$c/4]}" "${SM[$c/min]}" "${SM[$c/max]}" "${SM[$c/10]}" "${SM[$c/11]}" "${SM[$c/5]}" "${SM[$c/6]}" "${SM[$c/7]}" "${SM[$c/8]}" "${SM[$c/9]}"
 		done
 	)"
 	for c in $SHED_CONFIGS; do
@@ -555,6 +557,14 @@ if [ -n "$SHED_CONFIGS" ]; then
 	if awk -v o="$SHED_OTHER" 'BEGIN { exit !(o > 0.2) }'; then
 		SHED_NOTES+="${SHED_NOTES:+$'\n'}note: the machine was busy with other work during the shedding runs (median $SHED_OTHER cores besides this benchmark); the figures are noisy"
 	fi
+	# What the kernel alone allows: a proxy whose answers cost nothing in user space and the
+	# same kernel CPU as the other proxy's (the socket reads, writes and waits of one
+	# keep-alive answer) reaches at most (its CPU per answer / its kernel CPU per answer)
+	# times the other's rejects per CPU-second.
+	for b in shed-nginx shed-haproxy; do
+		[[ " $SHED_CONFIGS " == *" $b "* ]] || continue
+		SHED_NOTES+="${SHED_NOTES:+$'\n'}$(awk -v n="$b" -v t="${SM[$b/10]}" -v k="${SM[$b/11]}" 'BEGIN { if (k > 0) printf "note: %s spends %.1f us of CPU per answer, %.1f us of it in the kernel: a proxy with no user-space cost and %s'"'"'s kernel cost would answer at most %.2fx its rejects per CPU-second", n, t, k, n, t / k }')"
+	done
 	for b in shed-nginx shed-haproxy; do
 		[[ " $SHED_CONFIGS " == *" shed-gateway "* && " $SHED_CONFIGS " == *" $b "* ]] || continue
 		SHED_RATIOS+="$(awk -v n="shed-gateway/$b" -v a="${SM[shed-gateway/4]}" -v b="${SM[$b/4]}" 'BEGIN { if (b > 0) printf "ratio %s = %.2f", n, a / b }')"$'\n'
