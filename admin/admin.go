@@ -58,6 +58,7 @@ type Server struct {
 	draining atomic.Bool
 	extra    map[string]http.Handler
 	fleet    func() any
+	guard    *authGuard // wrong-token lockouts (guard.go)
 
 	sampler  sampler
 	stopTick chan struct{}
@@ -70,7 +71,7 @@ func New(gw *gateway.Gateway, u *gateway.Updater, token string, logger *zap.Logg
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Server{gw: gw, updater: u, token: token, logger: logger, extra: map[string]http.Handler{}}
+	return &Server{gw: gw, updater: u, token: token, logger: logger, extra: map[string]http.Handler{}, guard: newAuthGuard()}
 }
 
 // SetStale marks the configuration stale with a reason, or fresh with "".
@@ -220,7 +221,21 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
+		bearer := r.Header.Get("Authorization") != ""
+		if bearer && s.refuseLocked(w, r) {
+			return
+		}
+		ok := s.authorized(r)
+		if bearer {
+			if ok {
+				s.guard.succeeded(clientKey(r))
+			} else {
+				s.guard.failed(clientKey(r))
+				authFailures.WithLabelValues().Inc()
+				s.logger.Warn("admin request refused: wrong token", s.remote(r), zap.String("path", r.URL.Path))
+			}
+		}
+		if !ok {
 			if r.URL.Path == "/" && r.Header.Get("Authorization") == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 				// a browser opening the console: the login form
 				http.Redirect(w, r, "/login", http.StatusSeeOther)

@@ -17,7 +17,8 @@ import (
 // make the browser send it), Secure when the admin listener is reached over TLS. Its value
 // is an HMAC of the token, so it stops working when the token changes, and the token
 // itself is never stored in the browser. Scripts and Prometheus keep using
-// "Authorization: Bearer <token>". Every comparison is constant-time.
+// "Authorization: Bearer <token>". Every comparison is constant-time, and a client that
+// keeps sending wrong tokens is locked out for a growing time (guard.go).
 
 // sessionCookie is the cookie's name.
 const sessionCookie = "floodgate_admin"
@@ -75,6 +76,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
+	if s.refuseLocked(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := r.ParseForm(); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
@@ -83,11 +87,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	got := r.PostForm.Get("token")
 	if subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+		s.guard.failed(clientKey(r))
+		authFailures.WithLabelValues().Inc()
 		s.logger.Warn("admin login refused: wrong token", s.remote(r))
 		w.WriteHeader(http.StatusUnauthorized)
 		loginPage.Execute(w, loginData{Error: "wrong token"})
 		return
 	}
+	s.guard.succeeded(clientKey(r))
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session(s.token), Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	s.logger.Info("admin login", s.remote(r))

@@ -1,0 +1,136 @@
+package admin
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/floodgate/floodgate/internal/metrics"
+)
+
+// Guessing the admin token is slowed per client address: after guardFree wrong tokens
+// (on /login or in an Authorization header) a client is locked out for guardFirstLock,
+// doubled on each further wrong token up to guardMaxLock. While locked out, its requests
+// that need the token are answered 429 with Retry-After and the token is not even
+// compared, so a lockout gives a guesser no answer to learn from. A right token clears
+// the client's record. Requests without any token (a browser opening the console, a
+// probe) are not failures. The table is bounded (guardMaxClients): when full, expired
+// records go first, then the oldest.
+const (
+	guardFree       = 5
+	guardFirstLock  = time.Second
+	guardMaxLock    = 5 * time.Minute
+	guardForget     = 15 * time.Minute // a record untouched this long is dropped
+	guardMaxClients = 10000
+)
+
+var (
+	authFailures = metrics.NewCounterVec("admin_auth_failures_total",
+		"Admin requests refused for a wrong token (on /login or in an Authorization header).")
+	authLocked = metrics.NewCounterVec("admin_auth_locked_total",
+		"Admin requests refused with 429 because their client address was locked out after wrong tokens.")
+)
+
+type guardEntry struct {
+	failures int
+	until    time.Time // locked out until then
+	last     time.Time
+}
+
+type authGuard struct {
+	mu      sync.Mutex
+	clients map[string]*guardEntry
+	now     func() time.Time
+}
+
+func newAuthGuard() *authGuard {
+	return &authGuard{clients: map[string]*guardEntry{}, now: time.Now}
+}
+
+// clientKey is the address a lockout applies to: the peer's IP (every port of one host
+// is one client).
+func clientKey(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+// locked returns how long the client is still locked out (0: it may try).
+func (g *authGuard) locked(client string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.clients[client]
+	if e == nil {
+		return 0
+	}
+	if d := e.until.Sub(g.now()); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// failed records a wrong token from client.
+func (g *authGuard) failed(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	e := g.clients[client]
+	if e == nil {
+		g.makeRoom(now)
+		e = &guardEntry{}
+		g.clients[client] = e
+	} else if now.Sub(e.last) > guardForget {
+		*e = guardEntry{}
+	}
+	e.failures++
+	e.last = now
+	if over := e.failures - guardFree; over > 0 {
+		lock := guardFirstLock << min(over-1, 20)
+		e.until = now.Add(min(lock, guardMaxLock))
+	}
+}
+
+// succeeded clears client's record.
+func (g *authGuard) succeeded(client string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.clients, client)
+}
+
+// makeRoom drops forgotten records when the table is full, and the least recently seen
+// one if none is.
+func (g *authGuard) makeRoom(now time.Time) {
+	if len(g.clients) < guardMaxClients {
+		return
+	}
+	var oldest string
+	var oldestAt time.Time
+	for k, e := range g.clients {
+		if now.Sub(e.last) > guardForget && now.After(e.until) {
+			delete(g.clients, k)
+			continue
+		}
+		if oldest == "" || e.last.Before(oldestAt) {
+			oldest, oldestAt = k, e.last
+		}
+	}
+	if len(g.clients) >= guardMaxClients {
+		delete(g.clients, oldest)
+	}
+}
+
+// refuseLocked answers 429 when r's client is locked out; it reports whether it did.
+func (s *Server) refuseLocked(w http.ResponseWriter, r *http.Request) bool {
+	d := s.guard.locked(clientKey(r))
+	if d <= 0 {
+		return false
+	}
+	authLocked.WithLabelValues().Inc()
+	secs := int((d + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	http.Error(w, "too many wrong admin tokens from this address: try again in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
+	return true
+}
