@@ -1,11 +1,15 @@
 package admin
 
 import (
+	"crypto/subtle"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/floodgate/floodgate/internal/metrics"
 )
@@ -128,9 +132,48 @@ func (s *Server) refuseLocked(w http.ResponseWriter, r *http.Request) bool {
 	if d <= 0 {
 		return false
 	}
+	refuse(w, d)
+	return true
+}
+
+// refuse answers 429 to a locked-out client, d before its lockout ends.
+func refuse(w http.ResponseWriter, d time.Duration) {
 	authLocked.WithLabelValues().Inc()
 	secs := int((d + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	http.Error(w, "too many wrong admin tokens from this address: try again in "+strconv.Itoa(secs)+"s", http.StatusTooManyRequests)
-	return true
+}
+
+// RequireBearer wraps h so that it answers only requests carrying
+// "Authorization: Bearer <token>" (compared in constant time), with the same lockout of
+// an address that keeps sending wrong tokens as the gateway's admin listener. It is for
+// admin listeners without a console (the deliverer's): there is no login form and no
+// cookie. token must not be empty.
+func RequireBearer(token string, logger *zap.Logger, h http.Handler) http.Handler {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	g := newAuthGuard()
+	want := []byte(token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client := clientKey(r)
+		hdr := r.Header.Get("Authorization")
+		if hdr != "" {
+			if d := g.locked(client); d > 0 {
+				refuse(w, d)
+				return
+			}
+			got, ok := strings.CutPrefix(hdr, "Bearer ")
+			if ok && subtle.ConstantTimeCompare([]byte(got), want) == 1 {
+				g.succeeded(client)
+				h.ServeHTTP(w, r)
+				return
+			}
+			g.failed(client)
+			authFailures.WithLabelValues().Inc()
+			logger.Warn("admin request refused: wrong token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path))
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="floodgate admin"`)
+		http.Error(w, "admin token required (Authorization: Bearer <token>, the configuration's admin.token)", http.StatusUnauthorized)
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/floodgate/floodgate/admin"
 	"github.com/floodgate/floodgate/configs"
 	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway"
@@ -54,7 +55,7 @@ func runDeliver(args []string) error {
 	consulPrefix := fs.String("consul-prefix", consul.DefaultPrefix, "Consul KV prefix of the switches")
 	consulToken := fs.String("consul-token-file", "", "file holding a Consul ACL token with read on the prefix (default: $CONSUL_HTTP_TOKEN / $CONSUL_HTTP_TOKEN_FILE)")
 	snapshot := fs.String("snapshot", "", "last-known-good snapshot of the Consul layers (default: in the user cache dir, per admin address)")
-	adminAddr := fs.String("admin", "127.0.0.1:9902", "admin listener: /healthz, /metrics, /status (keep it on loopback)")
+	adminAddr := fs.String("admin", "127.0.0.1:9902", "admin listener: /healthz, /metrics, /status (off loopback it needs the configuration's admin.token, sent as a bearer token)")
 	id := fs.String("id", "", "this deliverer's name among the live deliverers (default hostname-pid)")
 	every := fs.Duration("reconcile-every", time.Minute, "how often to reconcile the queue with the delivery ledgers (metrics only, no repair; at most a tenth of the time when a run is long); 0 = never")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -73,10 +74,6 @@ func runDeliver(args []string) error {
 		return exitError{code: 2, msg: err.Error()}
 	}
 	defer logger.Sync()
-	if h, _, _ := net.SplitHostPort(*adminAddr); !isLoopbackHost(h) {
-		logger.Warn("the admin listener is not on loopback and has no token: anyone who reaches it reads /status and /metrics", zap.String("admin", *adminAddr))
-	}
-
 	doc, err := loadDocument(*cfgPath)
 	if err != nil {
 		printConfigErrors(err)
@@ -100,6 +97,12 @@ func runDeliver(args []string) error {
 		return exitError{code: 1, msg: "configuration not loaded"}
 	}
 	cfg := gw.Config()
+	// The admin listener is protected as the gateways' is: with the configuration's
+	// admin.token set, /status and /metrics need it; off loopback, a token is required.
+	adminToken := cfg.Admin.Token
+	if h, _, _ := net.SplitHostPort(*adminAddr); !isLoopbackHost(h) && adminToken == "" {
+		return exitError{code: 2, msg: fmt.Sprintf("-admin %s is not a loopback address: set admin.token (or admin.token_file) in the configuration - the deliverer's /status and /metrics then need it, as the gateways' admin does - or bind to 127.0.0.1", *adminAddr)}
+	}
 	var asyncRoutes []string
 	for name, r := range cfg.Routes {
 		if r.Async != nil {
@@ -154,8 +157,14 @@ func runDeliver(args []string) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+	protect := func(h http.Handler) http.Handler {
+		if adminToken == "" {
+			return h
+		}
+		return admin.RequireBearer(adminToken, logger, h)
+	}
+	mux.Handle("/metrics", protect(promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{})))
+	mux.Handle("/status", protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		recMu.Lock()
 		st := map[string]any{"deliverer": d.Status(), "queue_connected": client.Connected(), "generation": gw.Generation(), "reconcile": lastRec, "reconcile_error": lastRecErr}
 		recMu.Unlock()
@@ -166,7 +175,7 @@ func runDeliver(args []string) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(st)
-	})
+	})))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 

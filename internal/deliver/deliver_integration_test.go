@@ -2,8 +2,11 @@ package deliver_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -388,5 +391,58 @@ func TestDeliveryRateDrill(t *testing.T) {
 		n := measureRate(t, rate, 256, window)
 		want := rate * window.Seconds()
 		t.Logf("rate %6.0f/s  concurrency 256  delivered %6d in %s  (%+.2f%%)", rate, n, window, (float64(n)-want)/want*100)
+	}
+}
+
+// TestAdminNeedsTheToken: the deliverer's admin listener is protected as the gateways'
+// is. Off loopback without admin.token the deliverer refuses to start, naming the fix;
+// with admin.token in the configuration, /status and /metrics need it as a bearer token
+// (/healthz stays open for probes).
+func TestAdminNeedsTheToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{rate: 100})
+
+	out, err := execCmd(t, "deliver", "-config", e.cfgPath, "-admin", "0.0.0.0:0", "-id", "open").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "not a loopback address: set admin.token") {
+		t.Fatalf("non-loopback admin without a token: err %v, output %q; want exit 2 naming admin.token", err, out)
+	}
+
+	const token = "deliverer-admin-token"
+	raw, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withToken := strings.Replace(string(raw), `admin: {listen: "127.0.0.1:1"}`, `admin: {listen: "127.0.0.1:1", token: `+token+`}`, 1)
+	if withToken == string(raw) {
+		t.Fatal("the test configuration has no admin line to add the token to")
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(withToken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startDeliverer("a")
+	for _, tc := range []struct {
+		desc, path, bearer string
+		want               int
+	}{
+		{"status without the token", "/status", "", 401},
+		{"metrics without the token", "/metrics", "", 401},
+		{"status with a wrong token", "/status", "nope", 401},
+		{"status with the token", "/status", token, 200},
+		{"metrics with the token", "/metrics", token, 200},
+		{"healthz open", "/healthz", "", 200},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+d.admin+tc.path, nil)
+		if tc.bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.desc, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.desc, resp.StatusCode, tc.want)
+		}
 	}
 }
