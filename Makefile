@@ -110,6 +110,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestGuard$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigDecode$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzConsulConvert$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/consul/
+	$(GO) test -run '^$$' -fuzz '^FuzzKVDecode$$' -fuzztime $(FUZZTIME) -parallel 1 ./gateway/consul/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) -parallel 1 ./internal/yamlsafe/
 
 ## drill-consul-scale: the cost of one Consul update (convert + compose) at 10k-50k keys,

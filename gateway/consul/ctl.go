@@ -158,7 +158,7 @@ func (c *Ctl) RelKey(key string) string {
 func (c *Ctl) Read() (*State, error) {
 	ctx, cancel := c.context()
 	defer cancel()
-	kvs, index, err := KVLister{KV: c.Client.KV()}.List(ctx, c.prefix(), 0, 0)
+	kvs, index, err := (&KVLister{KV: c.Client.KV()}).List(ctx, c.prefix(), 0, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s from consul: %w", c.prefix(), c.explain(ctx, err))
 	}

@@ -37,20 +37,41 @@ type Lister interface {
 	List(ctx context.Context, prefix string, index uint64, wait time.Duration) (kvs []KV, lastIndex uint64, err error)
 }
 
-// KVLister lists keys with a Consul API client's KV endpoint.
-type KVLister struct{ KV *api.KV }
+// KVLister lists keys with a Consul API client's KV endpoint. With a client made by
+// NewClient it decodes the answer itself (kvDecoder: on the bytes, reusing the previous
+// read's keys and unchanged values); with any other client, the client decodes it. Use it
+// through a pointer; List calls are serialized.
+type KVLister struct {
+	KV *api.KV
 
-// List implements Lister.
-func (l KVLister) List(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]KV, uint64, error) {
-	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+	mu   sync.Mutex
+	sink bodySink
+	dec  kvDecoder
+}
+
+// List implements Lister. The values of the KVs it returns may be shared with those of
+// the previous read: read-only.
+func (l *KVLister) List(ctx context.Context, prefix string, index uint64, wait time.Duration) ([]KV, uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sink.got = false
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(withBodySink(ctx, &l.sink))
 	pairs, meta, err := l.KV.List(prefix, q)
 	if err != nil {
 		return nil, 0, err
+	}
+	if l.sink.got {
+		kvs, err := l.dec.decode(l.sink.buf)
+		if err != nil {
+			return nil, 0, err
+		}
+		return kvs, meta.LastIndex, nil
 	}
 	kvs := make([]KV, 0, len(pairs))
 	for _, p := range pairs {
 		kvs = append(kvs, KV{Key: p.Key, Value: p.Value, ModifyIndex: p.ModifyIndex})
 	}
+	l.dec.prev = kvs
 	return kvs, meta.LastIndex, nil
 }
 
@@ -160,7 +181,7 @@ func NewWatcher(o Options) *Watcher {
 		o.BackoffMax = 5 * time.Second
 	}
 	if o.Lister == nil && o.Client != nil {
-		o.Lister = KVLister{KV: o.Client.KV()}
+		o.Lister = &KVLister{KV: o.Client.KV()}
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
