@@ -149,6 +149,8 @@ type Watcher struct {
 	seedNote string
 	// jitter returns a number in [0, n) (rand.Int64N; tests pin it)
 	jitter func(n int64) int64
+	// snaps writes the last-known-good snapshot (nil without SnapshotPath; set by run)
+	snaps *snapshotWriter
 }
 
 // updater is what the watcher does with the gateway's Updater (a fake in tests).
@@ -259,6 +261,10 @@ func (w *Watcher) Run(ctx context.Context, u *gateway.Updater) error {
 //   - two applied updates are at least MinInterval apart.
 func (w *Watcher) run(ctx context.Context, u updater) {
 	clock := w.o.Clock
+	if w.o.SnapshotPath != "" {
+		w.snaps = newSnapshotWriter(w.o.SnapshotPath, w.o.Prefix, w.o.Logger)
+		go w.snaps.run(ctx)
+	}
 	var index uint64
 	fails := 0
 	for ctx.Err() == nil {
@@ -372,10 +378,8 @@ func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV) {
 	if w.o.OnApplied != nil {
 		w.o.OnApplied(snap)
 	}
-	if w.o.SnapshotPath != "" {
-		if err := WriteSnapshot(w.o.SnapshotPath, w.o.Prefix, snap); err != nil {
-			w.o.Logger.Error("cannot write the last-known-good snapshot", zap.String("path", w.o.SnapshotPath), zap.Error(err))
-		}
+	if w.snaps != nil {
+		w.snaps.save(snap) // written by its own goroutine: the next read does not wait for it
 	}
 }
 
