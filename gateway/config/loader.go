@@ -76,19 +76,37 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 	groups := make(map[string][]Override, len(l.fileRoutes))
 	var created []Override
 	for _, layer := range layers {
-		for _, o := range layer {
+		for i := 0; i < len(layer); {
+			o := layer[i]
 			name, isRoute := routeOf(o.Path)
 			switch {
 			case !isRoute:
 				rest = append(rest, o)
+				i++
+				continue
 			case name == "":
 				return nil, nil, nil, false
-			default:
-				if _, inFile := l.fileRoutes[name]; !inFile && groups[name] == nil {
-					created = append(created, o)
-				}
-				groups[name] = append(groups[name], o)
 			}
+			// the run of this route's overrides (a layer in path order has one a route):
+			// the group is that part of the layer itself, capped so that another layer's
+			// overrides of the route are appended to a copy
+			j := i + 1
+			for j < len(layer) {
+				if n, ok := routeOf(layer[j].Path); !ok || n != name {
+					break
+				}
+				j++
+			}
+			g, had := groups[name]
+			if _, inFile := l.fileRoutes[name]; !inFile && !had {
+				created = append(created, o)
+			}
+			if had {
+				groups[name] = append(g, layer[i:j]...)
+			} else {
+				groups[name] = layer[i:j:j]
+			}
+			i = j
 		}
 	}
 	keep := l.routes != nil && slices.Equal(rest, l.rest)
@@ -118,8 +136,9 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 
 	// The routes: the file's in its order, then those the overrides name.
 	names := make([]string, 0, len(l.fileRoutes)+len(created))
-	for i := 0; i+1 < len(doc.routesNode(l.routesKey).Content); i += 2 {
-		names = append(names, doc.routesNode(l.routesKey).Content[i].Value)
+	fileRoutes := doc.routesNode(l.routesKey).Content
+	for i := 0; i+1 < len(fileRoutes); i += 2 {
+		names = append(names, fileRoutes[i].Value)
 	}
 	for _, o := range created {
 		name, _ := routeOf(o.Path)
@@ -127,6 +146,7 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 	}
 	routes = make(map[string]*loadedRoute, len(names))
 	cfg.Routes = make(map[string]*Route, len(names))
+	nLeaves := 0
 	for _, name := range names {
 		ov := groups[name]
 		lr := l.routes[name]
@@ -137,6 +157,7 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 		}
 		routes[name] = lr
 		cfg.Routes[name] = lr.route
+		nLeaves += len(lr.leaves)
 	}
 
 	// Across routes.
@@ -157,12 +178,8 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 	// the order of "<name>.", which is the order of their paths), the values after.
 	global := t.leaves()
 	split := sort.Search(len(global), func(i int) bool { return global[i].Path >= "routes." })
-	n := len(global)
-	for _, lr := range routes {
-		n += len(lr.leaves)
-	}
 	slices.SortFunc(names, cmpDot)
-	cfg.Sources = make([]Leaf, 0, n)
+	cfg.Sources = make([]Leaf, 0, len(global)+nLeaves)
 	cfg.Sources = append(cfg.Sources, global[:split]...)
 	for _, name := range names {
 		cfg.Sources = append(cfg.Sources, routes[name].leaves...)

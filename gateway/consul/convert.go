@@ -86,34 +86,29 @@ func Convert(prefix string, kvs []KV) (*Snapshot, error) {
 // Converter is Convert for the reads of one watcher: a key whose value is the one it had
 // at the previous read keeps the override converted then (the very strings, so that the
 // composer's comparison of an unchanged route's overrides finds them equal at once); only
-// changed keys are converted again. Not safe for concurrent use.
+// changed keys are converted again. The previous read's keys are walked in step with the
+// read (both in key order), so that an unchanged key costs no lookup. Not safe for
+// concurrent use.
 type Converter struct {
 	prefix string
-	gen    uint64
-	seen   map[string]*converted
-	live   int // entries of seen the current read listed
+	prev   []*converted // the previous read's converted keys, in key order
+	next   []*converted // this read's, being made
 }
 
 type converted struct {
-	gen   uint64 // the read that last listed the key
+	key   string
 	value string
 	ov    config.Override
 }
 
 // Convert is the package's Convert with the memory of the previous read.
 func (c *Converter) Convert(prefix string, kvs []KV) (*Snapshot, error) {
-	if c.seen == nil || c.prefix != prefix {
-		c.prefix, c.seen = prefix, map[string]*converted{}
+	if c.prefix != prefix {
+		c.prefix, c.prev = prefix, nil
 	}
-	c.gen, c.live = c.gen+1, 0
+	c.next = make([]*converted, 0, len(c.prev))
 	s, errs := convertWith(c, prefix, kvs)
-	if len(c.seen) > c.live { // keys deleted since: forget them
-		for k, e := range c.seen {
-			if e.gen != c.gen {
-				delete(c.seen, k)
-			}
-		}
-	}
+	c.prev, c.next = c.next, nil
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -127,7 +122,7 @@ func convert(prefix string, kvs []KV) (*Snapshot, config.Errors) {
 }
 
 func convertWith(c *Converter, prefix string, kvs []KV) (*Snapshot, config.Errors) {
-	s := &Snapshot{Plans: map[string][]config.Override{}}
+	s := &Snapshot{Plans: map[string][]config.Override{}, Overrides: make([]config.Override, 0, len(kvs))}
 	var errs config.Errors
 	h := sha256.New()
 	sorted := kvs
@@ -141,11 +136,15 @@ func convertWith(c *Converter, prefix string, kvs []KV) (*Snapshot, config.Error
 		buf = append(append(append(append(buf[:0], kv.Key...), 0), kv.Value...), 0)
 		h.Write(buf)
 	}
+	pos := 0 // in c.prev
 	for _, kv := range sorted {
 		if c != nil {
-			if e := c.seen[kv.Key]; e != nil && e.value == string(kv.Value) {
-				e.gen = c.gen
-				c.live++
+			for pos < len(c.prev) && c.prev[pos].key < kv.Key {
+				pos++
+			}
+			if pos < len(c.prev) && c.prev[pos].key == kv.Key && c.prev[pos].value == string(kv.Value) {
+				e := c.prev[pos]
+				c.next = append(c.next, e)
 				s.Overrides = append(s.Overrides, e.ov)
 				s.Keys++
 				sum(kv)
@@ -186,8 +185,7 @@ func convertWith(c *Converter, prefix string, kvs []KV) (*Snapshot, config.Error
 			ov := config.Override{Path: rel, Value: val, Origin: origin}
 			s.Overrides = append(s.Overrides, ov)
 			if c != nil {
-				c.seen[kv.Key] = &converted{gen: c.gen, value: string(kv.Value), ov: ov}
-				c.live++
+				c.next = append(c.next, &converted{key: kv.Key, value: string(kv.Value), ov: ov})
 			}
 		default:
 			errs = append(errs, &config.Error{Where: origin, Msg: fmt.Sprintf("unknown key %q under the prefix (known: routes/, pools/, plans/, active_plan, confirm, audit/)", rel)})

@@ -261,7 +261,7 @@ func TestConverterMatchesConvert(t *testing.T) {
 		}
 		prev = got
 	}
-	if len(c.seen) != 0 {
-		t.Errorf("the converter remembers %d keys after an empty read", len(c.seen))
+	if len(c.prev) != 0 {
+		t.Errorf("the converter remembers %d keys after an empty read", len(c.prev))
 	}
 }
