@@ -172,7 +172,15 @@ func (v *validator) validateRoutes() {
 
 // uniquePath reports a route that serves the host and path of a route seen before.
 func (v *validator) uniquePath(seen map[string]string, name string, r *Route) {
-	key := strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.Path, "/")
+	v.uniqueKey(seen, name, pathKey(r), r)
+}
+
+// pathKey is what two routes may not share: the host (any case) and the path (without
+// a trailing slash).
+func pathKey(r *Route) string { return strings.ToLower(r.Host) + " " + strings.TrimSuffix(r.Path, "/") }
+
+// uniqueKey is uniquePath with the route's pathKey.
+func (v *validator) uniqueKey(seen map[string]string, name, key string, r *Route) {
 	if other, dup := seen[key]; dup && r.Path != "" {
 		v.errorf([]string{"routes", name, "path"}, "route %q already serves host %q path %q", other, r.Host, r.Path)
 	}

@@ -26,14 +26,18 @@ type Loader struct {
 	// fileRoutes indexes the file's routes mapping of doc: name -> key and value nodes
 	fileRoutes map[string][2]*yaml.Node
 	routesKey  *yaml.Node
+	// the file's route names: in its order, sorted, and in the order of their paths
+	// (cmpDot) - the orders a load needs, made once per file
+	fileNames, sortedNames, dotNames []string
 	rest       []Override // the overrides outside routes/ of the last load, in order
 	routes     map[string]*loadedRoute
 }
 
 type loadedRoute struct {
-	ov     []Override // the route's overrides, all layers in order
-	route  *Route
-	leaves []Leaf // sorted by path
+	ov      []Override // the route's overrides, all layers in order
+	route   *Route
+	leaves  []Leaf // sorted by path
+	pathKey string // pathKey(route)
 }
 
 // Load composes like the package's Load (same arguments, same result).
@@ -135,14 +139,13 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 	}
 
 	// The routes: the file's in its order, then those the overrides name.
-	names := make([]string, 0, len(l.fileRoutes)+len(created))
-	fileRoutes := doc.routesNode(l.routesKey).Content
-	for i := 0; i+1 < len(fileRoutes); i += 2 {
-		names = append(names, fileRoutes[i].Value)
-	}
-	for _, o := range created {
-		name, _ := routeOf(o.Path)
-		names = append(names, name)
+	names := l.fileNames
+	if len(created) > 0 {
+		names = append(slices.Clip(names), make([]string, 0, len(created))...)
+		for _, o := range created {
+			name, _ := routeOf(o.Path)
+			names = append(names, name)
+		}
 	}
 	routes = make(map[string]*loadedRoute, len(names))
 	cfg.Routes = make(map[string]*Route, len(names))
@@ -166,9 +169,13 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 		return nil, nil, nil, false
 	}
 	seen := make(map[string]string, len(names))
-	slices.Sort(names)
-	for _, name := range names {
-		v.uniquePath(seen, name, cfg.Routes[name])
+	sorted, dotted := l.sortedNames, l.dotNames
+	if len(created) > 0 {
+		sorted = slices.Sorted(slices.Values(names))
+		dotted = slices.SortedFunc(slices.Values(names), cmpDot)
+	}
+	for _, name := range sorted {
+		v.uniqueKey(seen, name, routes[name].pathKey, cfg.Routes[name])
 	}
 	if len(v.errs) > 0 {
 		return nil, nil, nil, false
@@ -178,10 +185,9 @@ func (l *Loader) load(doc *Document, layers [][]Override) (cfg *Config, routes m
 	// the order of "<name>.", which is the order of their paths), the values after.
 	global := t.leaves()
 	split := sort.Search(len(global), func(i int) bool { return global[i].Path >= "routes." })
-	slices.SortFunc(names, cmpDot)
 	cfg.Sources = make([]Leaf, 0, len(global)+nLeaves)
 	cfg.Sources = append(cfg.Sources, global[:split]...)
-	for _, name := range names {
+	for _, name := range dotted {
 		cfg.Sources = append(cfg.Sources, routes[name].leaves...)
 	}
 	cfg.Sources = append(cfg.Sources, global[split:]...)
@@ -222,7 +228,7 @@ func (doc *Document) routesNode(k *yaml.Node) *yaml.Node {
 // index finds the file's routes mapping; false if it is not one plain mapping of
 // distinct route names.
 func (l *Loader) index(doc *Document) bool {
-	l.routesKey, l.fileRoutes = nil, nil
+	l.routesKey, l.fileRoutes, l.fileNames = nil, nil, nil
 	for i := 0; i+1 < len(doc.Root.Content); i += 2 {
 		k := doc.Root.Content[i]
 		if k.Value != "routes" {
@@ -247,7 +253,11 @@ func (l *Loader) index(doc *Document) bool {
 			return false
 		}
 		l.fileRoutes[k.Value] = [2]*yaml.Node{k, v}
+		l.fileNames = append(l.fileNames, k.Value)
 	}
+	l.fileNames = slices.Clip(l.fileNames)
+	l.sortedNames = slices.Sorted(slices.Values(l.fileNames))
+	l.dotNames = slices.SortedFunc(slices.Values(l.fileNames), cmpDot)
 	return true
 }
 
@@ -278,5 +288,5 @@ func (l *Loader) loadRoute(doc *Document, name string, ov []Override, cfg *Confi
 	if len(v.errs) > 0 {
 		return nil, false
 	}
-	return &loadedRoute{ov: ov, route: r, leaves: t.leaves()}, true
+	return &loadedRoute{ov: ov, route: r, leaves: t.leaves(), pathKey: pathKey(r)}, true
 }
