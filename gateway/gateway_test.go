@@ -298,3 +298,43 @@ func TestServerSettingsNeedRestart(t *testing.T) {
 		t.Fatalf("changing server.listen live: err = %v, want a restart-needed rejection", err)
 	}
 }
+
+// TestEjectionSurvivesAPoolRebuild: a configuration change that rebuilds a pool (here its
+// max_conns) keeps its servers' ejection state: an ejected server gets no traffic from
+// the new pool either, until its ejection ends as the settings say.
+func TestEjectionSurvivesAPoolRebuild(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "eject: {failures: 2, duration: 200ms}", "eject: {failures: 2, duration: 1h}, health_check: {enabled: false}", 1)
+	r := newRig(t, cfg)
+	for i := 0; i < 2; i++ { // q1 has no listener: two connect errors eject it
+		if v := string(r.do("GET", "/lottery", nil).Header.Peek(VerdictHeader)); v != "upstream/unavailable" {
+			t.Fatalf("request %d: verdict %q, want upstream/unavailable", i, v)
+		}
+	}
+	old := r.gw.state.Load().pools["q"]
+	if old.servers[0].ejectedUntil.Load() == 0 {
+		t.Fatal("server not ejected after consecutive failures")
+	}
+	var served atomic.Int64
+	r.upstream("q1:1", func(ctx *fasthttp.RequestCtx) { served.Add(1); ctx.SetBodyString("ok") })
+	if err := r.apply(strings.Replace(cfg, "max_conns: 8", "max_conns: 16", 1)); err != nil {
+		t.Fatal(err)
+	}
+	p := r.gw.state.Load().pools["q"]
+	if p == old {
+		t.Fatal("the pool was not rebuilt: the test changes nothing")
+	}
+	if got, want := p.servers[0].ejectedUntil.Load(), old.servers[0].ejectedUntil.Load(); got != want {
+		t.Errorf("after the rebuild: ejectedUntil %d, want %d (carried over)", got, want)
+	}
+	if got := p.servers[0].ejected.Load(); got != 1 {
+		t.Errorf("after the rebuild: %d ejections counted, want 1", got)
+	}
+	for i := 0; i < 3; i++ {
+		if v := string(r.do("GET", "/lottery", nil).Header.Peek(VerdictHeader)); v != "upstream/unavailable" {
+			t.Fatalf("after the rebuild, request %d: verdict %q, want upstream/unavailable (still ejected)", i, v)
+		}
+	}
+	if n := served.Load(); n != 0 {
+		t.Fatalf("the ejected server got %d requests after the pool was rebuilt", n)
+	}
+}

@@ -27,7 +27,8 @@ var upstreamProbes = metrics.NewCounterVec("upstream_health_checks_total",
 
 // pool is a fixed set of upstream servers with one connection budget (a bulkhead).
 // Servers are chosen round-robin, skipping ejected ones. A pool whose configuration did
-// not change is carried over a reload with its connections and ejection state.
+// not change is carried over a reload with its connections and ejection state; a pool
+// rebuilt for a changed configuration keeps its servers' ejection state (inherit).
 type pool struct {
 	name    string
 	cfg     config.Pool
@@ -103,6 +104,35 @@ func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.L
 	}
 	p.setHealth(cfg.HealthCheck)
 	return p
+}
+
+// inherit carries the failure and ejection state of old's servers over to p's servers at
+// the same address, when a changed configuration rebuilt the pool: a server that was out
+// stays out (until a health check passes or its ejection expires, whichever p's settings
+// say) instead of taking traffic again because a timeout or max_conns changed. It runs
+// before p serves; old keeps serving until the new state is in force, so what changes in
+// old meanwhile is not carried (at worst one more failure to eject again).
+func (p *pool) inherit(old *pool) {
+	for _, u := range p.servers {
+		for _, o := range old.servers {
+			if o.addr != u.addr {
+				continue
+			}
+			u.fails.Store(o.fails.Load())
+			u.ejectedUntil.Store(o.ejectedUntil.Load())
+			u.ejected.Store(o.ejected.Load())
+			u.lastCause.Store(o.lastCause.Load())
+			u.ejectFails.Store(o.ejectFails.Load())
+			u.logged.Store(o.logged.Load())
+			u.returned.Store(o.returned.Load())
+			u.probe.next.Store(o.probe.next.Load())
+			u.probe.passes.Store(o.probe.passes.Load())
+			u.probe.passed.Store(o.probe.passed.Load())
+			u.probe.failed.Store(o.probe.failed.Load())
+			u.probe.lastErr.Store(o.probe.lastErr.Load())
+			break
+		}
+	}
 }
 
 // sameConfig reports whether p can serve cfg as it is. The adaptive and health check

@@ -197,6 +197,9 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 			}
 		}
 		p := newPool(name, *pc, g.dial, g.logger, newController(name, prev))
+		if prev != nil && prev.pools[name] != nil {
+			p.inherit(prev.pools[name])
+		}
 		st.pools[name] = p
 		newPools[p] = true
 	}
