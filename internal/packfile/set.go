@@ -38,6 +38,14 @@ type Set struct {
 	mult  uint64 // line of n = high 64 bits of (n-min) * mult
 	over  *Set
 
+	// The packed layout (packed.go), when it is smaller: pk replaces lines, over holds
+	// the numbers of the buckets that did not fit.
+	pk      []uint64 // the bit stream of the buckets; hdr follows it in the same mapping
+	pkHdr   []uint16
+	pkR     uint64 // values per bucket
+	pkMagic uint64 // bucket of n = high 64 bits of (n-min) * pkMagic (+ a correction)
+	pkL     [pkMaxK + 1]uint8
+
 	maps []*mapping // arrays outside the Go heap (hugemem_linux.go)
 }
 
@@ -60,13 +68,16 @@ func (s *Set) Bytes() int {
 	if s == nil {
 		return 0
 	}
-	return 4*cap(s.off) + 2*cap(s.lo16) + 4*cap(s.lo32) + 8*cap(s.lo64) + 2*cap(s.lines) + s.over.Bytes()
+	return 4*cap(s.off) + 2*cap(s.lo16) + 4*cap(s.lo32) + 8*cap(s.lo64) + 2*cap(s.lines) + 8*cap(s.pk) + s.over.Bytes() // cap(pk) covers pkHdr
 }
 
 // Contains reports whether x is in the set. It does not allocate.
 func (s *Set) Contains(x uint64) bool {
 	if s == nil || s.n == 0 || x < s.min || x > s.max {
 		return false
+	}
+	if s.pk != nil {
+		return s.inPacked(x)
 	}
 	if s.lines != nil {
 		return s.inLine(x, s.First(x))

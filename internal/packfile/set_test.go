@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/floodgate/floodgate/internal/cputime"
 )
@@ -49,15 +50,16 @@ func TestSet(t *testing.T) {
 	tests := []struct {
 		desc  string
 		nums  []uint64
-		width int // bytes of the low bits; -1: the line layout
+		width int // bytes of the low bits; -1: the line layout, -2: packed
 	}{
 		{"empty", nil, 0},
 		{"one number", []uint64{42}, 2},
 		{"zero and max", []uint64{0, math.MaxUint64}, 8},
 		{"duplicates", []uint64{7, 7, 7, 9, 9, 1}, -1},
 		{"10-digit numbers, sparse (uint32 low bits cost less than offsets)", gen(200_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), 4},
-		{"10-digit numbers", gen(800_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), -1},
-		{"dense run", gen(100_000, func() uint64 { return 5e9 + rng.Uint64N(120_000) }), -1},
+		{"10-digit numbers", gen(800_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), -2},
+		{"dense run", gen(100_000, func() uint64 { return 5e9 + rng.Uint64N(120_000) }), -2},
+		{"10-digit numbers, below the packed layout's minimum", gen(pkMinLen-1, func() uint64 { return 1e9 + rng.Uint64N(5e7) }), -1},
 		{"lines with overflow", append(gen(200_000, func() uint64 { return rng.Uint64N(2e7) }), gen(20_000, func() uint64 { return 1e6 + rng.Uint64N(30_000) })...), -1},
 		{"all of uint64", gen(50_000, rng.Uint64), 8},
 		{"two far clusters", append(gen(1000, func() uint64 { return rng.Uint64N(1e6) }), gen(1000, func() uint64 { return 1<<40 + rng.Uint64N(1e6) })...), 4},
@@ -71,6 +73,8 @@ func TestSet(t *testing.T) {
 			}
 			w := 0
 			switch {
+			case s.pk != nil:
+				w = -2
 			case s.lines != nil:
 				w = -1
 			case s.lo16 != nil:
@@ -166,9 +170,14 @@ func TestSetChangedBetweenPasses(t *testing.T) {
 	}
 }
 
-// BenchmarkSetLayouts compares the two layouts on the same 10M random 10-digit numbers
-// in one run: sorted buckets (two dependent reads) and lines (one read), with 1Mi random
-// members and non-members (cold cache lines, as random users are).
+// BenchmarkSetLayouts compares the three layouts on the same 10M random 10-digit
+// numbers in one run: sorted buckets (two dependent reads), lines (one read) and packed
+// (two adjacent lines at once, half the bytes of lines), with 1Mi random members and
+// non-members (cold cache lines, as random users are). Each lookup is started early
+// (First) and ended with ContainsFirst, as the filter does; "member_dep" makes each
+// lookup depend on the previous one's answer, so that the CPU cannot overlap their
+// memory reads: its figure is a lookup's latency (the filter does one lookup per
+// request, among other work).
 func BenchmarkSetLayouts(b *testing.B) {
 	const n, pool = 10_000_000, 1 << 20
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -181,7 +190,8 @@ func BenchmarkSetLayouts(b *testing.B) {
 		members[i] = nums[rng.IntN(n)]
 		others[i] = 1e9 + rng.Uint64N(9e9) // a member with odds 1/900
 	}
-	for _, layout := range []string{"buckets", "lines"} {
+	for _, layout := range []string{"buckets", "lines", "packed"} {
+		LinesOnly.Store(layout == "lines")
 		bl := NewSetBuilder()
 		bl.plain = layout == "buckets"
 		for _, x := range nums {
@@ -196,24 +206,38 @@ func BenchmarkSetLayouts(b *testing.B) {
 			bl.Add(x)
 		}
 		s, err := bl.Finish()
+		LinesOnly.Store(false)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if (s.lines != nil) != (layout == "lines") {
-			b.Fatalf("%s: lines %v", layout, s.lines != nil)
+		if got := map[bool]string{true: "lines", false: "buckets"}[s.lines != nil]; s.pk != nil {
+			got = "packed"
+		} else if got != layout {
+			b.Fatalf("%s: built %s", layout, got)
 		}
+		lookup := func(x uint64) bool { return s.ContainsFirst(x, s.First(x)) }
 		b.Run(layout+"/member", func(b *testing.B) {
-			cputime.Loop(b, func(i int) { s.Contains(members[i&(pool-1)]) })
+			cputime.Loop(b, func(i int) { lookup(members[i&(pool-1)]) })
 			b.ReportMetric(float64(s.Bytes())/float64(s.Len()), "B/number")
 		})
+		b.Run(layout+"/member_dep", func(b *testing.B) {
+			j := uint64(0)
+			cputime.Loop(b, func(i int) {
+				x := members[(uint64(i)+j)&(pool-1)]
+				first := s.First(x)
+				in := s.ContainsFirst(x, first)
+				// the next key waits for this one's line (first) and answer (in)
+				j += first>>63 + uint64(*(*uint8)(unsafe.Pointer(&in)))
+			})
+		})
 		b.Run(layout+"/nonmember", func(b *testing.B) {
-			cputime.Loop(b, func(i int) { s.Contains(others[i&(pool-1)]) })
+			cputime.Loop(b, func(i int) { lookup(others[i&(pool-1)]) })
 		})
 		b.Run(layout+"/member_parallel", func(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := rand.IntN(pool)
 				for pb.Next() {
-					s.Contains(members[i&(pool-1)])
+					lookup(members[i&(pool-1)])
 					i++
 				}
 			})
