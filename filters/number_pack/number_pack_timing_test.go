@@ -210,7 +210,7 @@ func BenchmarkPack(b *testing.B) {
 }
 
 // setBench loads the pack at path into a Set (in the line layout when linesOnly, else
-// as the loader chooses), reports the load's time and memory, and runs the lookups.
+// packed), reports the load's time and memory, and runs the lookups.
 func setBench(b *testing.B, name string, n int, path string, linesOnly bool, otherNums, memberNums []uint64) {
 	var g *generation
 	b.Run(name+"/load", func(b *testing.B) {
@@ -222,9 +222,9 @@ func setBench(b *testing.B, name string, n int, path string, linesOnly bool, oth
 			heap0, rss0 := heapInUse(), rss(b)
 			start, cpu0 := time.Now(), cputime.Process()
 			var err error
-			packfile.LinesOnly.Store(linesOnly)
+			packfile.ForceLayout.Store(map[bool]int32{true: packfile.LayoutLines, false: packfile.LayoutPacked}[linesOnly])
 			g, err = loadGeneration([]packSpec{{name: "big", path: path}}, nil)
-			packfile.LinesOnly.Store(false)
+			packfile.ForceLayout.Store(packfile.LayoutAuto)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -304,11 +304,11 @@ func BenchmarkDecide(b *testing.B) {
 	path := bigPack(b, n)
 	members, others := keys(n, keyPool)
 	for _, c := range []struct{ layout, mode string }{{"lines", "require"}, {"packed", "require"}, {"packed", "annotate"}} {
-		packfile.LinesOnly.Store(c.layout == "lines")
+		packfile.ForceLayout.Store(map[bool]int32{true: packfile.LayoutLines, false: packfile.LayoutPacked}[c.layout == "lines"])
 		mode := c.layout + "/" + c.mode
 		f := build(b, "mode: "+c.mode+"\npacks: {big: {file: "+yamlQuote(path)+"}}", nil)
 		g := waitLoaded(b, f)
-		packfile.LinesOnly.Store(false)
+		packfile.ForceLayout.Store(packfile.LayoutAuto)
 		if g.sets[0].set.Packed() != (c.layout == "packed") {
 			b.Fatalf("%s: packed %v", c.layout, g.sets[0].set.Packed())
 		}

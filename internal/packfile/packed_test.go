@@ -4,7 +4,10 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -125,19 +128,30 @@ func TestPackChoice(t *testing.T) {
 		}
 		return out
 	}
+	tenDigits := gen(800_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) })
 	tests := []struct {
-		desc   string
-		nums   []uint64
-		packed bool
+		desc     string
+		nums     []uint64
+		layout   int32
+		minBytes int // packMinBytes
+		packed   bool
 	}{
-		{"800K 10-digit numbers", gen(800_000, func() uint64 { return 1e9 + rng.Uint64N(9e9) }), true},
-		{"duplicates", append(gen(100_000, func() uint64 { return 1e9 + rng.Uint64N(9e8) }), gen(100_000, func() uint64 { return 1e9 + rng.Uint64N(9e8) })...), true},
-		{"fewer than pkMinLen numbers", gen(pkMinLen-1, func() uint64 { return 1e9 + rng.Uint64N(1e8) }), false},
-		{"a dense cluster: most would overflow", append(gen(200_000, func() uint64 { return rng.Uint64N(2e7) }), gen(20_000, func() uint64 { return 1e6 + rng.Uint64N(30_000) })...), false},
+		{"800K 10-digit numbers", tenDigits, LayoutPacked, PackMinBytes, true},
+		{"800K 10-digit numbers, auto, lines below the size", tenDigits, LayoutAuto, PackMinBytes, false},
+		{"800K 10-digit numbers, auto, lines above the size", tenDigits, LayoutAuto, 1 << 20, true},
+		{"800K 10-digit numbers, lines forced", tenDigits, LayoutLines, 0, false},
+		{"duplicates", append(gen(100_000, func() uint64 { return 1e9 + rng.Uint64N(9e8) }), gen(100_000, func() uint64 { return 1e9 + rng.Uint64N(9e8) })...), LayoutPacked, 0, true},
+		{"fewer than pkMinLen numbers", gen(pkMinLen-1, func() uint64 { return 1e9 + rng.Uint64N(1e8) }), LayoutPacked, 0, false},
+		{"a dense cluster: most would overflow", append(gen(200_000, func() uint64 { return rng.Uint64N(2e7) }), gen(20_000, func() uint64 { return 1e6 + rng.Uint64N(30_000) })...), LayoutPacked, 0, false},
 	}
+	defer func() { ForceLayout.Store(LayoutAuto); packMinBytes = PackMinBytes }()
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
+			ForceLayout.Store(tc.layout)
+			packMinBytes = tc.minBytes
 			s := buildSet(t, tc.nums)
+			ForceLayout.Store(LayoutAuto)
+			packMinBytes = PackMinBytes
 			if got := s.pk != nil; got != tc.packed {
 				t.Fatalf("packed %v, want %v (lines %v, %d overflowed)", got, tc.packed, s.lines != nil, s.over.Len())
 			}
@@ -181,12 +195,58 @@ func TestPackedAllocatesNothing(t *testing.T) {
 	for i := range nums {
 		nums[i] = 1e9 + rng.Uint64N(1e8)
 	}
+	ForceLayout.Store(LayoutPacked)
 	s := buildSet(t, nums)
+	ForceLayout.Store(LayoutAuto)
 	if s.pk == nil {
 		t.Fatal("not packed")
 	}
 	x := nums[0]
 	if a := testing.AllocsPerRun(1000, func() { s.ContainsFirst(x, s.First(x)); s.Contains(x + 1) }); a != 0 {
 		t.Fatalf("%v allocations per lookup", a)
+	}
+}
+
+// A pack file read by ReadSet (the parallel chunks and the stream reader) ends packed
+// with every number, when the packed layout is asked for.
+func TestReadSetPacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	nums := make([]uint64, 100_000)
+	var text []byte
+	for i := range nums {
+		nums[i] = 1e9 + rng.Uint64N(1e8)
+		text = strconv.AppendUint(text, nums[i], 10)
+		text = append(text, '\n')
+	}
+	want := slices.Compact(slices.Sorted(slices.Values(nums)))
+	dir := t.TempDir()
+	ForceLayout.Store(LayoutPacked)
+	defer ForceLayout.Store(LayoutAuto)
+	for _, tc := range []struct {
+		desc    string
+		content []byte
+	}{
+		{"plain: parallel chunks", text},
+		{"gzip: one stream", []byte(gz(t, string(text)))},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			p := filepath.Join(dir, "p.txt")
+			if err := os.WriteFile(p, tc.content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			s, _, err := ReadSet(f, 2, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.Packed() || s.Len() != len(want) {
+				t.Fatalf("packed %v, Len %d; want packed, %d", s.Packed(), s.Len(), len(want))
+			}
+			checkExact(t, s, want, rng)
+		})
 	}
 }
