@@ -41,10 +41,13 @@ type Filter struct {
 	annotate bool
 	open     bool // on_unknown: open
 	header   []byte
-	names    []string // pack names by bit
-	full     uint64   // every pack's bit
-	strs     bool     // some pack is a string pack (keys: string): any key is looked up
-	values   *headerValues
+	// headerCanon is header as fasthttp normalises it; headerAsIs: header differs from it
+	headerCanon []byte
+	headerAsIs  bool
+	names       []string // pack names by bit
+	full        uint64   // every pack's bit
+	strs        bool     // some pack is a string pack (keys: string): any key is looked up
+	values      *headerValues
 
 	notEligible, unknown, badKey *filters.Reason
 
@@ -74,8 +77,8 @@ const (
 // behind the missing read is not free), then the key is read, the read started, and
 // what is left is the lookup's end and the counters.
 func (f *Filter) Decide(r *filters.Request) filters.Result {
-	r.Ctx.Request.Header.DelBytes(f.header) // first: the key may be this header itself
-	raw, st := f.key.Read(r)                // read as a number: the same key as every other filter's
+	f.stripHeader(&r.Ctx.Request.Header) // first: the key may be this header itself
+	raw, st := f.key.Read(r)             // read as a number: the same key as every other filter's
 	var key []byte
 	var n uint64
 	num := false
@@ -133,6 +136,18 @@ func (f *Filter) Decide(r *filters.Request) filters.Result {
 		f.values.set(&r.Ctx.Request.Header, f.header, mask)
 	}
 	return filters.Pass
+}
+
+// stripHeader removes the annotate header from the client's request. fasthttp's
+// DelBytes normalises the name on every call (a byte at a time: ~30 ns, a fifth of a
+// decision at 10M), so the header is looked for first, by its canonical name (the
+// gateway normalises header names as it reads them) and as configured: DelBytes runs
+// only when the client sent it. A header sent with an empty value may be reported
+// absent (fasthttp stores it with a nil value) and pass: it names no pack.
+func (f *Filter) stripHeader(h *fasthttp.RequestHeader) {
+	if h.PeekCanonical(f.headerCanon) != nil || (f.headerAsIs && h.PeekCanonical(f.header) != nil) {
+		h.DelBytes(f.header)
+	}
 }
 
 // number returns the user number in a key read and its canonical form (see canonical);

@@ -340,3 +340,43 @@ func TestStringPacks(t *testing.T) {
 		t.Errorf("malformed key: %v", err)
 	}
 }
+
+// The client's annotate header is removed whatever the configured name's case, in both
+// modes (Decide looks for it before it asks fasthttp to delete it); one sent empty may
+// stay, empty: it names no pack and changes nothing.
+func TestHeaderStripped(t *testing.T) {
+	for _, tc := range []struct {
+		desc, config, sent, value string
+		mode, uin, want           string // want: the header after Decide
+	}{
+		{"require, default name", "", DefaultHeader, "vip", "require", "10001", ""},
+		{"require, non-member", "", DefaultHeader, "vip", "require", "77", ""},
+		{"annotate, non-member", "", DefaultHeader, "vip", "annotate", "77", ""},
+		{"annotate, member: replaced", "", DefaultHeader, "vip,gold", "annotate", "30002", "new_users"},
+		{"configured in lower case", "x-floodgate-packs", "X-Floodgate-Packs", "vip", "annotate", "77", ""},
+		{"configured in upper case, sent in lower case", "X-FLOODGATE-PACKS", "x-floodgate-packs", "vip", "require", "10001", ""},
+		{"another name", "X-Packs", "x-packs", "vip", "annotate", "77", ""},
+		{"sent empty, non-member: nothing named", "", DefaultHeader, "", "annotate", "77", ""},
+		{"sent empty, member: replaced", "", DefaultHeader, "", "annotate", "10002", "vip"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			cfg := "mode: " + tc.mode + "\n" + bothPacks
+			name := DefaultHeader
+			if tc.config != "" {
+				cfg += "\nheader: " + tc.config
+				name = tc.config
+			}
+			f := build(t, cfg, nil)
+			waitLoaded(t, f)
+			verdict, r := decide(t, f, filtertest.Req{URI: "/grant?uin=" + tc.uin, Headers: map[string]string{tc.sent: tc.value}})
+			if got := string(r.Ctx.Request.Header.Peek(name)); got != tc.want {
+				t.Errorf("%s after Decide = %q, want %q", name, got, tc.want)
+			}
+			member := tc.uin != "77"
+			if rejected := verdict != ""; rejected != (tc.mode == "require" && !member) {
+				t.Errorf("verdict %q for uin %s in mode %s", verdict, tc.uin, tc.mode)
+			}
+			f.Close()
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package numberpack
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/filters"
 )
@@ -227,6 +230,8 @@ func (c *Config) Build(bc *filters.BuildContext, prev filters.Filter) (filters.F
 		names:    names,
 		full:     fullMask(len(names)),
 	}
+	f.headerCanon = fasthttp.AppendNormalizedHeaderKeyBytes(nil, f.header)
+	f.headerAsIs = !bytes.Equal(f.headerCanon, f.header)
 	f.open = c.OnUnknown == "open" || (c.OnUnknown == "" && f.annotate)
 	f.notEligible = bc.Reason("not_eligible", c.Status)
 	f.badKey = bc.Reason("bad_key", 400)
