@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,15 +18,30 @@ import (
 // message's head and body end and notes the first message whose framing is not strict
 // RFC 9112. The guard answers that message 400 and closes the connection.
 
-// strictListener wraps the traffic listener's connections in strictConn.
-type strictListener struct{ net.Listener }
+// strictListener wraps the traffic listener's connections in strictConn, and refuses a
+// connection from an address that already has perIP.max open (perIP nil: no cap). The
+// cap is kept here, not by fasthttp's MaxConnsPerIP: fasthttp would wrap the connection
+// in a type of its own, and the guard must see every connection as the strictConn that
+// follows its framing.
+type strictListener struct {
+	net.Listener
+	perIP *connCap
+}
 
 func (l strictListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		sc := &strictConn{Conn: c}
+		if l.perIP != nil {
+			if !l.perIP.take(c, sc) {
+				continue // answered 429 and closed
+			}
+		}
+		return sc, nil
 	}
-	return &strictConn{Conn: c}, nil
 }
 
 // strictConn is a client connection whose bytes are followed by a framer. fasthttp reads
@@ -33,6 +49,17 @@ func (l strictListener) Accept() (net.Conn, error) {
 type strictConn struct {
 	net.Conn
 	f framer
+	// release gives the connection's place back to its address's cap (nil: no cap);
+	// called once, by Close
+	release func()
+	closed  atomic.Bool
+}
+
+func (c *strictConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) && c.release != nil {
+		c.release()
+	}
+	return c.Conn.Close()
 }
 
 // errBadFraming ends reading a connection whose framing is not strict: fasthttp answers

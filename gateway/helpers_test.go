@@ -81,7 +81,7 @@ func newRigOpts(t testing.TB, opts Options, yamlSrc string) *testRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(strictListener{ln}) // as Gateway.Serve does
+	go srv.Serve(r.gw.listener(ln)) // as Gateway.Serve does
 	t.Cleanup(func() { srv.Shutdown() })
 	r.client = &fasthttp.HostClient{Addr: "gateway:80", Dial: r.net.dial, ReadTimeout: 5 * time.Second, MaxIdemponentCallAttempts: 1}
 	return r

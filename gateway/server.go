@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/gateway/config"
 	"github.com/floodgate/floodgate/internal/bytesconv"
 	"github.com/floodgate/floodgate/internal/metrics"
@@ -68,7 +69,21 @@ func (g *Gateway) Serve(ln net.Listener) error {
 		}
 	}
 	registerOpenConns(g.server)
-	return g.server.Serve(strictListener{ln})
+	return g.server.Serve(g.listener(ln))
+}
+
+// listener wraps the traffic listener: strict framing on every connection, and the
+// server.max_conns_per_ip cap of the configuration the server was made with.
+func (g *Gateway) listener(ln net.Listener) strictListener {
+	l := strictListener{Listener: ln}
+	st := g.state.Load()
+	if st != nil && st.cfg.Server.MaxConnsPerIP > 0 {
+		cc := newConnCap(st.cfg.Server.MaxConnsPerIP)
+		cc.refused = func() *filters.Reason { return g.state.Load().edge["too_many_connections"] }
+		cc.header = func() bool { return g.state.Load().verdictHeader }
+		l.perIP = cc
+	}
+	return l
 }
 
 // Drain marks the gateway as shutting down: every answer from now on carries
@@ -181,9 +196,12 @@ func plainPath(p []byte) bool {
 // a recipient discard them; they never become headers).
 func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
+	// Every connection comes through strictListener. One that does not (a wrapper put
+	// around it, as fasthttp's MaxConnsPerIP or TLS would) has no framer following it:
+	// it is refused, not served unchecked.
 	sc, _ := ctx.Conn().(*strictConn)
-	if ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 || !knownProtocol(h.Protocol()) ||
-		(sc != nil && sc.badFraming(ctx.ConnRequestNum())) || !dropTrailers(h) {
+	if sc == nil || ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 || !knownProtocol(h.Protocol()) ||
+		sc.badFraming(ctx.ConnRequestNum()) || !dropTrailers(h) {
 		g.edgeAnswer(ctx, "bad_request", fasthttp.StatusBadRequest)
 		ctx.SetConnectionClose()
 		return

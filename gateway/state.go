@@ -322,7 +322,7 @@ func (g *Gateway) build(cfg *config.Config, prev *state) (st *state, retire func
 	for _, e := range []struct {
 		name   string
 		status int
-	}{{"bad_request", 400}, {"headers_too_large", 431}, {"body_too_large", 413}, {"timeout", 408}} {
+	}{{"bad_request", 400}, {"headers_too_large", 431}, {"body_too_large", 413}, {"timeout", 408}, {"too_many_connections", 429}} {
 		st.edge[e.name] = gatewayReason(noRoute, "edge", e.name, e.status)
 	}
 

@@ -226,7 +226,7 @@ func (u *Updater) rejected(up Update, err error) {
 func (g *Gateway) apply(cfg *config.Config) (uint64, error) {
 	prev := g.state.Load()
 	if prev != nil && g.server != nil && !reflect.DeepEqual(restartOnly(prev.cfg), restartOnly(cfg)) {
-		return 0, config.Errors{{Path: "server", Msg: "listener settings (listen, timeouts, buffer and body limits, concurrency) changed: they take effect only at restart; revert them or restart the gateway"}}
+		return 0, config.Errors{{Path: "server", Msg: "listener settings (listen, timeouts, buffer and body limits, concurrency, max_conns_per_ip) changed: they take effect only at restart; revert them or restart the gateway"}}
 	}
 	if prev != nil && g.server != nil && prev.cfg.Admin.Listen != cfg.Admin.Listen {
 		return 0, config.Errors{{Path: "admin.listen", Msg: "changed: takes effect only at restart"}}

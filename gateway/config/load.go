@@ -121,6 +121,9 @@ func (v *validator) validateGlobal() {
 	if s.Concurrency <= 0 {
 		v.errorf([]string{"server", "concurrency"}, "must be > 0 (got %d)", s.Concurrency)
 	}
+	if s.MaxConnsPerIP < 0 || s.MaxConnsPerIP > s.Concurrency {
+		v.errorf([]string{"server", "max_conns_per_ip"}, "want 0 (no cap) to concurrency (%d), got %d", s.Concurrency, s.MaxConnsPerIP)
+	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:

@@ -50,6 +50,10 @@ type Server struct {
 	MaxRequestBody filters.Size `yaml:"max_request_body" json:"max_request_body"`
 	// Concurrency caps requests served at once (memory: about 16 KiB each).
 	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// MaxConnsPerIP caps the open connections from one client address (0: no cap).
+	// Further connections get 429 edge/too_many_connections and are closed. Leave it 0
+	// behind a load balancer or proxy that connects from a few addresses.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip" json:"max_conns_per_ip"`
 	// VerdictHeader adds X-Floodgate-Verdict to every answer the gateway makes itself.
 	VerdictHeader bool `yaml:"verdict_header" json:"verdict_header"`
 	// TrustedProxies are the networks whose X-Forwarded-For is believed.
