@@ -3,8 +3,10 @@ package gateway
 import (
 	"bufio"
 	"math/rand"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -113,5 +115,42 @@ func BenchmarkAmbiguousHead(b *testing.B) {
 		if ambiguousHead(raw) {
 			b.Fatal("flagged")
 		}
+	}
+}
+
+// TestGuardRefusesUnfollowedConnections: a connection that did not come through the
+// strict listener (so no framer follows its bytes) is refused, not served unchecked;
+// the same request on a strict connection is served.
+func TestGuardRefusesUnfollowedConnections(t *testing.T) {
+	r := newRig(t, baseConfig)
+	r.upstream("q1:1", echoUpstream)
+	for _, tc := range []struct {
+		desc   string
+		strict bool
+		want   int
+	}{
+		{"through the strict listener", true, 200},
+		{"a bare connection", false, 400},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer client.Close()
+			var c net.Conn = server
+			if tc.strict {
+				c = &strictConn{Conn: server}
+			}
+			go r.gw.server.ServeConn(c)
+			client.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := client.Write([]byte("GET /lottery HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			var resp fasthttp.Response
+			if err := resp.Read(bufio.NewReader(client)); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode() != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode(), tc.want)
+			}
+		})
 	}
 }
