@@ -133,7 +133,7 @@ func (f *Filter) Decide(r *filters.Request) filters.Result {
 	}
 	f.m.member.Inc(spread)
 	if f.annotate {
-		f.values.set(&r.Ctx.Request.Header, f.header, mask)
+		f.values.set(&r.Ctx.Request.Header, f.headerCanon, mask)
 	}
 	return filters.Pass
 }
@@ -268,14 +268,16 @@ func (hv *headerValues) appendValue(b []byte, mask uint64) []byte {
 	return b
 }
 
+// set sets the header key (in canonical form: SetCanonical skips SetBytesKV's
+// normalisation of the name, ~30 ns) to the packs of mask.
 func (hv *headerValues) set(h *fasthttp.RequestHeader, key []byte, mask uint64) {
 	if hv.table != nil {
-		h.SetBytesKV(key, hv.table[mask])
+		h.SetCanonical(key, hv.table[mask])
 		return
 	}
 	bp := hv.pool.Get().(*[]byte)
 	*bp = hv.appendValue((*bp)[:0], mask)
-	h.SetBytesKV(key, *bp)
+	h.SetCanonical(key, *bp)
 	hv.pool.Put(bp)
 }
 
