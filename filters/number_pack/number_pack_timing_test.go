@@ -117,12 +117,22 @@ func rss(tb testing.TB) int64 {
 	tb.Helper()
 	runtime.GC()
 	debug.FreeOSMemory()
+	v := procStatus(tb, "VmRSS:")
+	if v < 0 {
+		tb.Fatal("no VmRSS in /proc/self/status")
+	}
+	return v
+}
+
+// procStatus returns a kB field of /proc/self/status in bytes (-1: none).
+func procStatus(tb testing.TB, field string) int64 {
+	tb.Helper()
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		tb.Skipf("no /proc/self/status: %v", err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == field && f[2] == "kB" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
 				tb.Fatal(err)
@@ -130,8 +140,7 @@ func rss(tb testing.TB) int64 {
 			return kb << 10
 		}
 	}
-	tb.Fatal("no VmRSS in /proc/self/status")
-	return 0
+	return -1
 }
 
 // BenchmarkPack compares the stores for bulk-loaded packs on the same data in one run:
@@ -303,7 +312,7 @@ func BenchmarkDecide(b *testing.B) {
 	const n = 10_000_000
 	path := bigPack(b, n)
 	members, others := keys(n, keyPool)
-	for _, c := range []struct{ layout, mode string }{{"lines", "require"}, {"packed", "require"}, {"packed", "annotate"}} {
+	for _, c := range []struct{ layout, mode string }{{"lines", "require"}, {"packed", "require"}, {"lines", "annotate"}} {
 		packfile.ForceLayout.Store(map[bool]int32{true: packfile.LayoutLines, false: packfile.LayoutPacked}[c.layout == "lines"])
 		mode := c.layout + "/" + c.mode
 		f := build(b, "mode: "+c.mode+"\npacks: {big: {file: "+yamlQuote(path)+"}}", nil)
@@ -347,7 +356,9 @@ func BenchmarkDecide(b *testing.B) {
 // BenchmarkPackLoad100M is the seed's largest scale: a pack of 100M distinct 10-digit
 // numbers (1.1 GB of text, generated in a temp directory and removed after) loaded into
 // a Set: the load must take under 60 s and the set under 1 GiB resident (VmRSS before
-// and after the load). It runs one load whatever the benchtime; `make bench-packs` runs it.
+// and after the load). It loads it twice: in the line layout ("lines") and as the
+// loader chooses ("auto": packed, the lines being over packfile.PackMinBytes). It runs
+// one load each whatever the benchtime; `make bench-packs` runs it.
 func BenchmarkPackLoad100M(b *testing.B) {
 	const n = 100_000_000
 	dir := b.TempDir()
@@ -371,20 +382,37 @@ func BenchmarkPackLoad100M(b *testing.B) {
 	st, _ := os.Stat(path)
 	b.Logf("generated %d numbers, %d MB in %v", n, st.Size()>>20, time.Since(start).Round(time.Millisecond))
 
+	for _, layout := range []struct {
+		name  string
+		force int32
+	}{{"lines", packfile.LayoutLines}, {"auto", packfile.LayoutAuto}} {
+		b.Run(layout.name, func(b *testing.B) { load100M(b, path, n, layout.force) })
+	}
+}
+
+// load100M loads the 100M-number pack at path into a Set, the layout forced (ForceLayout).
+func load100M(b *testing.B, path string, n int, force int32) {
+	defer packfile.ForceLayout.Store(packfile.LayoutAuto)
 	for i := 0; i < b.N; i++ {
 		rss0 := rss(b)
+		resetPeak := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil // VmHWM := VmRSS
+		packfile.ForceLayout.Store(force)
 		start, cpu0 := time.Now(), cputime.Process()
 		g, err := loadGeneration([]packSpec{{name: "big", path: path}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		took, cpu := time.Since(start), cputime.Process()-cpu0
+		packfile.ForceLayout.Store(packfile.LayoutAuto)
 		g.refs.Store(1)
 		resident := rss(b) - rss0
 		b.ReportMetric(took.Seconds(), "s/load")
 		b.ReportMetric(cpu.Seconds(), "cpu-s/load")
 		b.ReportMetric(float64(resident)/float64(g.total), "rssB/number")
 		b.ReportMetric(float64(resident)/(1<<20), "rssMiB")
+		if peak := procStatus(b, "VmHWM:"); resetPeak && peak > 0 {
+			b.ReportMetric(float64(peak-rss0)/(1<<20), "peakMiB") // the most resident during the load
+		}
 		b.ReportMetric(float64(g.sets[0].set.Bytes())/float64(g.total), "setB/number")
 		reportHugePages(b, g)
 		if g.total != n {
