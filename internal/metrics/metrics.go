@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/floodgate/floodgate/internal/version"
 )
@@ -29,6 +30,7 @@ func init() {
 func NewCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "floodgate", Name: name, Help: help}, labels)
 	Registry.MustRegister(v)
+	named("floodgate_"+name, v)
 	track(v.MetricVec, labels)
 	return v
 }
@@ -37,6 +39,7 @@ func NewCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
 func NewGaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
 	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "floodgate", Name: name, Help: help}, labels)
 	Registry.MustRegister(v)
+	named("floodgate_"+name, v)
 	track(v.MetricVec, labels)
 	return v
 }
@@ -52,6 +55,7 @@ func NewGauge(name, help string) prometheus.Gauge {
 func NewHistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "floodgate", Name: name, Help: help, Buckets: buckets}, labels)
 	Registry.MustRegister(v)
+	named("floodgate_"+name, v)
 	track(v.MetricVec, labels)
 	return v
 }
@@ -59,11 +63,52 @@ func NewHistogramVec(name, help string, buckets []float64, labels ...string) *pr
 // LatencyBuckets are seconds from 100µs to 10s, dense where a gateway's answers live.
 var LatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// vecs are the vectors declared here, with their label names, for Forget.
+// vecs are the vectors declared here, with their label names, for Forget; byName the
+// vectors registered with Registry by their full name, for Read.
 var (
 	vecsMu sync.Mutex
 	vecs   []trackedVec
+	byName = map[string]prometheus.Collector{}
 )
+
+func named(full string, c prometheus.Collector) {
+	vecsMu.Lock()
+	byName[full] = c
+	vecsMu.Unlock()
+}
+
+// Read calls fn with every series of the vector declared here (NewCounterVec,
+// NewGaugeVec, NewHistogramVec) under the full name (floodgate_<name>), as Gather would
+// give it but in no particular order, without gathering the whole registry: with 10,000
+// routes one Gather (every family of hundreds of thousands of series, sorted and checked)
+// cost about 0.7 s of CPU, and the console's once-a-second sampler needs four families.
+// An unknown name reads nothing. The first error a series gives is returned after the
+// others were read.
+func Read(name string, fn func(*dto.Metric)) error {
+	vecsMu.Lock()
+	c := byName[name]
+	vecsMu.Unlock()
+	if c == nil {
+		return nil
+	}
+	ch := make(chan prometheus.Metric, 256)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	var err error
+	for m := range ch {
+		d := &dto.Metric{}
+		if e := m.Write(d); e != nil {
+			if err == nil {
+				err = e
+			}
+			continue
+		}
+		fn(d)
+	}
+	return err
+}
 
 type trackedVec struct {
 	v      interface{ DeletePartialMatch(prometheus.Labels) int }
