@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/floodgate/floodgate/gateway"
 	"github.com/floodgate/floodgate/gateway/config"
@@ -44,5 +45,20 @@ func BenchmarkConsoleRead(b *testing.B) {
 			}
 			b.ReportMetric(float64(cputime.Process()-start)/float64(b.N)/1e6, "cpu-ms/op")
 		})
+	}
+}
+
+func TestSamplePause(t *testing.T) {
+	for _, tc := range []struct {
+		desc       string
+		took, want time.Duration
+	}{
+		{"a quick sample: once a second", 2 * time.Millisecond, 998 * time.Millisecond},
+		{"a tenth of a second: still once a second", 100 * time.Millisecond, 900 * time.Millisecond},
+		{"a slow sample: a tenth of a core", 400 * time.Millisecond, 3600 * time.Millisecond},
+	} {
+		if got := samplePause(tc.took); got != tc.want {
+			t.Errorf("%s: samplePause(%v) = %v, want %v", tc.desc, tc.took, got, tc.want)
+		}
 	}
 }
