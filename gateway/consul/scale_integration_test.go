@@ -1,6 +1,7 @@
 package consul_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -81,6 +82,7 @@ func TestSwitchAtScale(t *testing.T) {
 	if !itest.Measure(t, "switch p99", func(int) string {
 		cpu0 := procCPU(t, gw)
 		var lat, ctl []time.Duration
+		var begins []time.Time
 		for i := range toggles {
 			val, want := "false", "route/disabled"
 			if i%2 == 1 {
@@ -92,6 +94,7 @@ func TestSwitchAtScale(t *testing.T) {
 			ctl = append(ctl, time.Since(begin))
 
 			begin = time.Now()
+			begins = append(begins, begin)
 			c.Put(t, prefix+"routes/r1/enabled", val)
 			for verdict(t, gw, "/r1") != want {
 				if time.Since(begin) > itest.MinWait {
@@ -102,6 +105,7 @@ func TestSwitchAtScale(t *testing.T) {
 			lat = append(lat, time.Since(begin))
 		}
 		cpu := procCPU(t, gw) - cpu0
+		slowest(t, gw, begins, lat)
 		slices.Sort(lat)
 		slices.Sort(ctl)
 		p := func(d []time.Duration, q float64) time.Duration {
@@ -127,6 +131,45 @@ func TestSwitchAtScale(t *testing.T) {
 	}) {
 		itest.Unmeasured(t, "switch p99 at scale")
 	}
+}
+
+// slowest logs where the slowest toggle's time went: until Consul's answer was read
+// (the agent: the put, waking the blocking query, writing the whole prefix) and from
+// there until the update was applied (the gateway: decode, convert, compose, build), from
+// the applied event's time and its note ("consul answered 15:04:05.000").
+func slowest(t *testing.T, gw *itest.Gateway, begins []time.Time, lat []time.Duration) {
+	i := 0
+	for j := range lat {
+		if lat[j] > lat[i] {
+			i = j
+		}
+	}
+	_, body, _ := itest.Get(t, gw.AdminURL("/events"))
+	var events []struct {
+		Time   time.Time `json:"time"`
+		Result string    `json:"result"`
+		Note   string    `json:"note"`
+	}
+	if err := json.Unmarshal([]byte(body), &events); err != nil {
+		t.Logf("slowest toggle %v: /events: %v", lat[i].Round(time.Millisecond), err)
+		return
+	}
+	for _, e := range events {
+		_, at, ok := strings.Cut(e.Note, "consul answered ")
+		if e.Result != "applied" || !ok || e.Time.Before(begins[i]) {
+			continue
+		}
+		clock, err := time.Parse("15:04:05.000", at)
+		if err != nil {
+			break
+		}
+		y, m, d := e.Time.UTC().Date()
+		answered := time.Date(y, m, d, clock.Hour(), clock.Minute(), clock.Second(), clock.Nanosecond(), time.UTC)
+		t.Logf("slowest toggle %v: consul answered after %v, the gateway applied it %v later",
+			lat[i].Round(time.Millisecond), answered.Sub(begins[i]).Round(time.Millisecond), e.Time.Sub(answered).Round(time.Millisecond))
+		return
+	}
+	t.Logf("slowest toggle %v: its event not found", lat[i].Round(time.Millisecond))
 }
 
 // procCPU is the gateway process's CPU time (user + system) from /proc.

@@ -276,6 +276,7 @@ func (w *Watcher) run(ctx context.Context, u updater) {
 		}
 		rctx, cancel := clock.WithTimeout(ctx, expect)
 		kvs, last, err := w.o.Lister.List(rctx, w.o.Prefix, index, w.o.WaitTime)
+		answered := clock.Now()
 		overdue := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err != nil {
@@ -319,12 +320,14 @@ func (w *Watcher) run(ctx context.Context, u updater) {
 		if index == 0 {
 			index = 1 // an index must be at least 1 to block on
 		}
-		w.consider(ctx, u, kvs)
+		w.consider(ctx, u, kvs, answered)
 	}
 }
 
 // consider converts one read and applies it - unless it is unchanged, invalid or held.
-func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV) {
+// answered is when Consul's answer was read: the update's note gives it, so that the
+// event's time tells how long the gateway took after Consul answered.
+func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV, answered time.Time) {
 	snap, err := w.conv.Convert(w.o.Prefix, kvs)
 	if err != nil {
 		consulReads.WithLabelValues("changed").Inc()
@@ -366,7 +369,7 @@ func (w *Watcher) consider(ctx context.Context, u updater, kvs []KV) {
 	}
 	ov := snap.Overrides
 	plan := gateway.Plan{Name: snap.ActivePlan, Overrides: snap.Plan()}
-	_, err = u.Apply(gateway.Update{Source: "consul", Overrides: &ov, Plan: &plan, Note: fmt.Sprintf("%d keys, fingerprint %s", snap.Keys, snap.Fingerprint)})
+	_, err = u.Apply(gateway.Update{Source: "consul", Overrides: &ov, Plan: &plan, Note: fmt.Sprintf("%d keys, fingerprint %s, consul answered %s", snap.Keys, snap.Fingerprint, answered.UTC().Format("15:04:05.000"))})
 	w.setHeld("")
 	if err != nil {
 		return // recorded and logged by the updater; keep serving what we had
