@@ -150,7 +150,9 @@ func (s *Set) inBucket(p, limit, off uint64) bool {
 	if found != 0 {
 		return true
 	}
-	for t := uint64(2); t < c; t++ { // a third number with this high part: rare
+	// A third number with this high part (rare). The run of ones may be longer than
+	// the read that counted it (c), so the loop follows the unary itself.
+	for t := uint64(2); c >= 2 && j+t < k && s.pkRead(pos+t)&1 != 0; t++ {
 		if v := s.pkRead(lows+(j+t)*l) & lmask; v >= lo {
 			return v == lo
 		}

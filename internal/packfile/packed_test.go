@@ -250,3 +250,73 @@ func TestReadSetPacked(t *testing.T) {
 		})
 	}
 }
+
+// A line-layout set whose lines overflowed packs with every number (the overflow set's
+// numbers merged into their lines' order), and random shapes of packed sets answer
+// exactly like a sorted slice.
+func TestPackedFromOverflowingLines(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var nums []uint64
+	for range 200_000 {
+		nums = append(nums, 1e9+rng.Uint64N(5e7))
+	}
+	for range 1500 { // a cluster: its lines fill up
+		nums = append(nums, 1e9+2e7+rng.Uint64N(3000))
+	}
+	ForceLayout.Store(LayoutLines)
+	lines := buildSet(t, nums)
+	ForceLayout.Store(LayoutPacked)
+	s := buildSet(t, nums)
+	ForceLayout.Store(LayoutAuto)
+	if lines.lines == nil || lines.over.Len() == 0 {
+		t.Fatalf("want lines with overflow: lines %v, %d overflowed", lines.lines != nil, lines.over.Len())
+	}
+	if !s.Packed() {
+		t.Fatalf("not packed (%d of %d would overflow)", s.over.Len(), s.Len())
+	}
+	checkExact(t, s, slices.Compact(slices.Sorted(slices.Values(nums))), rng)
+}
+
+func TestPackedRandomShapes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	rounds := 300
+	if raceEnabled {
+		rounds = 60
+	}
+	for round := range rounds {
+		n := 1 + rng.IntN(3000)
+		span := uint64(n) + rng.Uint64N(1<<uint(1+rng.IntN(40)))
+		base := rng.Uint64N(math.MaxUint64 - span)
+		nums := make([]uint64, n)
+		for i := range nums {
+			nums[i] = base + rng.Uint64N(span)
+			if i > 0 && rng.IntN(10) == 0 { // runs and duplicates
+				nums[i] = nums[i-1] + rng.Uint64N(3)
+			}
+		}
+		want := slices.Compact(slices.Sorted(slices.Values(nums)))
+		r, ok := bucketRange(want[len(want)-1]-want[0], len(want))
+		if !ok || rng.IntN(3) == 0 {
+			r = 2 + rng.Uint64N(1<<uint(1+rng.IntN(30)))
+		}
+		r = max(r, (want[len(want)-1]-want[0])/(1<<16)) // at most 64Ki buckets (4 MiB)
+		s := packSorted(want, r)
+		if s.Len() != len(want) {
+			t.Fatalf("round %d: Len %d, want %d", round, s.Len(), len(want))
+		}
+		in := func(x uint64) bool { _, ok := slices.BinarySearch(want, x); return ok }
+		for _, x := range want {
+			for _, y := range []uint64{x, x - 1, x + 1} {
+				if s.Contains(y) != in(y) || s.ContainsFirst(y, s.First(y)) != in(y) {
+					t.Fatalf("round %d (n %d, r %d): Contains(%d) = %v, want %v", round, len(want), r, y, !in(y), in(y))
+				}
+			}
+		}
+		for range 200 {
+			y := want[0] + rng.Uint64N(want[len(want)-1]-want[0]+1)
+			if s.Contains(y) != in(y) {
+				t.Fatalf("round %d (n %d, r %d): Contains(%d) = %v, want %v", round, len(want), r, y, !in(y), in(y))
+			}
+		}
+	}
+}
