@@ -86,7 +86,7 @@ drill-crash: build
 	FLOODGATE_CRASH_ROUNDS=100 $(GO) test -count=1 -run 'KilledAtEveryStep|DelivererKilled|ReconcileKilledMidRepair' -timeout 60m -v ./... | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)|--- '
 	FLOODGATE_QUEUE_KILLS=100 FLOODGATE_OUTAGE=1s $(GO) test -count=1 -run TestQueueDownUnderLoad -timeout 60m -v ./cmd/floodgate/ | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)'
 
-## bench-packs: number_pack stores side by side (Set, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load (needs ~1.2 GB in $TMPDIR, a few minutes)
+## bench-packs: number_pack stores side by side (Set in lines and packed, bigcache, map) at 1M and 10M, the filter at 10M, and a 100M-number load in both layouts (needs ~1.2 GB in $TMPDIR, a few minutes)
 bench-packs:
 	flock /tmp/floodgate-bench.lock $(GO) test -run XXX -bench 'Pack$$|PackLoad100M|Decide' -benchtime 1s -timeout 30m ./filters/number_pack/
 
