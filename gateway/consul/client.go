@@ -75,8 +75,8 @@ func (t bodyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	buf := sink.buf[:0]
-	if n := resp.ContentLength; n > 0 && int64(cap(buf)) < n {
-		buf = make([]byte, 0, n)
+	if n := resp.ContentLength; n > 0 && n <= maxPresize && int64(cap(buf)) < n {
+		buf = make([]byte, 0, n) // a larger length is not taken on trust: read, growing
 	}
 	buf, err = readAll(resp.Body, buf)
 	resp.Body.Close()
@@ -88,6 +88,9 @@ func (t bodyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.ContentLength = 2
 	return resp, nil
 }
+
+// maxPresize bounds the buffer made at once for an answer from its Content-Length.
+const maxPresize = 256 << 20
 
 // readAll is io.ReadAll appending to buf (whose capacity is kept from read to read).
 func readAll(r io.Reader, buf []byte) ([]byte, error) {
