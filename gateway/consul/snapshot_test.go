@@ -80,3 +80,25 @@ func TestSnapshotWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatcherWritesTheSnapshot: a read the watcher applies ends up in the last-known-good
+// snapshot (written by the snapshot writer, off the watcher's path).
+func TestWatcherWritesTheSnapshot(t *testing.T) {
+	_, up := newUpdater(t, sourceDoc)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "lkg.json")
+	lister := &gatedLister{gate: make(chan struct{}), kvs: keys("lottery/enabled=false")}
+	close(lister.gate)
+	StartSource(ctx, up, SourceOptions{Options: Options{Lister: lister, SnapshotPath: path}})
+	want, err := Convert("floodgate/", lister.kvs)
+	must(t, err)
+	waitFor(t, "the snapshot of the read", func() bool {
+		s, _, err := ReadSnapshot(path, "floodgate/")
+		return err == nil && s != nil && s.Fingerprint == want.Fingerprint
+	})
+	s, _, _ := ReadSnapshot(path, "floodgate/")
+	if len(s.Overrides) != 1 || s.Overrides[0].Path != "routes/lottery/enabled" || s.Overrides[0].Value != "false" {
+		t.Errorf("snapshot overrides %+v", s.Overrides)
+	}
+}
