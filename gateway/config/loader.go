@@ -26,11 +26,12 @@ type Loader struct {
 	// fileRoutes indexes the file's routes mapping of doc: name -> key and value nodes
 	fileRoutes map[string][2]*yaml.Node
 	routesKey  *yaml.Node
+	rest       []Override // the overrides outside routes/ of the last load, in order
+	routes     map[string]*loadedRoute
+
 	// the file's route names: in its order, sorted, and in the order of their paths
 	// (cmpDot) - the orders a load needs, made once per file
 	fileNames, sortedNames, dotNames []string
-	rest       []Override // the overrides outside routes/ of the last load, in order
-	routes     map[string]*loadedRoute
 }
 
 type loadedRoute struct {
