@@ -77,6 +77,9 @@ type kvScanner struct {
 }
 
 func (s *kvScanner) ws() {
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return // compact JSON, as Consul writes it: no white space
+	}
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -119,6 +122,9 @@ func (s *kvScanner) str() (raw, tok []byte, ok bool) {
 	start := s.i
 	escaped, ascii := false, true
 	for j := start + 1; j < len(s.b); j++ {
+		if !strSpecial[s.b[j]] {
+			continue // the common byte: nothing to look at
+		}
 		switch c := s.b[j]; {
 		case c == '"':
 			s.i = j + 1
@@ -141,6 +147,15 @@ func (s *kvScanner) str() (raw, tok []byte, ok bool) {
 	return nil, nil, false
 }
 
+// strSpecial marks the bytes str must look at: the quote, the backslash, control
+// characters and non-ASCII bytes.
+var strSpecial = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80
+	}
+	return t
+}()
+
 // uint consumes a JSON number that is a plain unsigned integer fitting 64 bits
 // (ok is false for anything else, a fraction or an exponent included).
 func (s *kvScanner) uint() (uint64, bool) {
@@ -152,9 +167,16 @@ func (s *kvScanner) uint() (uint64, bool) {
 	if j == s.i || j-s.i > 1 && s.b[s.i] == '0' || j < len(s.b) && (s.b[j] == '.' || s.b[j] == 'e' || s.b[j] == 'E') {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(unsafe.String(&s.b[s.i], j-s.i), 10, 64)
-	if err != nil {
-		return 0, false
+	var n uint64
+	if j-s.i < 20 { // at most 19 digits: no overflow
+		for _, c := range s.b[s.i:j] {
+			n = n*10 + uint64(c-'0')
+		}
+	} else {
+		var err error
+		if n, err = strconv.ParseUint(unsafe.String(&s.b[s.i], j-s.i), 10, 64); err != nil {
+			return 0, false
+		}
 	}
 	s.i = j
 	return n, true
@@ -280,8 +302,15 @@ func (d *kvDecoder) fast(body []byte) (kvs []KV, ok bool) {
 				return nil, false
 			}
 			var kv KV
-			var keyRaw, keyTok, valRaw, valTok []byte
-			valNull := true // an absent Value is a nil one
+			// every Key and Value is decoded where it stands (encoding/json reports a bad
+			// one even when a later field of the same name replaces it); the last counts
+			var keyRaw []byte // the key as it stands, when it has no escape
+			var keyEsc string // the key unquoted, when it had one
+			keyIsEsc := false
+			const valNull, valEsc, valRaw = 0, 1, 2
+			valKind := valNull // an absent Value is a nil one
+			var valUnq []byte  // valEsc: the value unquoted and decoded
+			valN := 0          // valRaw: d.scratch[:valN] is the value
 			if !s.eat('}') {
 				for {
 					name, _, ok := s.str()
@@ -293,18 +322,40 @@ func (d *kvDecoder) fast(body []byte) (kvs []KV, ok bool) {
 						if s.lit("null") {
 							break // encoding/json leaves the field as it is
 						}
-						if keyRaw, keyTok, ok = s.str(); !ok {
+						raw, tok, ok := s.str()
+						if !ok {
 							return nil, false
+						}
+						keyRaw, keyIsEsc = raw, tok != nil
+						if keyIsEsc {
+							if keyEsc, ok = unquote[string](tok); !ok {
+								return nil, false
+							}
 						}
 					case "Value":
 						if s.lit("null") {
-							valNull, valRaw, valTok = true, nil, nil
+							valKind = valNull
 							break
 						}
-						if valRaw, valTok, ok = s.str(); !ok {
+						raw, tok, ok := s.str()
+						if !ok {
 							return nil, false
 						}
-						valNull = false
+						if tok != nil {
+							if valUnq, ok = unquote[[]byte](tok); !ok {
+								return nil, false
+							}
+							valKind = valEsc
+							break
+						}
+						if n := base64.StdEncoding.DecodedLen(len(raw)); cap(d.scratch) < n {
+							d.scratch = make([]byte, n)
+						}
+						n, err := base64.StdEncoding.Decode(d.scratch[:cap(d.scratch)], raw)
+						if err != nil {
+							return nil, false
+						}
+						valKind, valN = valRaw, n
 					case "ModifyIndex", "CreateIndex", "LockIndex", "Flags":
 						if s.lit("null") {
 							break
@@ -343,10 +394,8 @@ func (d *kvDecoder) fast(body []byte) (kvs []KV, ok bool) {
 			}
 			// the key: the previous read's string when it listed the same key
 			switch {
-			case keyTok != nil:
-				if kv.Key, ok = unquote[string](keyTok); !ok {
-					return nil, false
-				}
+			case keyIsEsc:
+				kv.Key = keyEsc
 			case keyRaw != nil:
 				k := unsafe.String(unsafe.SliceData(keyRaw), len(keyRaw)) // compared only
 				for j < len(prev) && prev[j].Key < k {
@@ -363,25 +412,15 @@ func (d *kvDecoder) fast(body []byte) (kvs []KV, ok bool) {
 				same = &prev[j]
 			}
 			// the value: the previous read's slice when its bytes are the same
-			switch {
-			case valNull:
-			case valTok != nil:
-				if kv.Value, ok = unquote[[]byte](valTok); !ok {
-					return nil, false
-				}
-			default:
-				if n := base64.StdEncoding.DecodedLen(len(valRaw)); cap(d.scratch) < n {
-					d.scratch = make([]byte, n)
-				}
-				n, err := base64.StdEncoding.Decode(d.scratch[:cap(d.scratch)], valRaw)
-				if err != nil {
-					return nil, false
-				}
-				v := d.scratch[:n]
+			switch valKind {
+			case valEsc:
+				kv.Value = valUnq
+			case valRaw:
+				v := d.scratch[:valN]
 				if same != nil && same.Value != nil && bytes.Equal(same.Value, v) {
 					kv.Value = same.Value
 				} else {
-					kv.Value = append(make([]byte, 0, n), v...)
+					kv.Value = append(make([]byte, 0, valN), v...)
 				}
 			}
 			kvs = append(kvs, kv)
