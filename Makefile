@@ -115,12 +115,13 @@ fuzz:
 
 ## drill-consul-scale: the cost of one Consul update (convert + compose) at 10k-50k keys,
 ## CPU time, and whether it stays linear; then a kill switch with 50k keys against a real
-## Consul agent, put -> enforced p50/p99 over 100 toggles; figures in bench/RESULTS.md
+## Consul agent, put -> enforced p50/p99 over 100 toggles (and where the slowest toggle's
+## time went); figures in bench/RESULTS.md. Each step holds the bench lock.
 .PHONY: drill-consul-scale
 drill-consul-scale: consul
-	FLOODGATE_SCALE=1 $(GO) test -count=1 -run TestUpdateCostIsLinear -v ./gateway/consul/
-	$(GO) test -run '^$$' -bench BenchmarkUpdate -benchtime 3x ./gateway/consul/
-	FLOODGATE_SCALE=1 FLOODGATE_CONSUL="$(CONSUL)" $(GO) test -count=1 -timeout 30m -run TestSwitchAtScale -v ./gateway/consul/ | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)'
+	flock /tmp/floodgate-bench.lock env FLOODGATE_SCALE=1 $(GO) test -count=1 -run TestUpdateCostIsLinear -v ./gateway/consul/
+	flock /tmp/floodgate-bench.lock $(GO) test -run '^$$' -bench 'BenchmarkUpdate|BenchmarkKVDecode' -benchtime 3x ./gateway/consul/
+	flock /tmp/floodgate-bench.lock env FLOODGATE_SCALE=1 FLOODGATE_CONSUL="$(CONSUL)" $(GO) test -count=1 -timeout 30m -run TestSwitchAtScale -v ./gateway/consul/ | grep -E '_test.go:[0-9]+: |^(ok|FAIL|---)'
 
 ## drill-recovery: two real backends killed for 10 s under traffic and restarted: time until
 ## their routes answer again with health checks on and off (issue 11 item 15); figures in
