@@ -194,14 +194,18 @@ func plainPath(p []byte) bool {
 // (ambiguousHead); and it drops the fields of a chunked body's trailer section, which
 // fasthttp would otherwise merge into the head forwarded upstream (RFC 9110 6.5.1 lets
 // a recipient discard them; they never become headers).
-func (g *Gateway) guard(ctx *fasthttp.RequestCtx) {
+func (g *Gateway) guard(ctx *fasthttp.RequestCtx) { g.check(ctx, true) }
+
+// check is guard; wire says the request was read from a connection, which must then be
+// one the strict framer follows.
+func (g *Gateway) check(ctx *fasthttp.RequestCtx, wire bool) {
 	h := &ctx.Request.Header
 	// Every connection comes through strictListener. One that does not (a wrapper put
 	// around it, as fasthttp's MaxConnsPerIP or TLS would) has no framer following it:
 	// it is refused, not served unchecked.
 	sc, _ := ctx.Conn().(*strictConn)
-	if sc == nil || ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 || !knownProtocol(h.Protocol()) ||
-		sc.badFraming(ctx.ConnRequestNum()) || !dropTrailers(h) {
+	if (wire && sc == nil) || ambiguousHead(h.RawHeaders()) || h.IsConnect() || len(h.Host()) == 0 || !knownProtocol(h.Protocol()) ||
+		(sc != nil && sc.badFraming(ctx.ConnRequestNum())) || !dropTrailers(h) {
 		g.edgeAnswer(ctx, "bad_request", fasthttp.StatusBadRequest)
 		ctx.SetConnectionClose()
 		return
