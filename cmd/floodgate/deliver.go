@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -74,6 +72,7 @@ func runDeliver(args []string) error {
 		return exitError{code: 2, msg: err.Error()}
 	}
 	defer logger.Sync()
+	sig := shutdownSignals() // before anything starts (see runGateway)
 	doc, err := loadDocument(*cfgPath)
 	if err != nil {
 		printConfigErrors(err)
@@ -220,8 +219,6 @@ func runDeliver(args []string) error {
 		zap.Strings("async_routes", asyncRoutes), zap.String("admin", "http://"+ln.Addr().String()),
 		zap.String("config", doc.Name), zap.Duration("reconcile_every", *every))
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	logger.Info("shutting down: finishing the calls in flight", zap.String("signal", s.String()))
 	cancel()

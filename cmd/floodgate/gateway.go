@@ -48,6 +48,12 @@ func runGateway(args []string) error {
 		return exitError{code: 2, msg: err.Error()}
 	}
 	defer logger.Sync()
+	// Signals are taken before anything starts: a SIGTERM (or SIGUSR1) that arrives while
+	// the gateway starts is handled once it serves, instead of killing it half started.
+	sig := shutdownSignals()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 
 	var doc *config.Document
 	if *cfgPath == "" {
@@ -146,9 +152,6 @@ func runGateway(args []string) error {
 		zap.String("config", doc.Name))
 
 	// SIGUSR1 reopens the access log file (logrotate: move the file, then signal)
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	go func() {
 		for {
 			select {
@@ -168,8 +171,6 @@ func runGateway(args []string) error {
 		}
 	}()
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:
 		logger.Info("shutting down", zap.String("signal", s.String()))

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -116,3 +118,14 @@ func (c *switchCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 }
 
 func (c *switchCore) Sync() error { return (*c.cur.Load()).Sync() }
+
+// shutdownSignals starts taking SIGINT and SIGTERM and returns where they arrive. The
+// long-running commands call it before they start anything: a signal that arrives
+// while a command starts (a supervisor stopping it at once, a test harness) waits in
+// the channel and is handled as a clean shutdown once the command runs, instead of
+// killing the process with the default action half started.
+func shutdownSignals() chan os.Signal {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	return sig
+}

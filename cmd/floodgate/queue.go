@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -127,6 +125,7 @@ func runQueue(args []string) error {
 		return err
 	}
 	defer logger.Sync()
+	sig := shutdownSignals() // before the server accepts anything (see runGateway)
 	if o.SyncInterval > 0 {
 		logger.Warn("-sync is not \"always\": the queue acknowledges messages before they are on disk; "+
 			"a power cut or kill of this node can lose acknowledged grants unless the stream is replicated (queue.replicas: 3)",
@@ -144,8 +143,6 @@ func runQueue(args []string) error {
 		zap.String("url", s.ClientURL()), zap.String("name", o.Name), zap.String("data", o.DataDir),
 		zap.String("sync", sync), zap.String("cluster", o.Cluster), zap.Strings("routes", o.Routes),
 		zap.String("monitor", o.Monitor))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	got := <-sig
 	logger.Info("shutting down", zap.String("signal", got.String()))
 	s.Shutdown()
