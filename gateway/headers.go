@@ -14,18 +14,36 @@ var (
 	realIPName   = []byte("X-Real-IP")
 	connName     = []byte("Connection")
 	proxyPrefix  = []byte("proxy-")
-	hopByHop     = [][]byte{[]byte("Keep-Alive"), []byte("Proxy-Connection"), []byte("TE"), []byte("Trailer"), []byte("Transfer-Encoding"), []byte("Upgrade")}
 	tokenClose   = []byte("close")
 	tokenKeepAlv = []byte("keep-alive")
-
-	// requestOnlyStrip: request headers never forwarded besides the hop-by-hop ones:
-	// "Proxy" (httpoxy: CGI-style upstreams turn it into HTTP_PROXY), HTTP2-Settings
-	// (only meaningful with an h2c Upgrade, which the gateway never forwards), and the
-	// client-address headers other than X-Forwarded-For / X-Real-IP, which the gateway
-	// does not rewrite: a client could otherwise name any address in them.
-	requestOnlyStrip = [][]byte{[]byte("Proxy"), []byte("HTTP2-Settings"),
-		[]byte("Forwarded"), []byte("True-Client-IP"), []byte("X-Client-IP"), []byte("X-Cluster-Client-IP")}
 )
+
+// The names cleanRequest and cleanResponse strip besides Connection and what it names:
+// the hop-by-hop headers (Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+// Upgrade) and, from requests only, "Proxy" (httpoxy: CGI-style upstreams turn it into
+// HTTP_PROXY), HTTP2-Settings (only meaningful with an h2c Upgrade, which the gateway
+// never forwards), and the client-address headers other than X-Forwarded-For /
+// X-Real-IP, which the gateway does not rewrite: a client could otherwise name any
+// address in them. fasthttp's DelBytes normalises the name it is given on every call
+// (~25 ns each, a dozen names a request), so a name is deleted only when the pass over
+// the headers that reads Connection saw it (names are compared case-insensitively;
+// every field is visited, with a value or without one). Transfer-Encoding and Trailer
+// are deleted always: fasthttp keeps them in fields of their own as well.
+var (
+	stripAlways      = [][]byte{[]byte("Transfer-Encoding"), []byte("Trailer")}
+	requestIfPresent = [][]byte{[]byte("Keep-Alive"), []byte("Proxy-Connection"), []byte("TE"), []byte("Upgrade"),
+		[]byte("Proxy"), []byte("HTTP2-Settings"), []byte("Forwarded"), []byte("True-Client-IP"), []byte("X-Client-IP"), []byte("X-Cluster-Client-IP")}
+	responseIfPresent = requestIfPresent[:4] // the hop-by-hop ones
+)
+
+// presentIn sets bit i of *seen when k is names[i].
+func presentIn(k []byte, names [][]byte, seen *uint32) {
+	for i, n := range names {
+		if len(k) == len(n) && bytesconv.EqualFold(k, n) {
+			*seen |= 1 << i
+		}
+	}
+}
 
 func bytesString(b []byte) string { return bytesconv.String(b) }
 
@@ -49,6 +67,7 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 	// every Connection line, copied out first: deleting shifts fasthttp's storage
 	var buf [maxConnTokens]byte
 	n := 0
+	var seen uint32
 	h.VisitAll(func(k, v []byte) {
 		if bytesconv.EqualFold(k, connName) && n < len(buf) {
 			n += copy(buf[n:], v)
@@ -57,6 +76,7 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 				n++
 			}
 		}
+		presentIn(k, requestIfPresent, &seen)
 	})
 	if n > 0 {
 		for tok, rest := nextToken(buf[:n]); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
@@ -66,11 +86,13 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 		}
 		h.DelBytes(connName)
 	}
-	for _, k := range hopByHop {
+	for _, k := range stripAlways {
 		h.DelBytes(k)
 	}
-	for _, k := range requestOnlyStrip {
-		h.DelBytes(k)
+	for i, k := range requestIfPresent {
+		if seen&(1<<i) != 0 {
+			h.DelBytes(k)
+		}
 	}
 	for {
 		var name [128]byte
@@ -92,6 +114,7 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 	h.ResetConnectionClose()
 	var buf [maxConnTokens]byte
 	n := 0
+	var seen uint32
 	h.VisitAll(func(k, v []byte) {
 		if bytesconv.EqualFold(k, connName) && n < len(buf) {
 			n += copy(buf[n:], v)
@@ -100,6 +123,7 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 				n++
 			}
 		}
+		presentIn(k, responseIfPresent, &seen)
 	})
 	if n > 0 {
 		for tok, rest := nextToken(buf[:n]); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
@@ -109,8 +133,13 @@ func cleanResponse(h *fasthttp.ResponseHeader) {
 		}
 		h.DelBytes(connName)
 	}
-	for _, k := range hopByHop {
+	for _, k := range stripAlways {
 		h.DelBytes(k)
+	}
+	for i, k := range responseIfPresent {
+		if seen&(1<<i) != 0 {
+			h.DelBytes(k)
+		}
 	}
 	for {
 		var name [128]byte
