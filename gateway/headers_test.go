@@ -23,41 +23,40 @@ func TestCleanHeadersStripEverySpelling(t *testing.T) {
 			for _, value := range []string{"x", ""} {
 				desc := sp + ": " + value
 				t.Run("request "+desc, func(t *testing.T) {
-					raw := "GET /x HTTP/1.1\r\nHost: a\r\nX-Keep: 1\r\n" + sp + ": " + value + "\r\n" + sp + ": " + value + "\r\n\r\n"
 					var req fasthttp.Request
-					if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
-						t.Skipf("fasthttp does not read it: %v", err)
-					}
-					cleanRequest(&req.Header)
-					var out bytes.Buffer
-					w := bufio.NewWriter(&out)
-					if err := req.Write(w); err != nil {
-						t.Fatal(err)
-					}
-					w.Flush()
-					checkStripped(t, out.String(), name, n)
+					wire := cleaned(t, "GET /x HTTP/1.1\r\nHost: a\r\nX-Keep: 1\r\n"+sp+": "+value+"\r\n"+sp+": "+value+"\r\n\r\n",
+						req.Read, func() { cleanRequest(&req.Header) }, req.Write)
+					checkStripped(t, wire, name, n)
 				})
 				if requestOnly(n) {
 					continue
 				}
 				t.Run("response "+desc, func(t *testing.T) {
-					raw := "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Keep: 1\r\n" + sp + ": " + value + "\r\n" + sp + ": " + value + "\r\n\r\nok"
 					var resp fasthttp.Response
-					if err := resp.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
-						t.Skipf("fasthttp does not read it: %v", err)
-					}
-					cleanResponse(&resp.Header)
-					var out bytes.Buffer
-					w := bufio.NewWriter(&out)
-					if err := resp.Write(w); err != nil {
-						t.Fatal(err)
-					}
-					w.Flush()
-					checkStripped(t, out.String(), name, n)
+					wire := cleaned(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Keep: 1\r\n"+sp+": "+value+"\r\n"+sp+": "+value+"\r\n\r\nok",
+						resp.Read, func() { cleanResponse(&resp.Header) }, resp.Write)
+					checkStripped(t, wire, name, n)
 				})
 			}
 		}
 	}
+}
+
+// cleaned reads raw with read (skipping a message fasthttp refuses), cleans it and
+// returns what write puts on the wire.
+func cleaned(t *testing.T, raw string, read func(*bufio.Reader) error, clean func(), write func(*bufio.Writer) error) string {
+	t.Helper()
+	if err := read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		t.Skipf("fasthttp does not read it: %v", err)
+	}
+	clean()
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if err := write(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	return out.String()
 }
 
 // requestOnly: a name stripped from requests only.
