@@ -41,7 +41,8 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "floodgate-itest-")
+		removeStaleBinaries()
+		dir, err := os.MkdirTemp("", fmt.Sprintf("floodgate-itest-%d-", os.Getpid()))
 		if err != nil {
 			buildErr = err
 			return
@@ -58,6 +59,26 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// removeStaleBinaries removes the binaries earlier test processes built: each test
+// process builds one (~40 MB) in a directory named floodgate-itest-<pid>-*, and a test
+// binary has no hook to remove it when it ends, so the next ones do: a directory whose
+// process is gone is removed. Without it every make test left ~20 binaries behind, and a
+// disk filled by them made JetStream refuse the tests' streams ("insufficient storage
+// resources available": a queue node reserves up to 75% of the free space).
+func removeStaleBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "floodgate-itest-*-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "floodgate-itest-%d-", &pid); err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || err == syscall.EPERM {
+			continue // its process is still running
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // ModuleRoot is the repository root (where go.mod is).
