@@ -64,3 +64,22 @@ func TestQueueBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamTooLargeForTheNode: a stream whose max_bytes the queue node cannot reserve is
+// refused with an error that names queue.max_bytes and what to do, not only NATS's
+// "insufficient storage resources available".
+func TestStreamTooLargeForTheNode(t *testing.T) {
+	itest.RequireIntegration(t)
+	q := itest.StartQueue(t, "-max-store", "64MiB")
+	c, err := queue.Connect(queue.Options{URLs: q.URL(), Name: "itest", Stream: queue.StreamConfig{Name: "BIG", Replicas: 1, MaxAge: time.Hour, MaxBytes: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = c.EnsureStream(ctx)
+	if err == nil || !strings.Contains(err.Error(), "cannot reserve queue.max_bytes (1024 MiB)") || !strings.Contains(err.Error(), "-max-store") {
+		t.Fatalf("stream of 1 GiB on a node with 64 MiB: %v; want an error naming queue.max_bytes and -max-store", err)
+	}
+}

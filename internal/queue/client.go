@@ -139,9 +139,25 @@ func (c *Client) EnsureStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 	s, err := c.JS.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("queue: stream %s: %w", c.stream.Name, err)
+		return nil, streamError(c.stream.Name, c.stream.MaxBytes, err)
 	}
 	return s, nil
+}
+
+// jsInsufficientResources is JetStream's err_code when a stream's max_bytes is more than
+// the node can reserve (its max store: by default 75% of the disk's free space).
+const jsInsufficientResources jetstream.ErrorCode = 10047
+
+// streamError says what to do when the queue refuses the stream for its size: NATS's
+// own message ("insufficient storage resources available") names neither number.
+func streamError(name string, maxBytes int64, err error) error {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == jsInsufficientResources && maxBytes > 0 {
+		return fmt.Errorf("queue: stream %s: the queue node cannot reserve queue.max_bytes (%d MiB) on its disk: "+
+			"free disk space on the node, start it with a larger -max-store, or lower queue.max_bytes (%w)",
+			name, maxBytes>>20, err)
+	}
+	return fmt.Errorf("queue: stream %s: %w", name, err)
 }
 
 // Errors of PublishBatch, for metrics and messages.
