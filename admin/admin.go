@@ -221,19 +221,12 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bearer := r.Header.Get("Authorization") != ""
-		if bearer && s.refuseLocked(w, r) {
+		present, ok, answered := s.guard.bearer(w, r, []byte(s.token), s.logger)
+		if answered {
 			return
 		}
-		ok := s.authorized(r)
-		if bearer {
-			if ok {
-				s.guard.succeeded(clientKey(r))
-			} else {
-				s.guard.failed(clientKey(r))
-				authFailures.WithLabelValues().Inc()
-				s.logger.Warn("admin request refused: wrong token", s.remote(r), zap.String("path", r.URL.Path))
-			}
+		if !present {
+			ok = s.sessionOK(r)
 		}
 		if !ok {
 			if r.URL.Path == "/" && r.Header.Get("Authorization") == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {

@@ -126,6 +126,31 @@ func (g *authGuard) makeRoom(now time.Time) {
 	}
 }
 
+// bearer checks r's "Authorization: Bearer <token>" against want (constant time) with
+// the lockout: present says a header was sent, ok that it carried want; answered that r
+// got 429 because its address is locked out (the header was then not compared). A
+// header counts as a success or a failure of its address; no header counts as neither.
+func (g *authGuard) bearer(w http.ResponseWriter, r *http.Request, want []byte, logger *zap.Logger) (present, ok, answered bool) {
+	hdr := r.Header.Get("Authorization")
+	if hdr == "" {
+		return false, false, false
+	}
+	client := clientKey(r)
+	if d := g.locked(client); d > 0 {
+		refuse(w, d)
+		return true, false, true
+	}
+	got, isBearer := strings.CutPrefix(hdr, "Bearer ")
+	if isBearer && subtle.ConstantTimeCompare([]byte(got), want) == 1 {
+		g.succeeded(client)
+		return true, true, false
+	}
+	g.failed(client)
+	authFailures.WithLabelValues().Inc()
+	logger.Warn("admin request refused: wrong token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path))
+	return true, false, false
+}
+
 // refuseLocked answers 429 when r's client is locked out; it reports whether it did.
 func (s *Server) refuseLocked(w http.ResponseWriter, r *http.Request) bool {
 	d := s.guard.locked(clientKey(r))
@@ -156,22 +181,13 @@ func RequireBearer(token string, logger *zap.Logger, h http.Handler) http.Handle
 	g := newAuthGuard()
 	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := clientKey(r)
-		hdr := r.Header.Get("Authorization")
-		if hdr != "" {
-			if d := g.locked(client); d > 0 {
-				refuse(w, d)
-				return
-			}
-			got, ok := strings.CutPrefix(hdr, "Bearer ")
-			if ok && subtle.ConstantTimeCompare([]byte(got), want) == 1 {
-				g.succeeded(client)
-				h.ServeHTTP(w, r)
-				return
-			}
-			g.failed(client)
-			authFailures.WithLabelValues().Inc()
-			logger.Warn("admin request refused: wrong token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path))
+		present, ok, answered := g.bearer(w, r, want, logger)
+		if answered {
+			return
+		}
+		if present && ok {
+			h.ServeHTTP(w, r)
+			return
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="floodgate admin"`)
 		http.Error(w, "admin token required (Authorization: Bearer <token>, the configuration's admin.token)", http.StatusUnauthorized)
