@@ -140,7 +140,7 @@ func TestGuardRefusesUnfollowedConnections(t *testing.T) {
 				c = &strictConn{Conn: server}
 			}
 			go r.gw.server.ServeConn(c)
-			client.SetDeadline(time.Now().Add(10 * time.Second))
+			client.SetDeadline(time.Now().Add(30 * time.Second))
 			if _, err := client.Write([]byte("GET /lottery HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")); err != nil {
 				t.Fatal(err)
 			}

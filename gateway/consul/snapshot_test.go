@@ -58,7 +58,7 @@ func TestSnapshotWriter(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go sw.run(ctx)
-	itest.WaitFor(t, "the write", 30*time.Second, func() bool { return sw.wrote.Load() == 1 })
+	itest.WaitFor(t, "the write", itest.MinWait, func() bool { return sw.wrote.Load() == 1 })
 	if s, _, err := ReadSnapshot(path, "fg/"); err != nil || s.Fingerprint != "3" || s.Overrides[0].Value != "3" {
 		t.Fatalf("written: %+v, %v; want the last saved (3)", s, err)
 	}

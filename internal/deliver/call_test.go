@@ -47,7 +47,7 @@ func TestUnreachable(t *testing.T) {
 		{desc: "no address", addrs: nil, want: true},
 		{desc: "connected, then closed without an answer", addrs: []string{hangup.Addr().String()}, want: false},
 	} {
-		out := c.Call(Target{Addrs: tc.addrs, Timeout: 2 * time.Second, IDHeader: "X-Grant-Id"}, rec)
+		out := c.Call(Target{Addrs: tc.addrs, Timeout: 30 * time.Second, IDHeader: "X-Grant-Id"}, rec)
 		if out.Class != Retry || out.Unreachable != tc.want {
 			t.Errorf("%s: %v unreachable=%v, want retry unreachable=%v", tc.desc, out, out.Unreachable, tc.want)
 		}
