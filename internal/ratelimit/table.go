@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/bits"
 	"sync/atomic"
+
+	"github.com/floodgate/floodgate/internal/hugepage"
 )
 
 const (
@@ -38,6 +40,10 @@ const (
 // the sets balanced up to a high load), so a lookup reads one cache line, two for a key
 // in its second set or a new key, and never probes further. Memory is 8 bytes per slot,
 // fixed when the table is made: NewTable(maxKeys) rounds maxKeys up to a power of two.
+// A table of 2 MiB and more (256Ki slots) sits on 2 MiB transparent huge pages
+// (internal/hugepage, one huge page of extra memory): a lookup at random in a large table
+// otherwise misses the TLB nearly every time, and on a virtual machine that walk cost
+// more than the rest of the filter (bench/RESULTS.md, "Huge pages").
 //
 // Keys expire by themselves: a key whose TAT has passed has a full bucket, which is the
 // state of a key never seen, so its slot is free for another key and reusing it loses
@@ -92,7 +98,7 @@ func NewTable(maxKeys int) *Table {
 	}
 	sets := n / Ways
 	return &Table{
-		slots:   make([]atomic.Uint64, n),
+		slots:   hugepage.Slice[atomic.Uint64](n),
 		mask:    uint64(sets - 1),
 		shift:   uint(64 - bits.TrailingZeros(uint(sets))),
 		maxKeys: maxKeys,
@@ -105,8 +111,9 @@ func (t *Table) MaxKeys() int { return t.maxKeys }
 // Slots is the number of slots (keys it can hold at most).
 func (t *Table) Slots() int { return len(t.slots) }
 
-// Bytes is the memory the table's slots take.
-func (t *Table) Bytes() int { return len(t.slots) * SlotBytes }
+// Bytes is the memory the table takes: its slots, and the alignment of a large table to
+// huge pages.
+func (t *Table) Bytes() int { return len(t.slots)*SlotBytes + hugepage.Extra(len(t.slots)*SlotBytes) }
 
 // Reserve takes one token of key's bucket at time now under limit l, like
 // Bucket.Reserve. evicted reports that a live key lost its slot to make room for key.
