@@ -134,6 +134,8 @@ type Request struct {
 	Rank int
 
 	keyBuf [24]byte // KeySpec.Read's canonical key
+	valArr [64]byte // Query's decoded value, when it fits
+	valBuf []byte   // Query's decoded value
 }
 
 // BuildContext carries what Build needs from the gateway: the route, where to log, and

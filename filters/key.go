@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
-
-	"github.com/floodgate/floodgate/internal/bytesconv"
 )
 
 // KeySource says where a per-key filter finds a request's key.
@@ -159,32 +157,16 @@ func (k *KeySpec) Read(r *Request) ([]byte, KeyStatus) {
 	n := 0
 	switch k.Source {
 	case KeyHeader:
-		r.Ctx.Request.Header.VisitAll(func(name, value []byte) {
-			if bytesconv.EqualFold(name, k.name) {
-				if n == 0 {
-					v = value
-				}
-				n++
-			}
-		})
+		// PeekAll reads the header lines as they are: VisitAll would make fasthttp
+		// re-serialise the request's cookies for the upstream (see rawread.go).
+		vs := r.Ctx.Request.Header.PeekAll(k.Name)
+		if n = len(vs); n > 0 {
+			v = vs[0]
+		}
 	case KeyCookie:
-		r.Ctx.Request.Header.VisitAllCookie(func(name, value []byte) {
-			if string(name) == k.Name {
-				if n == 0 {
-					v = value
-				}
-				n++
-			}
-		})
+		v, n = r.Cookie(k.name)
 	case KeyQuery:
-		r.Ctx.QueryArgs().VisitAll(func(name, value []byte) {
-			if string(name) == k.Name {
-				if n == 0 {
-					v = value
-				}
-				n++
-			}
-		})
+		v, n = r.Query(k.name)
 	default:
 		return nil, KeyMissing
 	}

@@ -68,7 +68,9 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 	var buf [maxConnTokens]byte
 	n := 0
 	var seen uint32
-	h.VisitAll(func(k, v []byte) {
+	var proxy [256]byte // the Proxy-* names, comma-separated (a name holds no comma)
+	np, proxyAll := 0, true
+	eachRequestHeader(h, func(k, v []byte) {
 		if bytesconv.EqualFold(k, connName) && n < len(buf) {
 			n += copy(buf[n:], v)
 			if n < len(buf) {
@@ -77,6 +79,15 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 			}
 		}
 		presentIn(k, requestIfPresent, &seen)
+		if isProxyHeader(k) {
+			if np+len(k)+1 <= len(proxy) {
+				np += copy(proxy[np:], k)
+				proxy[np] = ','
+				np++
+			} else {
+				proxyAll = false
+			}
+		}
 	})
 	if n > 0 {
 		for tok, rest := nextToken(buf[:n]); tok != nil || len(rest) > 0; tok, rest = nextToken(rest) {
@@ -94,10 +105,15 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 			h.DelBytes(k)
 		}
 	}
-	for {
+	for list := proxy[:np]; len(list) > 0; {
+		i := indexByte(list, ',')
+		h.DelBytes(list[:i])
+		list = list[i+1:]
+	}
+	for !proxyAll { // more Proxy-* names than fit: one at a time
 		var name [128]byte
 		n := 0
-		h.VisitAll(func(k, _ []byte) {
+		eachRequestHeader(h, func(k, _ []byte) {
 			if n == 0 && isProxyHeader(k) && len(k) <= len(name) {
 				n = copy(name[:], k)
 			}
@@ -108,6 +124,41 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 		h.DelBytes(name[:n])
 	}
 }
+
+// eachRequestHeader calls f with every field of h as fasthttp will write it upstream
+// (Host, User-Agent, Content-Type and Content-Length first, then the others in order),
+// read from h's serialised form. h.VisitAll must not be used on a request: it makes
+// fasthttp collect the Cookie lines into a parsed list, which it then writes back
+// re-serialised - quotes stripped, "=v" turned into "v", a cookie holding '"', ';' or
+// '\' dropped, several Cookie lines merged into one - so the upstream would get other
+// cookies than the client sent (TestForwardsTheRequestAsSent). The slices are valid
+// until h is changed or serialised again.
+func eachRequestHeader(h *fasthttp.RequestHeader, f func(k, v []byte)) {
+	b := h.Header()
+	i := bytes.Index(b, crlf) // the request line
+	if i < 0 {
+		return
+	}
+	for b = b[i+2:]; len(b) > 0; {
+		i = bytes.Index(b, crlf)
+		if i <= 0 { // the blank line that ends the head
+			return
+		}
+		line := b[:i]
+		b = b[i+2:]
+		c := bytes.IndexByte(line, ':')
+		if c <= 0 {
+			continue
+		}
+		v := line[c+1:]
+		if len(v) > 0 && v[0] == ' ' {
+			v = v[1:]
+		}
+		f(line[:c], v)
+	}
+}
+
+var crlf = []byte("\r\n")
 
 // cleanResponse does the same for the upstream's answer before it goes to the client.
 func cleanResponse(h *fasthttp.ResponseHeader) {
@@ -186,7 +237,7 @@ const maxForwardedFor = 1024
 // is false when they do not fit.
 func forwardedChain(h *fasthttp.RequestHeader, buf *[maxForwardedFor]byte) (chain []byte, ok bool) {
 	n, ok := 0, true
-	h.VisitAll(func(k, v []byte) {
+	eachRequestHeader(h, func(k, v []byte) {
 		if !ok || !bytesconv.EqualFold(k, xffName) {
 			return
 		}

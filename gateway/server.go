@@ -275,7 +275,7 @@ func dropTrailers(h *fasthttp.RequestHeader) bool {
 		}
 		name := line[:colon]
 		fit := true
-		h.VisitAll(func(k, v []byte) {
+		eachRequestHeader(h, func(k, v []byte) {
 			if !fit || !bytesconv.EqualFold(k, name) {
 				return
 			}

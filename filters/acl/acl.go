@@ -59,9 +59,8 @@ func (a *ACL) Decide(r *filters.Request) filters.Result {
 		}
 	}
 	if len(a.denyQuery) > 0 {
-		args := r.Ctx.QueryArgs()
 		for _, q := range a.denyQuery {
-			if args.HasBytes(q) {
+			if _, n := r.Query(q); n > 0 {
 				return filters.RejectWith(a.denied)
 			}
 		}

@@ -1,6 +1,7 @@
 package filtertest
 
 import (
+	"bufio"
 	"encoding"
 	"encoding/json"
 	"fmt"
@@ -45,7 +46,12 @@ type Conformance struct {
 //   - config_names: every field /config shows (JSON) has the name the configuration and
 //     Consul use (YAML), so that operators read back what they wrote;
 //   - keeps_state: Build(prev) with unchanged parameters keeps prev's state;
-//   - no_allocs: Decide allocates nothing.
+//   - no_allocs: Decide allocates nothing;
+//   - forwards_as_sent: Decide leaves the request as the upstream would get it, byte for
+//     byte (each of Decisions, with an awkward query and awkward cookies added): reading
+//     the request through fasthttp's parsed views (QueryArgs, Header.VisitAll, cookies)
+//     makes fasthttp re-encode the query and re-serialise the cookies it forwards; read
+//     through filters.Request.Query/Cookie and KeySpec instead.
 func RunConformance(t *testing.T, c Conformance) {
 	t.Helper()
 	t.Run("unknown_field", func(t *testing.T) {
@@ -104,6 +110,21 @@ func RunConformance(t *testing.T, c Conformance) {
 		}
 		next := Build(t, c.Name, c.Valid, prev)
 		c.KeepsState(t, prev, next)
+	})
+	t.Run("forwards_as_sent", func(t *testing.T) {
+		f := Build(t, c.Name, c.Valid, nil)
+		if c.Ready != nil {
+			c.Ready(t, f)
+		}
+		for _, rq := range c.Decisions {
+			rq = awkward(rq)
+			want := wire(t, NewRequest(t, rq))
+			req := NewRequest(t, rq)
+			f.Decide(req)
+			if got := wire(t, req); got != want {
+				t.Errorf("%s %s: Decide changed the request the upstream gets:\nbefore %q\nafter  %q", rq.Method, rq.URI, want, got)
+			}
+		}
 	})
 	t.Run("no_allocs", func(t *testing.T) {
 		if len(c.Decisions) == 0 {
@@ -164,4 +185,36 @@ func nameProblems(typ reflect.Type, path string, seen map[reflect.Type]bool) []s
 		out = append(out, nameProblems(f.Type, path+"."+yname, seen)...)
 	}
 	return out
+}
+
+// awkward adds to rq query parameters and cookies that fasthttp's parsed views would
+// change when they are written back (escapes it re-encodes, a ';', a quoted cookie, a
+// cookie holding quotes, which it drops).
+func awkward(rq Req) Req {
+	sep := "?"
+	if strings.Contains(rq.URI, "?") {
+		sep = "&"
+	}
+	if rq.URI == "" {
+		rq.URI = "/"
+	}
+	rq.URI += sep + "fx=a%7Eb&fk=a;b&fs=AB%2bc"
+	cookies := map[string]string{"fq": `"quoted"`, "fj": `{"a":1}`}
+	for k, v := range rq.Cookies {
+		cookies[k] = v
+	}
+	rq.Cookies = cookies
+	return rq
+}
+
+// wire is req as fasthttp writes it upstream.
+func wire(t *testing.T, req *filters.Request) string {
+	t.Helper()
+	var b strings.Builder
+	w := bufio.NewWriter(&b)
+	if err := req.Ctx.Request.Write(w); err != nil {
+		t.Fatalf("the request cannot be written: %v", err)
+	}
+	w.Flush()
+	return b.String()
 }

@@ -9,8 +9,14 @@
 package filtertest
 
 import (
+	"bufio"
+	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,22 +67,34 @@ func NewRequest(t testing.TB, r Req) *filters.Request {
 	if method == "" {
 		method = fasthttp.MethodGet
 	}
-	req.Header.SetMethod(method)
 	uri := r.URI
 	if uri == "" {
 		uri = "/"
 	}
-	req.SetRequestURI(uri)
 	host := r.Host
 	if host == "" {
 		host = "gateway.test"
 	}
-	req.Header.SetHost(host)
-	for k, v := range r.Headers {
-		req.Header.Set(k, v)
+	// The request is parsed from its wire form, as the gateway's are: fasthttp keeps the
+	// Cookie line as sent (Header.SetCookie would make it a parsed cookie list).
+	var wire strings.Builder
+	fmt.Fprintf(&wire, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, uri, host)
+	for _, k := range slices.Sorted(maps.Keys(r.Headers)) {
+		fmt.Fprintf(&wire, "%s: %s\r\n", k, r.Headers[k])
 	}
-	for k, v := range r.Cookies {
-		req.Header.SetCookie(k, v)
+	if len(r.Cookies) > 0 {
+		wire.WriteString("Cookie: ")
+		for i, k := range slices.Sorted(maps.Keys(r.Cookies)) {
+			if i > 0 {
+				wire.WriteString("; ")
+			}
+			fmt.Fprintf(&wire, "%s=%s", k, r.Cookies[k])
+		}
+		wire.WriteString("\r\n")
+	}
+	wire.WriteString("\r\n")
+	if err := req.Read(bufio.NewReader(strings.NewReader(wire.String()))); err != nil {
+		t.Fatalf("filtertest: the request does not parse: %v\n%s", err, wire.String())
 	}
 	ipStr := r.IP
 	if ipStr == "" {
@@ -251,4 +269,23 @@ func AssertNoAllocsFunc(t testing.TB, fn func()) {
 	if n := testing.AllocsPerRun(1000, fn); n != 0 {
 		t.Errorf("allocates %.1f times per call; the request path must allocate nothing", n)
 	}
+}
+
+// SetQueryArg makes name=value the request's whole query string, as a request read from
+// the wire carries it. Filters read the raw query (filters.Request.Query), so a test that
+// varies a key between decisions sets it this way, not through ctx.QueryArgs() (whose
+// changes reach only what is forwarded). name and value are written as given, not
+// encoded. It allocates nothing once the URI's buffer has grown to the query's size.
+func SetQueryArg[V string | []byte](r *filters.Request, name string, value V) {
+	var buf [256]byte
+	q := append(buf[:0], name...)
+	q = append(q, '=')
+	q = append(q, value...)
+	r.Ctx.URI().SetQueryStringBytes(q)
+}
+
+// SetQueryUint is SetQueryArg with a decimal number.
+func SetQueryUint(r *filters.Request, name string, v uint64) {
+	var buf [20]byte
+	SetQueryArg(r, name, strconv.AppendUint(buf[:0], v, 10))
 }

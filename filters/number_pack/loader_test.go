@@ -323,14 +323,13 @@ func TestReloadUnderTrafficNoFlips(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := filtertest.NewRequest(t, filtertest.Req{URI: "/?uin=1"})
-			args := r.Ctx.QueryArgs()
 			var buf [24]byte
 			for i := w; !stop.Load(); i++ {
-				args.SetBytesV("uin", strconv.AppendUint(buf[:0], common[i%len(common)], 10))
+				filtertest.SetQueryArg(r, "uin", strconv.AppendUint(buf[:0], common[i%len(common)], 10))
 				if f.Decide(r).Action == filters.Reject {
 					refused.Add(1)
 				}
-				args.SetBytesV("uin", strconv.AppendUint(buf[:0], neither[i%len(neither)], 10))
+				filtertest.SetQueryArg(r, "uin", strconv.AppendUint(buf[:0], neither[i%len(neither)], 10))
 				if f.Decide(r).Action != filters.Reject {
 					admitted.Add(1)
 				}

@@ -50,7 +50,7 @@ func TestNoAllocs(t *testing.T) {
 		i := 0
 		filtertest.AssertNoAllocsFunc(t, func() {
 			i++
-			req.Ctx.QueryArgs().Set("adtag", tags[i%len(tags)])
+			filtertest.SetQueryArg(req, "adtag", tags[i%len(tags)])
 			req.Now += int64(time.Microsecond)
 			f.Decide(req)
 		})

@@ -19,7 +19,7 @@ func BenchmarkDecide(b *testing.B) {
 		req := filtertest.NewRequest(b, filtertest.Req{URI: "/lottery?uin=10001&adtag=x"})
 		rng := rand.New(rand.NewPCG(1, 2))
 		for b.Loop() {
-			req.Ctx.QueryArgs().Set("adtag", tags[rng.IntN(len(tags))])
+			filtertest.SetQueryArg(req, "adtag", tags[rng.IntN(len(tags))])
 			req.Now += 1000
 			f.Decide(req)
 		}
@@ -32,7 +32,7 @@ func BenchmarkDecide(b *testing.B) {
 			req := filtertest.NewRequest(b, filtertest.Req{URI: "/lottery?uin=10001&adtag=x"})
 			rng := rand.New(rand.NewPCG(id, 2))
 			for pb.Next() {
-				req.Ctx.QueryArgs().Set("adtag", tags[rng.IntN(len(tags))])
+				filtertest.SetQueryArg(req, "adtag", tags[rng.IntN(len(tags))])
 				req.Now += 2000
 				f.Decide(req)
 			}

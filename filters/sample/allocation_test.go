@@ -19,11 +19,10 @@ func TestNoAllocs(t *testing.T) {
 	} {
 		f := filtertest.Build(t, "sample", tc.yaml, nil)
 		r := filtertest.NewRequest(t, filtertest.Req{URI: tc.uri, Headers: map[string]string{"X-Uin": "10001"}, Wall: t0})
-		args := r.Ctx.QueryArgs()
 		i := 0
 		filtertest.AssertNoAllocsFunc(t, func() {
 			i++
-			args.SetUint("uin", 10001+i)
+			filtertest.SetQueryUint(r, "uin", uint64(10001+i))
 			r.Now += int64(time.Millisecond)
 			r.Wall += int64(time.Second)
 			f.Decide(r)

@@ -71,10 +71,9 @@ func TestRatioDistinctUsers(t *testing.T) {
 	for _, p := range []float64{0.3, 0.05} {
 		f := filtertest.Build(t, "sample", "ratio: "+ftoa(p), nil)
 		r := filtertest.NewRequest(t, filtertest.Req{URI: "/info?uin=1", Wall: t0 + int64(time.Second)})
-		args := r.Ctx.QueryArgs()
 		kept := 0
 		for i := 0; i < n; i++ {
-			args.SetUint("uin", 1_000_000_000+i)
+			filtertest.SetQueryUint(r, "uin", uint64(1_000_000_000+i))
 			if f.Decide(r).Action == filters.Continue {
 				kept++
 			}
@@ -113,9 +112,8 @@ func TestRatioExtremes(t *testing.T) {
 	for _, p := range []float64{0, 1} {
 		f := filtertest.Build(t, "sample", "ratio: "+ftoa(p), nil)
 		r := filtertest.NewRequest(t, filtertest.Req{URI: "/info?uin=1", Wall: t0})
-		args := r.Ctx.QueryArgs()
 		for i := 0; i < 100_000; i++ {
-			args.SetUint("uin", i)
+			filtertest.SetQueryUint(r, "uin", uint64(i))
 			r.Wall = t0 + int64(i)*int64(time.Second)
 			kept := f.Decide(r).Action == filters.Continue
 			if kept != (p == 1) {
@@ -133,11 +131,10 @@ func TestStableWithinWindow(t *testing.T) {
 	a := filtertest.Build(t, "sample", "ratio: 0.4\nwindow: 30s", nil)
 	b := filtertest.Build(t, "sample", "ratio: 0.4\nwindow: 30s", nil) // another gateway instance
 	r := filtertest.NewRequest(t, filtertest.Req{URI: "/info?uin=1"})
-	args := r.Ctx.QueryArgs()
 	w0 := t0 + int64(90*time.Second) // start of a 30s window
 	flips, kept := 0, 0
 	for i := 0; i < users; i++ {
-		args.SetUint("uin", 20_000_000+i)
+		filtertest.SetQueryUint(r, "uin", uint64(20_000_000+i))
 		r.Wall = w0
 		first := a.Decide(r).Action
 		for _, at := range []time.Duration{time.Millisecond, 10 * time.Second, 29*time.Second + 999*time.Millisecond} {
@@ -169,9 +166,8 @@ func TestNestedRatios(t *testing.T) {
 	small := filtertest.Build(t, "sample", "ratio: 0.1", nil)
 	big := filtertest.Build(t, "sample", "ratio: 0.5", nil)
 	r := filtertest.NewRequest(t, filtertest.Req{URI: "/info?uin=1", Wall: t0})
-	args := r.Ctx.QueryArgs()
 	for i := 0; i < 50_000; i++ {
-		args.SetUint("uin", i)
+		filtertest.SetQueryUint(r, "uin", uint64(i))
 		if small.Decide(r).Action == filters.Continue && big.Decide(r).Action != filters.Continue {
 			t.Fatalf("uin %d kept at ratio 0.1 but dropped at 0.5", i)
 		}
@@ -181,10 +177,9 @@ func TestNestedRatios(t *testing.T) {
 func TestRetryAfter(t *testing.T) {
 	f := filtertest.Build(t, "sample", "ratio: 0\nwindow: 10m", nil)
 	r := filtertest.NewRequest(t, filtertest.Req{URI: "/info?uin=1"})
-	args := r.Ctx.QueryArgs()
 	seen := map[time.Duration]bool{}
 	for i := 0; i < 1000; i++ {
-		args.SetUint("uin", i)
+		filtertest.SetQueryUint(r, "uin", uint64(i))
 		r.Wall = t0 + int64(9*time.Minute+50*time.Second)
 		res := f.Decide(r)
 		// 10s left; jitter < min(10m/8, 5s).

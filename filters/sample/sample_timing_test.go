@@ -21,7 +21,6 @@ func requests(b *testing.B, n int, withKey bool) []*filters.Request {
 			uri += "?uin=" + strconv.FormatUint(10_000+rng.Uint64N(4_000_000_000), 10)
 		}
 		rs[i] = filtertest.NewRequest(b, filtertest.Req{URI: uri, Wall: t0 + rng.Int64N(int64(time.Hour))})
-		rs[i].Ctx.QueryArgs()
 	}
 	return rs
 }

@@ -52,7 +52,7 @@ func TestNoAllocs(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		var buf [20]byte
 		set := func() {
-			req.Ctx.QueryArgs().SetBytesV("uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(1<<12), 10))
+			filtertest.SetQueryArg(req, "uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(1<<12), 10))
 		}
 		for range 1 << 12 { // the old table holds these users
 			set()
@@ -70,7 +70,7 @@ func TestNoAllocs(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		var buf [20]byte
 		filtertest.AssertNoAllocsFunc(t, func() {
-			req.Ctx.QueryArgs().SetBytesV("uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(1<<20), 10))
+			filtertest.SetQueryArg(req, "uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(1<<20), 10))
 			req.Now += 1000
 			f.Decide(req)
 		})

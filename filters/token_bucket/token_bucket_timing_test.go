@@ -35,7 +35,7 @@ func BenchmarkDecide(b *testing.B) {
 			var buf [20]byte
 			for b.Loop() {
 				if c.random {
-					req.Ctx.QueryArgs().SetBytesV("uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(users), 10))
+					filtertest.SetQueryArg(req, "uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(users), 10))
 				}
 				req.Now += 1000
 				f.Decide(req)
@@ -56,7 +56,7 @@ func BenchmarkDecide(b *testing.B) {
 				var buf [20]byte
 				for pb.Next() {
 					if c.random {
-						req.Ctx.QueryArgs().SetBytesV("uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(users), 10))
+						filtertest.SetQueryArg(req, "uin", strconv.AppendUint(buf[:0], 10_000_000_000+rng.Uint64N(users), 10))
 					}
 					req.Now += 1000 * procs // the goroutines' clocks advance together
 					f.Decide(req)
