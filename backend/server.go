@@ -151,9 +151,6 @@ func (s *Server) SetLatency(d time.Duration) {
 // Latency is the latency in force.
 func (s *Server) Latency() time.Duration { return time.Duration(s.latency.Load()) }
 
-// Kind is "query", "delivery" or "packs".
-func (s *Server) Kind() string { return s.kind }
-
 // Handler is the server's request handler, for in-memory tests and benchmarks that drive
 // a fasthttp.RequestCtx directly.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.serveHTTP }

@@ -106,9 +106,6 @@ func (c *strictConn) SetKeepAlivePeriod(d time.Duration) error {
 // the connection, or one before it, was framed in a way a strict reader would not accept.
 func (c *strictConn) badFraming(n uint64) bool { return c.f.bad != 0 && c.f.bad <= n }
 
-// trailerFields reports whether message n's chunked body ended with trailer fields.
-func (c *strictConn) trailerFields(n uint64) bool { return c.f.trailerMsg == n }
-
 const (
 	fHeadLine     = iota // reading a head line (request line or field line)
 	fBody                // Content-Length body: remain bytes left
@@ -129,18 +126,17 @@ const (
 // the guard (ambiguousHead) and by fasthttp; the framer only needs from a head where it
 // ends and how its body is framed.
 type framer struct {
-	state      uint8
-	cr         bool   // the head line so far ended in CR
-	sawLine    bool   // the request line of the current message was read
-	chunked    bool   // the current head has Transfer-Encoding
-	digits     uint8  // chunk-size digits read
-	remain     int64  // bytes left in a Content-Length body or a chunk
-	cl         int64  // the current head's Content-Length (-1: none)
-	msg        uint64 // the message being read, 1-based
-	bad        uint64 // the first message with a violation (0: none)
-	trailerMsg uint64 // the last message whose chunked body had trailer fields
-	line       [24]byte
-	lineLen    int
+	state   uint8
+	cr      bool   // the head line so far ended in CR
+	sawLine bool   // the request line of the current message was read
+	chunked bool   // the current head has Transfer-Encoding
+	digits  uint8  // chunk-size digits read
+	remain  int64  // bytes left in a Content-Length body or a chunk
+	cl      int64  // the current head's Content-Length (-1: none)
+	msg     uint64 // the message being read, 1-based
+	bad     uint64 // the first message with a violation (0: none)
+	line    [24]byte
+	lineLen int
 }
 
 func (f *framer) fail() {
@@ -344,7 +340,6 @@ func (f *framer) feed(b []byte) {
 			case c == ' ' || c == '\t' || c == '\n' || c == ':':
 				f.fail() // obs-fold, bare LF, empty name
 			default:
-				f.trailerMsg = f.msg
 				f.state = fTrailerLine
 			}
 		case fTrailerLine:

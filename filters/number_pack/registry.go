@@ -124,10 +124,3 @@ func (e *sharedSet) release() {
 		delete(registry.m, e.key)
 	}
 }
-
-// registered returns how many pack file versions the registry holds (for tests).
-func registered() int {
-	registry.Lock()
-	defer registry.Unlock()
-	return len(registry.m)
-}

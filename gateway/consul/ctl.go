@@ -539,17 +539,6 @@ func (c *Ctl) setActive(st *State, verb, name string, checks []KV) (*Result, err
 	return res, c.commit(st, res)
 }
 
-// Confirm writes <prefix>confirm = the fingerprint of the current content, so that the
-// gateways apply a read they hold as suspicious (empty, most keys removed). It is
-// refused when the current content does not validate.
-func (c *Ctl) Confirm() (*Result, error) {
-	res, err := c.PrepareConfirm()
-	if err != nil || res.Noop != "" {
-		return res, err
-	}
-	return res, c.Commit(res)
-}
-
 // PrepareConfirm reads and validates the current content and returns the confirm write
 // without making it (Commit makes it), so that a caller can show what the gateways will
 // apply before they apply it.

@@ -195,9 +195,6 @@ func NewWatcher(o Options) *Watcher {
 // watcher gives up on it and reports Consul as unreachable.
 const readGrace = 2 * time.Second
 
-// Name implements gateway.Source.
-func (w *Watcher) Name() string { return "consul" }
-
 // Status is what the watcher reports about itself.
 type Status struct {
 	Prefix      string    `json:"prefix"`

@@ -67,7 +67,3 @@ func HitThen(n string, before func()) {
 		select {} // never returns
 	}
 }
-
-// Armed reports whether any failpoint is armed (tests assert the variable reached the
-// process).
-func Armed() bool { return armed.Load() }

@@ -36,9 +36,6 @@ func Open(path string) (*File, error) {
 // Close closes the file.
 func (f *File) Close() error { return f.f.Close() }
 
-// Path is the path the file was opened by.
-func (f *File) Path() string { return f.path }
-
 // Info is the file's stat when it was opened.
 func (f *File) Info() os.FileInfo { return f.info }
 

@@ -154,9 +154,6 @@ func (b *SetBuilder) Scan(n uint64) {
 	b.count++
 }
 
-// Scanned is how many numbers pass 1 saw (duplicates included).
-func (b *SetBuilder) Scanned() int { return b.count }
-
 // chooseShift returns the shift (and low-bits width in bytes) that minimises the set's
 // bytes for count numbers over [0, span], with at most maxPerBucket per bucket on
 // average.

@@ -112,14 +112,6 @@ func ParseOne(name string, b []byte) (*yaml.Node, error) {
 	return n, nil
 }
 
-// Unmarshal is yaml.Unmarshal after Check.
-func Unmarshal(name string, b []byte, v any) error {
-	if err := Check(name, b); err != nil {
-		return err
-	}
-	return yaml.Unmarshal(b, v)
-}
-
 func walk(n *yaml.Node, problems []Problem) []Problem {
 	if n == nil || len(problems) >= maxProblems {
 		return problems
