@@ -201,6 +201,21 @@ func TestAsyncAcceptsDurablyAndRecordsTheRequest(t *testing.T) {
 	}
 }
 
+// TestAsyncRecordsTheForwardedPath: a path with escapes is recorded as the gateway would
+// forward it (quoted), not decoded: the deliverer writes the recorded path into its
+// request line, where "/grant/ x?y" would break the line and cut the path at the '?'.
+func TestAsyncRecordsTheForwardedPath(t *testing.T) {
+	ar := newAsyncRig(t, 0)
+	resp, b := ar.post("/grant/%20x%3Fy/caf%C3%A9?user=1&prize=p&a=%7E", "k-path", "", nil)
+	if resp.StatusCode() != 202 {
+		t.Fatalf("got %d %s", resp.StatusCode(), resp.Body())
+	}
+	got := ar.stored()[b.GrantID]
+	if len(got) != 1 || got[0].Path != "/grant/%20x%3Fy/caf%C3%A9" || got[0].Query != "user=1&prize=p&a=%7E" {
+		t.Fatalf("recorded %+v, want path /grant/%%20x%%3Fy/caf%%C3%%A9 and query user=1&prize=p&a=%%7E", got)
+	}
+}
+
 func TestAsyncResubmissionAndBadRequests(t *testing.T) {
 	ar := newAsyncRig(t, 0)
 	_, first := ar.post("/grant?user=1&prize=red", "same", "", nil)

@@ -84,4 +84,21 @@ routes:
 			}
 		})
 	}
+	// a body without Content-Type goes on without one (fasthttp labels it
+	// application/octet-stream unless told not to); one with it keeps it
+	for _, ct := range []string{"", "Content-Type: text/x-odd\r\n"} {
+		t.Run("body, content type "+strings.TrimSpace(ct), func(t *testing.T) {
+			before := up.snapshot()
+			send := "POST /bare HTTP/1.1\r\nHost: gw.test\r\n" + ct + "Content-Length: 3\r\n\r\nabc"
+			res := firstAnswer(g.Addr, []byte(send), 30*time.Second)
+			if res.err != nil || res.status != 200 {
+				t.Fatalf("%v; want the upstream's 200", res)
+			}
+			head, _, _ := strings.Cut(string(up.since(before)), "\r\n\r\n")
+			n := strings.Count(strings.ToLower(head), "\r\ncontent-type:")
+			if (ct == "" && n != 0) || (ct != "" && (n != 1 || !strings.Contains(head, "\r\nContent-Type: text/x-odd\r\n"))) {
+				t.Errorf("sent %q as the content type, the upstream got:\n%s", ct, head)
+			}
+		})
+	}
 }

@@ -64,6 +64,9 @@ const maxConnTokens = 512
 // an interface, the buffers below would escape to the heap on every request.
 func cleanRequest(h *fasthttp.RequestHeader) {
 	h.ResetConnectionClose()
+	// a body without Content-Type goes on without one (fasthttp would label it
+	// application/octet-stream; the upstream may look at the content instead)
+	h.SetNoDefaultContentType(true)
 	// every Connection line, copied out first: deleting shifts fasthttp's storage
 	var buf [maxConnTokens]byte
 	n := 0

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -147,20 +148,13 @@ func (c *Caller) Call(t Target, rec *grant.Record) Outcome {
 	if rec.Query != "" {
 		uri += "?" + rec.Query
 	}
-	req.Header.SetMethod(method)
-	req.SetRequestURI(uri)
 	host := t.HostHeader
 	if host == "" {
 		host = addr
 	}
-	req.Header.SetHost(host)
-	for _, h := range rec.Headers {
-		if strings.EqualFold(h.Name, t.IDHeader) {
-			continue
-		}
-		req.Header.Add(h.Name, h.Value)
+	if err := head(req, method, uri, host, t.IDHeader, rec); err != nil {
+		return Outcome{Class: Rejected, Err: err} // an unsendable grant: parked, not retried
 	}
-	req.Header.Set(t.IDHeader, rec.ID)
 	if len(rec.Body) > 0 {
 		req.SetBody(rec.Body)
 	}
@@ -195,4 +189,33 @@ func dialFailed(err error) bool {
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// head sets req's head from its wire form, so that the kept headers reach the backend
+// as the client sent them: a Cookie line added through fasthttp's Header.Add is parsed
+// and written back re-serialised (quotes stripped, a cookie holding a quote - a JSON
+// value - dropped). A body without Content-Type stays without one.
+func head(req *fasthttp.Request, method, uri, host, idHeader string, rec *grant.Record) error {
+	if strings.ContainsAny(method+uri+host+idHeader+rec.ID, "\r\n \t") {
+		return fmt.Errorf("grant %s: a line break or space in its method, target, host or id", rec.ID)
+	}
+	for _, h := range rec.Headers {
+		if strings.ContainsAny(h.Name, "\r\n: \t") || strings.ContainsAny(h.Value, "\r\n") {
+			return fmt.Errorf("grant %s: header %q: a line break in its name or value", rec.ID, h.Name)
+		}
+	}
+	var b strings.Builder
+	b.WriteString(method + " " + uri + " HTTP/1.1\r\nHost: " + host + "\r\n")
+	for _, h := range rec.Headers {
+		if strings.EqualFold(h.Name, idHeader) {
+			continue
+		}
+		b.WriteString(h.Name + ": " + h.Value + "\r\n")
+	}
+	b.WriteString(idHeader + ": " + rec.ID + "\r\n\r\n")
+	if err := req.Header.Read(bufio.NewReader(strings.NewReader(b.String()))); err != nil {
+		return fmt.Errorf("grant %s: the recorded request does not make a request head: %w", rec.ID, err)
+	}
+	req.Header.SetNoDefaultContentType(true)
+	return nil
 }

@@ -1,8 +1,10 @@
 package deliver
 
 import (
+	"bufio"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +66,64 @@ func TestUnreachable(t *testing.T) {
 	} {
 		if got := dialFailed(tc.err); got != tc.want {
 			t.Errorf("%s: dialFailed = %v, want %v", tc.desc, got, tc.want)
+		}
+	}
+}
+
+// TestCallSendsTheRecordedRequest: the backend gets the recorded request as the client
+// sent it - a path with escapes (recorded in its forwarded, quoted form), the raw query,
+// kept Cookie lines byte for byte (fasthttp's Header.Add would re-serialise them,
+// dropping a JSON cookie), no Content-Type invented for a body without one - plus the id
+// header. A recorded head that cannot be sent is parked (Rejected), not retried.
+func TestCallSendsTheRecordedRequest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+		}
+		got <- head.String()
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+	}()
+	rec := &grant.Record{ID: "grant-1", Route: "grant", Method: "POST", Path: "/grant/%20x%3Fy", Query: "a=%7E&k=a;b",
+		Headers: []grant.Header{{Name: "Cookie", Value: `json={"a":1}; q="x"`}, {Name: "X-Trace", Value: "t1"}}, Body: []byte("abc")}
+	out := NewCaller().Call(Target{Addrs: []string{ln.Addr().String()}, Timeout: 30 * time.Second, IDHeader: "X-Grant-Id"}, rec)
+	if out.Class != Delivered {
+		t.Fatalf("%v, want delivered", out)
+	}
+	h := <-got
+	for _, want := range []string{"POST /grant/%20x%3Fy?a=%7E&k=a;b HTTP/1.1\r\n", "\r\nCookie: json={\"a\":1}; q=\"x\"\r\n", "\r\nX-Trace: t1\r\n", "\r\nX-Grant-Id: grant-1\r\n", "\r\nContent-Length: 3\r\n"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("the backend's head lacks %q:\n%s", want, h)
+		}
+	}
+	if strings.Contains(strings.ToLower(h), "content-type") {
+		t.Errorf("a Content-Type the client did not send:\n%s", h)
+	}
+	for _, bad := range []*grant.Record{
+		{ID: "grant-2", Method: "POST", Path: "/grant", Headers: []grant.Header{{Name: "X-Bad", Value: "a\r\nInjected: 1"}}},
+		{ID: "grant-3", Method: "POST", Path: "/grant x"},
+	} {
+		if out := NewCaller().Call(Target{Addrs: []string{ln.Addr().String()}, Timeout: 30 * time.Second, IDHeader: "X-Grant-Id"}, bad); out.Class != Rejected || out.Err == nil {
+			t.Errorf("%s, an unsendable record: %v, want rejected with the reason", bad.ID, out)
 		}
 	}
 }
