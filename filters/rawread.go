@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/bytesconv"
 )
 
 // Reading a request without changing what is forwarded.
@@ -182,9 +184,9 @@ func CookieValue(line, name []byte) (value []byte, n int) {
 		}
 		var key, val []byte
 		if i := bytes.IndexByte(seg, '='); i >= 0 {
-			key, val = trimCookie(seg[:i]), trimCookie(seg[i+1:])
+			key, val = bytesconv.TrimOWS(seg[:i]), bytesconv.TrimOWS(seg[i+1:])
 		} else {
-			val = trimCookie(seg)
+			val = bytesconv.TrimOWS(seg)
 		}
 		if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
 			val = val[1 : len(val)-1]
@@ -200,16 +202,6 @@ func CookieValue(line, name []byte) (value []byte, n int) {
 		}
 	}
 	return value, n
-}
-
-func trimCookie(s []byte) []byte {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 func validCookieValue(v []byte) bool {

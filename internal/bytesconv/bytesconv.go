@@ -34,3 +34,14 @@ func EqualFold(a, b []byte) bool {
 	}
 	return true
 }
+
+// TrimOWS returns b without the spaces and tabs around it (HTTP's optional whitespace).
+func TrimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
