@@ -60,6 +60,11 @@ func TestRequestPathAllocatesNothing(t *testing.T) {
 			// level computes it: tier rank, user key read and hash)
 			allocCase{"adaptive, shedding by level, this request's level admitted", "/alevel?uin=10001&adtag=wx", 200})
 	})
+	// keys read from a cookie and from an escaped query parameter (filters/rawread.go)
+	t.Run("keys from cookies and escaped queries", func(t *testing.T) {
+		requestPathAllocs(t, allocConfig+`  keyed:   {path: /keyed, pool: q, filters: {sample: {ratio: 1, key: "query:uin"}, token_bucket: {rate: 1000000, burst: 1000000, key: "cookie:uin"}}}
+`, allocCase{"keys from a cookie and an escaped query", "/keyed?uin=%2B10001&x=a%7Eb", 200})
+	})
 	// a route whose fallback answers some verdicts apart (fallback.verdicts)
 	t.Run("answers per verdict", func(t *testing.T) {
 		requestPathAllocs(t, allocConfig+`  vflood:  {path: /vflood, pool: q, filters: {token_bucket: {rate: 1, burst: 1}}, fallback: {verdicts: {route: {disabled: {body: off}}, token_bucket: {limited: {status: 503, body: wait}}}}}
@@ -106,6 +111,8 @@ func requestPathAllocs(t *testing.T, cfg string, extra ...allocCase) *testRig {
 		req.Header.Add("Connection", "X-Hop2")
 		req.Header.Set("X-Hop2", "1")
 		req.Header.Set("True-Client-IP", "6.6.6.6")
+		req.Header.Set("Proxy-Foo", "1")                    // stripped (every Proxy-* name)
+		req.Header.Set("Cookie", "uin=10001; sid=abc; x=1") // forwarded as sent, read raw by cookie keys
 		do := func() {
 			if err := r.client.Do(req, resp); err != nil {
 				t.Fatal(err)
