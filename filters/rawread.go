@@ -26,9 +26,9 @@ import (
 // of this request. It allocates nothing, except the first time a Request decodes a
 // value of over 64 bytes (the gateway reuses its Requests).
 func (r *Request) Query(name []byte) (value []byte, n int) {
-	raw, n, ok := QueryParam(r.Ctx.URI().QueryString(), name)
-	if !ok || n == 0 {
-		return nil, n
+	raw, n := QueryParam(r.Ctx.URI().QueryString(), name)
+	if n == 0 {
+		return nil, 0
 	}
 	if !argEscaped(raw) {
 		return raw, n
@@ -59,12 +59,8 @@ func (r *Request) Cookie(name []byte) (value []byte, n int) {
 // QueryParam finds name among the parameters of the raw query string q, comparing
 // decoded names as fasthttp.Args does (segments split on '&', the name up to the first
 // '=', empty segments skipped). It returns the raw (still encoded) value of the first
-// match and the number of matches; ok is false only for a name longer than 256 bytes,
-// which is never compared. It allocates nothing.
-func QueryParam(q, name []byte) (raw []byte, n int, ok bool) {
-	if len(name) > 256 {
-		return nil, 0, false
-	}
+// match and the number of matches. It allocates nothing.
+func QueryParam(q, name []byte) (raw []byte, n int) {
 	for len(q) > 0 {
 		seg := q
 		if i := bytes.IndexByte(q, '&'); i >= 0 {
@@ -86,7 +82,7 @@ func QueryParam(q, name []byte) (raw []byte, n int, ok bool) {
 			n++
 		}
 	}
-	return raw, n, true
+	return raw, n
 }
 
 // DecodeArg appends the decoded form of a raw query name or value to dst, exactly as
