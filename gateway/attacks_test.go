@@ -76,7 +76,11 @@ func (u *rawUpstream) serve(c net.Conn, rec *bytes.Buffer) {
 			return
 		}
 		io.Copy(io.Discard, req.Body)
-		if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nupstream ok\n"); err != nil {
+		answer := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nupstream ok\n"
+		if req.Method == "HEAD" {
+			answer = strings.TrimSuffix(answer, "upstream ok\n") // an answer to HEAD has no body
+		}
+		if _, err := io.WriteString(c, answer); err != nil {
 			return
 		}
 	}

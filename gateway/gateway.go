@@ -224,6 +224,7 @@ func (g *Gateway) forward(ctx *fasthttp.RequestCtx, st *state, rt *route, client
 		return rt.upstream[failUnavailable]
 	}
 	req := &ctx.Request
+	forwardTarget(req)
 	cleanRequest(&req.Header)
 	setForwardedFor(&req.Header, peerAddr(ctx), clientIP, st.trustsPeer(ctx))
 	if len(rt.pool.host) > 0 {

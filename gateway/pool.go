@@ -25,6 +25,9 @@ var upstreamEjections = metrics.NewCounterVec("upstream_ejections_total", "Upstr
 var upstreamProbes = metrics.NewCounterVec("upstream_health_checks_total",
 	"Health check probes of ejected upstream servers, by result (passed, failed, skipped: the server's share of max_conns was in use).", "pool", "addr", "result")
 
+// upstreamReadBuffer bounds the head of an upstream's answer on a connection of its own.
+const upstreamReadBuffer = 16 << 10
+
 // pool is a fixed set of upstream servers with one connection budget (a bulkhead).
 // Servers are chosen round-robin, skipping ejected ones. A pool whose configuration did
 // not change is carried over a reload with its connections and ejection state; a pool
@@ -91,7 +94,12 @@ func newPool(name string, cfg config.Pool, dial fasthttp.DialFunc, logger *zap.L
 				MaxIdemponentCallAttempts:     2, // one retry, idempotent methods only (fasthttp's default RetryIf)
 				NoDefaultUserAgentHeader:      true,
 				DisableHeaderNamesNormalizing: false,
-				DisablePathNormalizing:        false,
+				// the target is written as forwardTarget set it (target.go), not re-quoted
+				DisablePathNormalizing: true,
+				// an answer's head may be up to this large (fasthttp's default, 4 KiB, made
+				// an answer with a few long Set-Cookie lines upstream/error; a pipelined
+				// pool reads answers through a 64 KiB buffer)
+				ReadBufferSize: upstreamReadBuffer,
 			},
 			ejections: upstreamEjections.WithLabelValues(name, addr),
 			dial:      dial,

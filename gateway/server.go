@@ -299,6 +299,48 @@ func dropTrailers(h *fasthttp.RequestHeader) bool {
 	return true
 }
 
+// dropResponseTrailers is dropTrailers for an upstream's answer: the fields of its
+// trailer section never become headers of the answer the client gets; head fields of the
+// same names keep their values (up to maxTrailerBytes of them, names up to 256 bytes).
+// One name at a time: an answer with trailers is rare, and a section of any size is
+// dropped whole.
+func dropResponseTrailers(h *fasthttp.ResponseHeader) {
+	if len(h.TrailerHeader()) <= 2 {
+		return
+	}
+	type saved struct{ name, value []byte }
+	var vbuf [maxTrailerBytes]byte
+	var keep [32]saved
+	nk, nb := 0, 0
+	for range 1024 { // each pass deletes a name; a bound all the same
+		th := h.TrailerHeader() // "name: value\r\n"... "\r\n"; h's buffer, reused by Header()
+		colon := bytes.IndexByte(th, ':')
+		if len(th) <= 2 || colon <= 0 {
+			break
+		}
+		var nbuf [256]byte
+		if colon > len(nbuf) {
+			h.DelBytes(th[:colon]) // (DelBytes copies the name first) a head field of it goes too
+			continue
+		}
+		name := nbuf[:copy(nbuf[:], th[:colon])]
+		eachField(h.Header(), func(k, v []byte) {
+			if !bytesconv.EqualFold(k, name) || nk == len(keep) || nb+len(name)+len(v) > len(vbuf) {
+				return
+			}
+			n := copy(vbuf[nb:], name)
+			keep[nk] = saved{vbuf[nb : nb+n], vbuf[nb+n : nb+n+copy(vbuf[nb+n:], v)]}
+			nb += n + len(v)
+			nk++
+		})
+		h.DelBytes(name)
+	}
+	h.DelBytes(trailerName) // the names announced (hop-by-hop anyway)
+	for i := 0; i < nk; i++ {
+		h.AddBytesKV(keep[i].name, keep[i].value)
+	}
+}
+
 var (
 	contentLengthName    = []byte("Content-Length")
 	transferEncodingName = []byte("Transfer-Encoding")
