@@ -32,6 +32,11 @@
 #   shed-haproxy     haproxy (1 thread), stick-table gpc0_rate(1s), same rate (haproxy-shed.cfg.tmpl)
 #   shed-gateway-1p  shed-gateway run with GOMAXPROCS=1 (not in the default set: name it in
 #                    BENCH_CONFIGS; a table row, no ratio line)
+#   shed-floor       bench/shedfloor: not a proxy, the floor - one thread on epoll answering
+#                    every request itself (200 within the limit, the gateway's 429 beyond),
+#                    nothing proxied, parsed or counted: the least CPU per answer a server
+#                    on epoll spends on this kernel for these clients (optional, like shed-gateway-1p;
+#                    prints "ratio shed-floor/shed-nginx": what an epoll design can reach at most)
 # each offered BENCH_SHED_FACTOR x BENCH_SHED_LIMIT requests/s open-loop by `floodgate bench`
 # (bench/configs/shed-profile.yaml: random users) for BENCH_SHED_DURATION, BENCH_RUNS times,
 # interleaved. Per configuration: admitted/s over the steady seconds (the first and the last
@@ -74,7 +79,7 @@ SHED_DURATION="${BENCH_SHED_DURATION:-10s}"
 THRU_CONFIGS="" SHED_CONFIGS=""
 for c in $CONFIGS; do
 	case "$c" in
-	shed-gateway | shed-gateway-1p | shed-nginx | shed-haproxy) SHED_CONFIGS+="$c " ;;
+	shed-gateway | shed-gateway-1p | shed-nginx | shed-haproxy | shed-floor) SHED_CONFIGS+="$c " ;;
 	shed-*) echo "compare: error: unknown configuration $c" >&2; exit 1 ;;
 	*) THRU_CONFIGS+="$c " ;;
 	esac
@@ -119,6 +124,10 @@ need pgrep procps
 if [ ! -x "$BIN" ]; then
 	log "building bin/floodgate"
 	(cd "$ROOT" && ${GO:-go} build -o bin/floodgate ./cmd/floodgate)
+fi
+if [[ " $SHED_CONFIGS " == *" shed-floor "* ]]; then
+	log "building bin/shedfloor"
+	(cd "$ROOT" && ${GO:-go} build -o bin/shedfloor ./bench/shedfloor)
 fi
 
 NCPU="$(nproc)"
@@ -380,6 +389,9 @@ start_shed() { # start_shed BACKEND_PORT: the shed-* proxies, unpinned
 				start "$c" - "$BIN" gateway -config "$WORK/$c.yaml" -log-level warn
 			fi
 			;;
+		shed-floor)
+			start "$c" - "$ROOT/bin/shedfloor" -listen "127.0.0.1:$port" -rate "$SHED_LIMIT" -burst "$SHED_BURST"
+			;;
 		shed-nginx)
 			d="$WORK/$c"
 			mkdir -p "$d"
@@ -566,8 +578,10 @@ if [ -n "$SHED_CONFIGS" ]; then
 		SHED_NOTES+="${SHED_NOTES:+$'\n'}$(awk -v n="$b" -v t="${SM[$b/10]}" -v k="${SM[$b/11]}" 'BEGIN { if (k > 0) printf "note: %s spends %.1f us of CPU per answer, %.1f us of it in the kernel: a proxy with no user-space cost and %s'"'"'s kernel cost would answer at most %.2fx its rejects per CPU-second", n, t, k, n, t / k }')"
 	done
 	for b in shed-nginx shed-haproxy; do
-		[[ " $SHED_CONFIGS " == *" shed-gateway "* && " $SHED_CONFIGS " == *" $b "* ]] || continue
-		SHED_RATIOS+="$(awk -v n="shed-gateway/$b" -v a="${SM[shed-gateway/4]}" -v b="${SM[$b/4]}" 'BEGIN { if (b > 0) printf "ratio %s = %.2f", n, a / b }')"$'\n'
+		for a in shed-gateway shed-floor; do
+			[[ " $SHED_CONFIGS " == *" $a "* && " $SHED_CONFIGS " == *" $b "* ]] || continue
+			SHED_RATIOS+="$(awk -v n="$a/$b" -v a="${SM[$a/4]}" -v b="${SM[$b/4]}" 'BEGIN { if (b > 0) printf "ratio %s = %.2f", n, a / b }')"$'\n'
+		done
 	done
 	SHED_RATIOS="${SHED_RATIOS%$'\n'}"
 fi
