@@ -373,28 +373,50 @@ routes:
 
 	start := time.Now()
 	runs, bad := 0, 0
-	for _, tc := range reqCases {
-		prefixes := []string{""}
-		if strings.Contains(tc.send, "{P}") {
-			prefixes = []string{"/bare", "/keyed", "/piped"}
+	// every case on a connection of its own, then all on one connection per route
+	// (keep-alive: what a request leaves in the gateway's per-connection state - fasthttp
+	// reuses one RequestCtx - must not change the next one)
+	for _, keep := range []bool{false, true} {
+		mode := "own connection"
+		if keep {
+			mode = "one connection"
 		}
-		for _, p := range prefixes {
-			runs++
-			name := fmt.Sprintf("%s:%d %s [%s]", tc.file, tc.line, tc.desc, p)
-			if probs := runRequestCase(g.Addr, up, &tc, p); len(probs) > 0 {
-				bad++
-				t.Errorf("%s (%s):\n\t%s", name, tc.why, strings.Join(probs, "\n\t"))
+		clients := map[string]*fidelityClient{}
+		client := func(key string) *fidelityClient {
+			if clients[key] == nil {
+				clients[key] = &fidelityClient{addr: g.Addr, keep: keep}
+			}
+			return clients[key]
+		}
+		for _, tc := range reqCases {
+			prefixes := []string{""}
+			if strings.Contains(tc.send, "{P}") {
+				prefixes = []string{"/bare", "/keyed", "/piped"}
+			}
+			if keep && (strings.Contains(tc.send, " HTTP/1.0\r\n") || strings.Contains(strings.ToLower(tc.send), "connection: close")) {
+				continue // the gateway closes after it
+			}
+			for _, p := range prefixes {
+				runs++
+				name := fmt.Sprintf("%s:%d %s [%s, %s]", tc.file, tc.line, tc.desc, p, mode)
+				if probs := runRequestCase(client(p), up, &tc, p); len(probs) > 0 {
+					bad++
+					t.Errorf("%s (%s):\n\t%s", name, tc.why, strings.Join(probs, "\n\t"))
+				}
 			}
 		}
-	}
-	for i, tc := range respCases {
-		for _, p := range []string{"/answer", "/panswer"} {
-			runs++
-			name := fmt.Sprintf("%s:%d %s [%s]", tc.file, tc.line, tc.desc, p)
-			if probs := runResponseCase(g.Addr, &tc, fmt.Sprintf("%s/%d", p, i)); len(probs) > 0 {
-				bad++
-				t.Errorf("%s (%s):\n\t%s", name, tc.why, strings.Join(probs, "\n\t"))
+		for i, tc := range respCases {
+			for _, p := range []string{"/answer", "/panswer"} {
+				runs++
+				name := fmt.Sprintf("%s:%d %s [%s, %s]", tc.file, tc.line, tc.desc, p, mode)
+				if probs := runResponseCase(client(p), &tc, fmt.Sprintf("%s/%d", p, i)); len(probs) > 0 {
+					bad++
+					t.Errorf("%s (%s):\n\t%s", name, tc.why, strings.Join(probs, "\n\t"))
+				}
 			}
+		}
+		for _, cl := range clients {
+			cl.close()
 		}
 	}
 	t.Logf("fidelity corpus: %d request and %d response cases, %d runs, %d with differences, in %v",
@@ -403,28 +425,36 @@ routes:
 
 // runRequestCase sends tc with {P} replaced by prefix and compares what the upstream got
 // with what was sent.
-func runRequestCase(addr string, up *rawUpstream, tc *fidelityCase, prefix string) []string {
+func runRequestCase(cl *fidelityClient, up *rawUpstream, tc *fidelityCase, prefix string) []string {
 	send := strings.ReplaceAll(tc.send, "{P}", prefix)
-	sent, err := readMessage(bufio.NewReader(strings.NewReader(send)), false, false)
+	sbr := bufio.NewReader(strings.NewReader(send))
+	sent, err := readMessage(sbr, false, false)
+	if err == nil && sbr.Buffered() > 0 {
+		err = fmt.Errorf("%d bytes after the request", sbr.Buffered())
+	}
 	if err != nil {
 		return []string{fmt.Sprintf("the case's own request does not parse: %v", err)}
 	}
 	method, rest, _ := strings.Cut(sent.line, " ")
 	target, _, _ := strings.Cut(rest, " ")
 	before := up.snapshot()
-	c, err := net.DialTimeout("tcp4", addr, 30*time.Second)
+	c, br, err := cl.conn()
 	if err != nil {
 		return []string{err.Error()}
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer cl.done()
 	if _, err := io.WriteString(c, send); err != nil {
+		cl.broken()
 		return []string{err.Error()}
 	}
-	br := bufio.NewReader(c)
 	resp, err := readFinalAnswer(br, method == "HEAD")
 	if err != nil {
+		cl.broken()
 		return []string{fmt.Sprintf("no answer: %v", err)}
+	}
+	if cl.keep && strings.EqualFold(header(resp.fields, "Connection"), "close") {
+		cl.broken()
+		return []string{"the gateway closes the kept connection after this case's answer"}
 	}
 	if !strings.HasPrefix(resp.line, "HTTP/1.1 200 ") || header(resp.fields, "X-Floodgate-Verdict") != "" {
 		return []string{fmt.Sprintf("answer %q verdict %q, want the upstream's 200", resp.line, header(resp.fields, "X-Floodgate-Verdict"))}
@@ -465,6 +495,47 @@ func runRequestCase(addr string, up *rawUpstream, tc *fidelityCase, prefix strin
 		probs = append(probs, fmt.Sprintf("sent     %q", send), fmt.Sprintf("upstream %q", got))
 	}
 	return probs
+}
+
+// fidelityClient is the client side of the cases: a connection of its own per case, or
+// one kept for all (keep).
+type fidelityClient struct {
+	addr string
+	keep bool
+	c    net.Conn
+	br   *bufio.Reader
+	raw  bytes.Buffer // what the gateway sent since the case began
+}
+
+// conn returns the connection for the next case, dialling one when there is none.
+func (cl *fidelityClient) conn() (net.Conn, *bufio.Reader, error) {
+	cl.raw.Reset()
+	if cl.c == nil {
+		c, err := net.DialTimeout("tcp4", cl.addr, 30*time.Second)
+		if err != nil {
+			return nil, nil, err
+		}
+		cl.c, cl.br = c, bufio.NewReader(io.TeeReader(c, &cl.raw))
+	}
+	cl.c.SetDeadline(time.Now().Add(30 * time.Second))
+	return cl.c, cl.br, nil
+}
+
+// done ends a case: the connection goes unless it is kept.
+func (cl *fidelityClient) done() {
+	if !cl.keep {
+		cl.close()
+	}
+}
+
+// broken drops a connection a case left in an unknown state.
+func (cl *fidelityClient) broken() { cl.close() }
+
+func (cl *fidelityClient) close() {
+	if cl.c != nil {
+		cl.c.Close()
+		cl.c, cl.br = nil, nil
+	}
 }
 
 // readFinalAnswer reads answers until a final one (skipping 1xx interim answers).
@@ -535,7 +606,7 @@ func (u *answerUpstream) serve(c net.Conn) {
 }
 
 // runResponseCase asks for target and compares the answer with the upstream's.
-func runResponseCase(addr string, tc *fidelityCase, target string) []string {
+func runResponseCase(cl *fidelityClient, tc *fidelityCase, target string) []string {
 	sentBR := bufio.NewReader(strings.NewReader(tc.answer))
 	var upAns *message
 	var err error
@@ -550,23 +621,27 @@ func runResponseCase(addr string, tc *fidelityCase, target string) []string {
 			break
 		}
 	}
-	c, err := net.DialTimeout("tcp4", addr, 30*time.Second)
+	c, br, err := cl.conn()
 	if err != nil {
 		return []string{err.Error()}
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	defer cl.done()
+	raw := &cl.raw
 	send := tc.method + " " + target + " HTTP/1.1\r\nHost: gw.test\r\n\r\n"
 	if _, err := io.WriteString(c, send); err != nil {
+		cl.broken()
 		return []string{err.Error()}
 	}
-	var raw bytes.Buffer
-	br := bufio.NewReader(io.TeeReader(c, &raw))
 	m, err := readMessage(br, tc.method == "HEAD" || bodyless(nil, upAns.line), false)
 	if err != nil {
+		cl.broken()
 		return []string{fmt.Sprintf("the client's bytes do not read as an answer: %v\n%q", err, raw.Bytes())}
 	}
 	var probs []string
+	if cl.keep && strings.EqualFold(header(m.fields, "Connection"), "close") {
+		cl.broken()
+		probs = append(probs, "the gateway closes the kept connection after this answer")
+	}
 	if v := header(m.fields, "X-Floodgate-Verdict"); v != "" {
 		probs = append(probs, "the gateway answered itself: "+v)
 	}
