@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func loadFidelityCorpus(t *testing.T, name string) []fidelityCase {
 			if err != nil {
 				t.Fatalf("%s: %s: not a Go string literal: %v", where, key, err)
 			}
-			return s
+			return expandRepeats(s)
 		}
 		switch key {
 		case "send":
@@ -116,6 +117,21 @@ func loadFidelityCorpus(t *testing.T, name string) []fidelityCase {
 		}
 	}
 	return cases
+}
+
+// repeatRE is "{REPEAT n text}" in a case's bytes: text n times (innermost first; text
+// holds no braces), so that large bodies and heads stay short in the corpus.
+var repeatRE = regexp.MustCompile(`\{REPEAT (\d+) ([^{}]*)\}`)
+
+func expandRepeats(s string) string {
+	for repeatRE.MatchString(s) {
+		s = repeatRE.ReplaceAllStringFunc(s, func(m string) string {
+			sub := repeatRE.FindStringSubmatch(m)
+			n, _ := strconv.Atoi(sub[1])
+			return strings.Repeat(sub[2], n)
+		})
+	}
+	return s
 }
 
 // field is one header line: the name as written and the value without surrounding
