@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -129,7 +128,12 @@ func (g *Gateway) accept(ctx *fasthttp.RequestCtx, st *state, rt *route, now tim
 	id := grant.AppendID(idBuf[:0], rt.name, bytesconv.String(key))
 	r.ID, r.Route, r.Key, r.Accepted, r.Gateway = bytesconv.String(id), rt.name, bytesconv.String(key), now.UnixNano(), a.instance
 	r.Method = bytesconv.String(ctx.Method())
-	r.Path = bytesconv.String(forwardedPath(ctx))
+	// the path as the gateway forwards it (target.go): ctx.Path() is the decoded form
+	// ("/grant/ x?y" for "/grant/%20x%3Fy"), which the deliverer would write into its
+	// request line as it is - a broken line, or a path cut at the '?'
+	pathBuf := targetBufs.Get().(*[]byte)
+	defer putTargetBuf(pathBuf)
+	r.Path = bytesconv.String(targetPath(ctx.URI(), pathBuf))
 	r.Query = bytesconv.String(ctx.URI().QueryString())
 	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 {
 		// the body's type is part of the request: without it the backend cannot read a form
@@ -231,16 +235,4 @@ func fingerprint(r *grant.Record) uint64 {
 	}
 	mix(bytesconv.String(r.Body))
 	return h
-}
-
-// forwardedPath is the request's path as the gateway forwards it: normalised (as routed)
-// and percent-quoted. ctx.Path() is the decoded form ("/grant/ x?y" for
-// "/grant/%20x%3Fy"), which the deliverer would write into its request line as it is:
-// a broken line, or a path cut at the '?'.
-func forwardedPath(ctx *fasthttp.RequestCtx) []byte {
-	u := ctx.URI().RequestURI()
-	if i := bytes.IndexByte(u, '?'); i >= 0 {
-		u = u[:i]
-	}
-	return u
 }

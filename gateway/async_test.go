@@ -201,18 +201,28 @@ func TestAsyncAcceptsDurablyAndRecordsTheRequest(t *testing.T) {
 	}
 }
 
-// TestAsyncRecordsTheForwardedPath: a path with escapes is recorded as the gateway would
-// forward it (quoted), not decoded: the deliverer writes the recorded path into its
-// request line, where "/grant/ x?y" would break the line and cut the path at the '?'.
+// TestAsyncRecordsTheForwardedPath: the path is recorded as the gateway forwards it
+// (target.go), not decoded: the deliverer writes the recorded path into its request
+// line, where "/grant/ x?y" would break the line and cut the path at the '?'. A path in
+// its routed form is recorded as sent (fasthttp's quoting would have made "!" "%21"),
+// another one in that form.
 func TestAsyncRecordsTheForwardedPath(t *testing.T) {
 	ar := newAsyncRig(t, 0)
-	resp, b := ar.post("/grant/%20x%3Fy/caf%C3%A9?user=1&prize=p&a=%7E", "k-path", "", nil)
-	if resp.StatusCode() != 202 {
-		t.Fatalf("got %d %s", resp.StatusCode(), resp.Body())
-	}
-	got := ar.stored()[b.GrantID]
-	if len(got) != 1 || got[0].Path != "/grant/%20x%3Fy/caf%C3%A9" || got[0].Query != "user=1&prize=p&a=%7E" {
-		t.Fatalf("recorded %+v, want path /grant/%%20x%%3Fy/caf%%C3%%A9 and query user=1&prize=p&a=%%7E", got)
+	for i, tc := range []struct{ desc, path, want string }{
+		{"escapes a path cannot do without", "/grant/%20x%3Fy/caf%C3%A9", "/grant/%20x%3Fy/caf%C3%A9"},
+		{"sub-delimiters as sent", "/grant/a!b(1)*;c=d", "/grant/a!b(1)*;c=d"},
+		{"dot segments and escapes of letters: the routed form", "/grant/x/../%41", "/grant/A"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			resp, b := ar.post(tc.path+"?user=1&prize=p&a=%7E", fmt.Sprintf("k-path-%d", i), "", nil)
+			if resp.StatusCode() != 202 {
+				t.Fatalf("got %d %s", resp.StatusCode(), resp.Body())
+			}
+			got := ar.stored()[b.GrantID]
+			if len(got) != 1 || got[0].Path != tc.want || got[0].Query != "user=1&prize=p&a=%7E" {
+				t.Fatalf("recorded %+v, want path %s and query user=1&prize=p&a=%%7E", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -31,13 +31,12 @@ func forwardTarget(req *fasthttp.Request) {
 		// absolute form (RFC 9112 3.2.2: its authority is the host, not the Host header)
 		req.Header.SetHostBytes(u.Host())
 	}
-	orig, path := u.PathOriginal(), u.Path()
-	if (len(orig) == 1 && orig[0] == '*') || quotedAs(orig, path) {
+	if sentAsRouted(u) {
 		u.DisablePathNormalizing = true
 		return
 	}
 	bp := targetBufs.Get().(*[]byte)
-	b := appendPathQuoted((*bp)[:0], path)
+	b := appendPathQuoted((*bp)[:0], u.Path())
 	if q := u.QueryString(); len(q) > 0 {
 		b = append(b, '?')
 		b = append(b, q...)
@@ -46,10 +45,31 @@ func forwardTarget(req *fasthttp.Request) {
 	if u.Parse(req.Header.Host(), b) == nil {
 		u.DisablePathNormalizing = true
 	}
-	if cap(b) <= 64<<10 {
-		*bp = b
+	*bp = b
+	putTargetBuf(bp)
+}
+
+func putTargetBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
 		targetBufs.Put(bp)
 	}
+}
+
+// sentAsRouted: the client sent the path in the form the upstream gets (the routed path
+// quoted by appendPathQuoted), or "*".
+func sentAsRouted(u *fasthttp.URI) bool {
+	orig := u.PathOriginal()
+	return (len(orig) == 1 && orig[0] == '*') || quotedAs(orig, u.Path())
+}
+
+// targetPath is the path of the request-target the upstream gets (forwardTarget) for a
+// record made of the request (an async grant): u's own bytes, or *bp filled with it.
+func targetPath(u *fasthttp.URI, bp *[]byte) []byte {
+	if sentAsRouted(u) {
+		return u.PathOriginal()
+	}
+	*bp = appendPathQuoted((*bp)[:0], u.Path())
+	return *bp
 }
 
 // pathEscape marks the bytes a path must carry percent-encoded: everything but
