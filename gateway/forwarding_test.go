@@ -20,18 +20,9 @@ import (
 // its Cookie lines that way (the cleaning pass used VisitAll) and every route with a
 // query key re-encoded the query. The real binary, a raw recording upstream, pipelined
 // and plain pools, every built-in filter that reads the request.
-func TestForwardsTheRequestAsSent(t *testing.T) {
-	itest.RequireIntegration(t)
-	up := newRawUpstream(t)
-	g := itest.StartGateway(t, fmt.Sprintf(`
-server: {listen: "{{LISTEN}}", read_timeout: 5s}
-admin: {listen: "{{ADMIN}}"}
-pools:
-  piped: {addrs: ["%[1]s"], max_conns: 4, pipeline: {enabled: true}}
-  plain: {addrs: ["%[1]s"], max_conns: 4}
-routes:
-  bare: {path: /bare, pool: plain, timeout: 5s}
-  keyed:
+// keyedRoute is a route on the pool "plain" whose filters read keys from the query, a
+// cookie and a header (shared with TestFidelityCorpus).
+const keyedRoute = `  keyed:
     path: /keyed
     pool: plain
     timeout: 5s
@@ -44,7 +35,20 @@ routes:
         tiers: {organic: {priority: 100, rate: 100000}}
       sample: {ratio: 1, key: "cookie:uin"}
       token_bucket: {key: "query:uin", rate: 100000}
-  piped:
+`
+
+func TestForwardsTheRequestAsSent(t *testing.T) {
+	itest.RequireIntegration(t)
+	up := newRawUpstream(t)
+	g := itest.StartGateway(t, fmt.Sprintf(`
+server: {listen: "{{LISTEN}}", read_timeout: 5s}
+admin: {listen: "{{ADMIN}}"}
+pools:
+  piped: {addrs: ["%[1]s"], max_conns: 4, pipeline: {enabled: true}}
+  plain: {addrs: ["%[1]s"], max_conns: 4}
+routes:
+  bare: {path: /bare, pool: plain, timeout: 5s}
+`+keyedRoute+`  piped:
     path: /piped
     pool: piped
     timeout: 5s
