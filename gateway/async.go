@@ -140,8 +140,11 @@ func (g *Gateway) accept(ctx *fasthttp.RequestCtx, st *state, rt *route, now tim
 		p.Headers = append(p.Headers, grant.Header{Name: "Content-Type", Value: bytesconv.String(ct)})
 	}
 	for _, h := range a.keep {
-		if v := ctx.Request.Header.PeekBytes(h); len(v) > 0 {
-			p.Headers = append(p.Headers, grant.Header{Name: bytesconv.String(h), Value: bytesconv.String(v)})
+		// every line of a kept header, in order (a repeated X-Trace is several values)
+		for _, v := range ctx.Request.Header.PeekAll(bytesconv.String(h)) {
+			if len(v) > 0 {
+				p.Headers = append(p.Headers, grant.Header{Name: bytesconv.String(h), Value: bytesconv.String(v)})
+			}
 		}
 	}
 	r.Headers = p.Headers

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -201,6 +202,28 @@ func TestAsyncAcceptsDurablyAndRecordsTheRequest(t *testing.T) {
 	}
 }
 
+// TestAsyncKeepsEveryLineOfAKeptHeader: a kept header sent on several lines is recorded
+// (and so delivered) with every line, in order; PeekBytes kept only the first.
+func TestAsyncKeepsEveryLineOfAKeptHeader(t *testing.T) {
+	ar := newAsyncRig(t, 0)
+	res := firstRawAnswer(t, ar, "POST /grant?user=1&prize=p HTTP/1.1\r\nHost: gw.test\r\nIdempotency-Key: k-lines\r\nX-Trace: t1\r\nX-Other: o\r\nX-Trace: t2\r\nContent-Length: 0\r\n\r\n")
+	if !strings.Contains(res, " 202 ") {
+		t.Fatalf("got %q, want 202", res)
+	}
+	var got []grant.Header
+	for _, recs := range ar.stored() {
+		for _, r := range recs {
+			if r.Key == "k-lines" {
+				got = r.Headers
+			}
+		}
+	}
+	want := []grant.Header{{Name: "X-Trace", Value: "t1"}, {Name: "X-Trace", Value: "t2"}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("kept headers %+v, want %+v", got, want)
+	}
+}
+
 // TestAsyncRecordsTheForwardedPath: the path is recorded as the gateway forwards it
 // (target.go), not decoded: the deliverer writes the recorded path into its request
 // line, where "/grant/ x?y" would break the line and cut the path at the '?'. A path in
@@ -347,4 +370,25 @@ func TestAsyncOutcomes(t *testing.T) {
 			t.Errorf("outcomeOf(%v) = %v, want %v", tc.reason, got, tc.want)
 		}
 	}
+}
+
+// firstRawAnswer writes raw to the rig's gateway on a connection of its own and returns
+// the status line of the answer (a raw request keeps repeated lines as written; the
+// rig's fasthttp client would fold a header map).
+func firstRawAnswer(t *testing.T, ar *asyncRig, raw string) string {
+	t.Helper()
+	c, err := ar.net.dial("gateway:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	return line
 }
