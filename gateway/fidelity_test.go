@@ -361,7 +361,20 @@ pools:
 routes:
   root: {path: /, pool: plain, timeout: 5s}
   bare: {path: /bare, pool: plain, timeout: 5s}
-`+keyedRoute+`  piped:
+  keyed: # filters reading a query, a cookie and a header key
+    path: /keyed
+    pool: plain
+    timeout: 5s
+    core: false
+    filters:
+      acl: {deny_query_params: [debug]}
+      promo_throttle:
+        source: header:X-Tag
+        default_tier: organic
+        tiers: {organic: {priority: 100, rate: 100000}}
+      sample: {ratio: 1, key: "cookie:uin"}
+      token_bucket: {key: "query:uin", rate: 100000}
+  piped:
     path: /piped
     pool: piped
     timeout: 5s

@@ -134,7 +134,7 @@ func cleanRequest(h *fasthttp.RequestHeader) {
 // fasthttp collect the Cookie lines into a parsed list, which it then writes back
 // re-serialised - quotes stripped, "=v" turned into "v", a cookie holding '"', ';' or
 // '\' dropped, several Cookie lines merged into one - so the upstream would get other
-// cookies than the client sent (TestForwardsTheRequestAsSent). The slices are valid
+// cookies than the client sent (TestFidelityCorpus). The slices are valid
 // until h is changed or serialised again.
 func eachRequestHeader(h *fasthttp.RequestHeader, f func(k, v []byte)) { eachField(h.Header(), f) }
 
