@@ -128,26 +128,12 @@ func loadAttackCorpus(t *testing.T, pattern string) []attackCase {
 	}
 	var cases []attackCase
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var cur *attackCase
-		for i, line := range strings.Split(string(data), "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			key, val, ok := strings.Cut(line, ":")
-			val = strings.TrimSpace(val)
-			where := fmt.Sprintf("%s:%d", filepath.Base(f), i+1)
-			if !ok {
-				t.Fatalf("%s: not key: value: %q", where, line)
-			}
+		corpusEntries(t, f, func(where string, line int, key, val string) {
 			if key == "case" {
-				cases = append(cases, attackCase{file: filepath.Base(f), desc: val, gateway: "plain", line: i + 1})
+				cases = append(cases, attackCase{file: filepath.Base(f), desc: val, gateway: "plain", line: line})
 				cur = &cases[len(cases)-1]
-				continue
+				return
 			}
 			if cur == nil {
 				t.Fatalf("%s: %s before the first case:", where, key)
@@ -171,7 +157,7 @@ func loadAttackCorpus(t *testing.T, pattern string) []attackCase {
 			default:
 				t.Fatalf("%s: unknown key %q", where, key)
 			}
-		}
+		})
 	}
 	for _, c := range cases {
 		if c.send == nil || c.expect == "" {
@@ -179,6 +165,29 @@ func loadAttackCorpus(t *testing.T, pattern string) []attackCase {
 		}
 	}
 	return cases
+}
+
+// corpusEntries reads a corpus file of "key: value" lines (blank lines and "#" comments
+// skipped; the attack and the fidelity corpora) and calls each with the place of the
+// line ("file:line"), its line number, key and trimmed value.
+func corpusEntries(t *testing.T, path string, each func(where string, line int, key, val string)) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		where := fmt.Sprintf("%s:%d", filepath.Base(path), i+1)
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			t.Fatalf("%s: not key: value: %q", where, line)
+		}
+		each(where, i+1, key, strings.TrimSpace(val))
+	}
 }
 
 // forbiddenUpstream are the names (lower case, "_" and "." read as "-") no forwarded

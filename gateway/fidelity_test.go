@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -48,28 +47,13 @@ type fidelityCase struct {
 
 func loadFidelityCorpus(t *testing.T, name string) []fidelityCase {
 	t.Helper()
-	f := filepath.Join(itest.ModuleRoot(), "testdata", "fidelity", name)
-	data, err := os.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cases []fidelityCase
 	var cur *fidelityCase
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		key, val, ok := strings.Cut(line, ":")
-		val = strings.TrimSpace(val)
-		where := fmt.Sprintf("%s:%d", name, i+1)
-		if !ok {
-			t.Fatalf("%s: not key: value: %q", where, line)
-		}
+	corpusEntries(t, filepath.Join(itest.ModuleRoot(), "testdata", "fidelity", name), func(where string, line int, key, val string) {
 		if key == "case" {
-			cases = append(cases, fidelityCase{file: name, desc: val, line: i + 1, method: "GET"})
+			cases = append(cases, fidelityCase{file: name, desc: val, line: line, method: "GET"})
 			cur = &cases[len(cases)-1]
-			continue
+			return
 		}
 		if cur == nil {
 			t.Fatalf("%s: %s before the first case:", where, key)
@@ -107,7 +91,7 @@ func loadFidelityCorpus(t *testing.T, name string) []fidelityCase {
 		default:
 			t.Fatalf("%s: unknown key %q", where, key)
 		}
-	}
+	})
 	for _, c := range cases {
 		if c.send == "" && c.answer == "" {
 			t.Fatalf("%s:%d %s: a case needs send or answer", c.file, c.line, c.desc)
