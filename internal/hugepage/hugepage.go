@@ -9,8 +9,11 @@
 //
 // The kernel here runs THP in "madvise" mode (the default of most distributions), where
 // only memory marked MADV_HUGEPAGE gets huge pages, and Go's runtime marks none of its
-// heap. Slice returns ordinary Go memory (the garbage collector owns it: no lifetime to
-// manage, nothing to unmap) with the 2 MiB-aligned part that holds the array marked.
+// heap. Two forms: Slice returns ordinary Go memory (the garbage collector owns it: no
+// lifetime to manage, nothing to unmap) with the 2 MiB-aligned part that holds the array
+// marked - the token_bucket tables; Map returns memory outside the Go heap that the
+// caller unmaps - number packs of hundreds of MiB, which would otherwise raise the
+// collector's heap goal by as much and wait for a collection to be given back.
 package hugepage
 
 import "unsafe"

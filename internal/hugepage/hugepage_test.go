@@ -2,44 +2,10 @@ package hugepage
 
 import (
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
 )
-
-// mappingOf returns the VmFlags and AnonHugePages of the mapping of /proc/self/smaps
-// that holds address p.
-func mappingOf(t *testing.T, p uintptr) (flags []string, huge int64) {
-	t.Helper()
-	data, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		t.Skipf("no /proc/self/smaps here: %v", err)
-	}
-	in, found := false, false
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
-			lo, hi, _ := strings.Cut(f[0], "-")
-			a, _ := strconv.ParseUint(lo, 16, 64)
-			b, _ := strconv.ParseUint(hi, 16, 64)
-			in = uint64(p) >= a && uint64(p) < b
-			found = found || in
-			continue
-		}
-		switch {
-		case in && strings.HasPrefix(line, "AnonHugePages:") && len(f) == 3:
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			huge = kb << 10
-		case in && strings.HasPrefix(line, "VmFlags:"):
-			flags = f[1:]
-		}
-	}
-	if !found {
-		t.Fatalf("no mapping holds %#x", p)
-	}
-	return flags, huge
-}
 
 func thpMode(t *testing.T) string {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -76,7 +42,13 @@ func TestSliceMarksHugePages(t *testing.T) {
 	if p%Size != 0 {
 		t.Fatalf("array at %#x, not at a 2 MiB boundary", p)
 	}
-	flags, huge := mappingOf(t, p)
+	_, huge, flags, ok, err := Region(p)
+	if err != nil {
+		t.Skipf("no /proc/self/smaps here: %v", err)
+	}
+	if !ok {
+		t.Fatalf("no mapping holds %#x", p)
+	}
 	hg := false
 	for _, f := range flags {
 		hg = hg || f == "hg"
@@ -96,5 +68,37 @@ func TestSliceSmallArraysArePlain(t *testing.T) {
 	}
 	if Extra(8000) != 0 || Extra(8<<20) != Size {
 		t.Fatalf("Extra(8000) = %d, Extra(8 MiB) = %d; want 0 and %d", Extra(8000), Extra(8<<20), Size)
+	}
+}
+
+// TestMapMarksHugePages: Map puts a large array in a mapping of its own, marked for huge
+// pages, zeroed and writable, which Unmap gives back; a small one is a plain make.
+func TestMapMarksHugePages(t *testing.T) {
+	if thpMode(t) == "never" {
+		t.Skip("transparent huge pages are off on this machine")
+	}
+	a, m := Map[uint32](2<<20, 4<<20) // 8 MiB
+	if m == nil || len(a) != 2<<20 || m.Size() < 8<<20 {
+		t.Fatalf("no mapping for 8 MiB (len %d)", len(a))
+	}
+	for i := range a {
+		if a[i] != 0 {
+			t.Fatalf("a[%d] = %d, want a zeroed array", i, a[i])
+		}
+		a[i] = uint32(i)
+	}
+	start, _, flags, ok, err := Region(m.Addr())
+	if err != nil || !ok || start != m.Addr() {
+		t.Fatalf("region of the mapping: start %#x ok %v err %v, want %#x", start, ok, err, m.Addr())
+	}
+	if !strings.Contains(" "+strings.Join(flags, " ")+" ", " hg ") {
+		t.Fatalf("the mapping is not marked for huge pages: VmFlags %v", flags)
+	}
+	m.Unmap()
+	if m.Addr() != 0 || m.Size() != 0 {
+		t.Fatal("the mapping is still there after Unmap")
+	}
+	if small, m := Map[uint32](1000, 4<<20); m != nil || len(small) != 1000 {
+		t.Fatalf("a small array got a mapping")
 	}
 }

@@ -437,7 +437,7 @@ func (s *Set) each(fn func(n uint64)) {
 func (s *Set) free() {
 	for ; s != nil; s = s.over {
 		for _, m := range s.maps {
-			m.unmap()
+			m.Unmap()
 		}
 	}
 }

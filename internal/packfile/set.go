@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"slices"
+
+	"github.com/floodgate/floodgate/internal/hugepage"
 )
 
 // Set is an immutable set of uint64 numbers made for number packs: millions of user
@@ -47,7 +49,7 @@ type Set struct {
 	pkMagic uint64 // bucket of n = high 64 bits of (n-min) * pkMagic (+ a correction)
 	pkL     [pkMaxK + 1]uint8
 
-	maps []*mapping // arrays outside the Go heap (hugemem_linux.go)
+	maps []*hugepage.Mapping // arrays outside the Go heap (hugemem.go)
 }
 
 // maxPerBucket bounds the average bucket (the binary search's length).
