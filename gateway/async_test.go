@@ -18,6 +18,7 @@ import (
 	"github.com/floodgate/floodgate/filters"
 	"github.com/floodgate/floodgate/internal/accept"
 	"github.com/floodgate/floodgate/internal/grant"
+	"github.com/floodgate/floodgate/internal/itest"
 	"github.com/floodgate/floodgate/internal/journal"
 	"github.com/floodgate/floodgate/internal/queue"
 )
@@ -121,7 +122,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func (ar *asyncRig) stored() map[string][]*grant.Record {
 	ar.t.Helper()
 	out := map[string][]*grant.Record{}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), itest.MinWait)
 	defer cancel()
 	err := ar.q.Scan(ctx, queue.SubjectPrefix+">", time.Time{}, func(m queue.Message) error {
 		r, err := grant.Decode(m.Data)
@@ -382,7 +383,7 @@ func firstRawAnswer(t *testing.T, ar *asyncRig, raw string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(itest.MinWait))
 	if _, err := c.Write([]byte(raw)); err != nil {
 		t.Fatal(err)
 	}

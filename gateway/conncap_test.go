@@ -27,7 +27,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 	// accepted and counted it); the connection stays open.
 	keepAlive := func() (net.Conn, *bufio.Reader) {
 		t.Helper()
-		c, err := net.DialTimeout("tcp4", g.Addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp4", g.Addr, itest.MinWait)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +39,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 	a, _ := keepAlive()
 	b, bbr := keepAlive()
 
-	third := rawExchange(g.Addr, p("GET /lottery HTTP/1.1\r\nHost: gw\r\n\r\n"), 30*time.Second)
+	third := rawExchange(g.Addr, p("GET /lottery HTTP/1.1\r\nHost: gw\r\n\r\n"), itest.MinWait)
 	if third.status != 429 || third.verdict != "edge/too_many_connections" || !third.closed {
 		t.Fatalf("third connection from one address: %v, want 429 edge/too_many_connections and closed", third)
 	}
@@ -50,7 +50,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 	refused := 1 // the third connection above
 	itest.WaitFor(t, "a new connection served after one of the two closed", itest.MinWait, func() bool {
 		// until the gateway has seen a's close, a new connection is still the third
-		r := rawExchange(g.Addr, p("GET /lottery HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"), 30*time.Second)
+		r := rawExchange(g.Addr, p("GET /lottery HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"), itest.MinWait)
 		if r.status == 429 {
 			refused++
 		}
@@ -68,7 +68,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 // ask sends one keep-alive GET on c and wants status.
 func ask(t *testing.T, c net.Conn, br *bufio.Reader, status int) {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(itest.MinWait))
 	if _, err := c.Write(p("GET /lottery HTTP/1.1\r\nHost: gw\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}

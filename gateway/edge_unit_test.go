@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/floodgate/floodgate/internal/itest"
 )
 
 // parseHead parses a request head the way the traffic server does; ok is false when
@@ -140,7 +142,7 @@ func TestGuardRefusesUnfollowedConnections(t *testing.T) {
 				c = &strictConn{Conn: server}
 			}
 			go r.gw.server.ServeConn(c)
-			client.SetDeadline(time.Now().Add(30 * time.Second))
+			client.SetDeadline(time.Now().Add(itest.MinWait))
 			if _, err := client.Write([]byte("GET /lottery HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")); err != nil {
 				t.Fatal(err)
 			}

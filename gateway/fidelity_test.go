@@ -511,13 +511,13 @@ type fidelityClient struct {
 func (cl *fidelityClient) conn() (net.Conn, *bufio.Reader, error) {
 	cl.raw.Reset()
 	if cl.c == nil {
-		c, err := net.DialTimeout("tcp4", cl.addr, 30*time.Second)
+		c, err := net.DialTimeout("tcp4", cl.addr, itest.MinWait)
 		if err != nil {
 			return nil, nil, err
 		}
 		cl.c, cl.br = c, bufio.NewReader(io.TeeReader(c, &cl.raw))
 	}
-	cl.c.SetDeadline(time.Now().Add(30 * time.Second))
+	cl.c.SetDeadline(time.Now().Add(itest.MinWait))
 	return cl.c, cl.br, nil
 }
 

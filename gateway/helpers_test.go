@@ -5,12 +5,12 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/floodgate/floodgate/gateway/config"
+	"github.com/floodgate/floodgate/internal/itest"
 
 	_ "github.com/floodgate/floodgate/filters/all"
 )
@@ -85,7 +85,7 @@ func newRigOpts(t testing.TB, opts Options, yamlSrc string) *testRig {
 	t.Cleanup(func() { srv.Shutdown() })
 	// the client sends a request target as the test wrote it (fasthttp's client would
 	// decode and re-quote the path first)
-	r.client = &fasthttp.HostClient{Addr: "gateway:80", Dial: r.net.dial, ReadTimeout: 5 * time.Second, MaxIdemponentCallAttempts: 1,
+	r.client = &fasthttp.HostClient{Addr: "gateway:80", Dial: r.net.dial, ReadTimeout: itest.MinWait, MaxIdemponentCallAttempts: 1,
 		DisablePathNormalizing: true}
 	return r
 }

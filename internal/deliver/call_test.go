@@ -6,11 +6,11 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/floodgate/floodgate/internal/grant"
+	"github.com/floodgate/floodgate/internal/itest"
 )
 
 // TestUnreachable: a call whose connection could not be made is Unreachable (held, not
@@ -49,7 +49,7 @@ func TestUnreachable(t *testing.T) {
 		{desc: "no address", addrs: nil, want: true},
 		{desc: "connected, then closed without an answer", addrs: []string{hangup.Addr().String()}, want: false},
 	} {
-		out := c.Call(Target{Addrs: tc.addrs, Timeout: 30 * time.Second, IDHeader: "X-Grant-Id"}, rec)
+		out := c.Call(Target{Addrs: tc.addrs, Timeout: itest.MinWait, IDHeader: "X-Grant-Id"}, rec)
 		if out.Class != Retry || out.Unreachable != tc.want {
 			t.Errorf("%s: %v unreachable=%v, want retry unreachable=%v", tc.desc, out, out.Unreachable, tc.want)
 		}
@@ -105,7 +105,7 @@ func TestCallSendsTheRecordedRequest(t *testing.T) {
 	}()
 	rec := &grant.Record{ID: "grant-1", Route: "grant", Method: "POST", Path: "/grant/%20x%3Fy", Query: "a=%7E&k=a;b",
 		Headers: []grant.Header{{Name: "Cookie", Value: `json={"a":1}; q="x"`}, {Name: "X-Trace", Value: "t1"}}, Body: []byte("abc")}
-	out := NewCaller().Call(Target{Addrs: []string{ln.Addr().String()}, Timeout: 30 * time.Second, IDHeader: "X-Grant-Id"}, rec)
+	out := NewCaller().Call(Target{Addrs: []string{ln.Addr().String()}, Timeout: itest.MinWait, IDHeader: "X-Grant-Id"}, rec)
 	if out.Class != Delivered {
 		t.Fatalf("%v, want delivered", out)
 	}
@@ -122,7 +122,7 @@ func TestCallSendsTheRecordedRequest(t *testing.T) {
 		{ID: "grant-2", Method: "POST", Path: "/grant", Headers: []grant.Header{{Name: "X-Bad", Value: "a\r\nInjected: 1"}}},
 		{ID: "grant-3", Method: "POST", Path: "/grant x"},
 	} {
-		if out := NewCaller().Call(Target{Addrs: []string{ln.Addr().String()}, Timeout: 30 * time.Second, IDHeader: "X-Grant-Id"}, bad); out.Class != Rejected || out.Err == nil {
+		if out := NewCaller().Call(Target{Addrs: []string{ln.Addr().String()}, Timeout: itest.MinWait, IDHeader: "X-Grant-Id"}, bad); out.Class != Rejected || out.Err == nil {
 			t.Errorf("%s, an unsendable record: %v, want rejected with the reason", bad.ID, out)
 		}
 	}
