@@ -131,9 +131,11 @@ func (g *Gateway) accept(ctx *fasthttp.RequestCtx, st *state, rt *route, now tim
 	// the path as the gateway forwards it (target.go): ctx.Path() is the decoded form
 	// ("/grant/ x?y" for "/grant/%20x%3Fy"), which the deliverer would write into its
 	// request line as it is - a broken line, or a path cut at the '?'
-	pathBuf := targetBufs.Get().(*[]byte)
-	defer putTargetBuf(pathBuf)
-	r.Path = bytesconv.String(targetPath(ctx.URI(), pathBuf))
+	path, pathBuf := targetPath(ctx.URI())
+	if pathBuf != nil {
+		defer putTargetBuf(pathBuf)
+	}
+	r.Path = bytesconv.String(path)
 	r.Query = bytesconv.String(ctx.URI().QueryString())
 	if ct := ctx.Request.Header.ContentType(); len(ct) > 0 {
 		// the body's type is part of the request: without it the backend cannot read a form

@@ -63,13 +63,15 @@ func sentAsRouted(u *fasthttp.URI) bool {
 }
 
 // targetPath is the path of the request-target the upstream gets (forwardTarget) for a
-// record made of the request (an async grant): u's own bytes, or *bp filled with it.
-func targetPath(u *fasthttp.URI, bp *[]byte) []byte {
+// record made of the request (an async grant): u's own bytes (bp nil), or a buffer of
+// targetBufs filled with it, which the caller puts back (putTargetBuf) once done with it.
+func targetPath(u *fasthttp.URI) (path []byte, bp *[]byte) {
 	if sentAsRouted(u) {
-		return u.PathOriginal()
+		return u.PathOriginal(), nil
 	}
+	bp = targetBufs.Get().(*[]byte)
 	*bp = appendPathQuoted((*bp)[:0], u.Path())
-	return *bp
+	return *bp, bp
 }
 
 // pathEscape marks the bytes a path must carry percent-encoded: everything but
