@@ -275,7 +275,8 @@ func AssertNoAllocsFunc(t testing.TB, fn func()) {
 // the wire carries it. Filters read the raw query (filters.Request.Query), so a test that
 // varies a key between decisions sets it this way, not through ctx.QueryArgs() (whose
 // changes reach only what is forwarded). name and value are written as given, not
-// encoded. It allocates nothing once the URI's buffer has grown to the query's size.
+// encoded. For a query of up to 256 bytes it allocates nothing once the URI's buffer has
+// grown to the query's size.
 func SetQueryArg[V string | []byte](r *filters.Request, name string, value V) {
 	var buf [256]byte
 	q := append(buf[:0], name...)
